@@ -1,0 +1,136 @@
+"""pubsub: a Kafka-shaped durable message log in one SQLite file.
+
+Topics, partitions, offsets, keys, headers, timestamps and consumer groups with committed
+offsets, shared by any number of processes through one database file::
+
+    from pubsub import Broker, Consumer
+
+    with Broker("app.db") as broker:
+        broker.create_topic("orders", partitions=3, if_not_exists=True)
+        broker.produce("orders", b'{"id": 1}', key="customer-9")
+
+    with Consumer("app.db", "orders", group="billing") as consumer:
+        for record in consumer.poll(timeout=1.0):
+            print(record.partition, record.offset, record.value)
+"""
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# Names are imported on first use (PEP 562): the CLI imports this package on every run and
+# most commands need only a few of these modules.
+_EXPORTS = {
+    "Broker": "pubsub.broker",
+    "DatabaseInfo": "pubsub.broker",
+    "Consumer": "pubsub.consumer",
+    "OffsetReset": "pubsub.consumer",
+    "PubsubWarning": "pubsub.consumer",
+    "AlreadyExistsError": "pubsub.errors",
+    "BusyError": "pubsub.errors",
+    "CorruptDatabaseError": "pubsub.errors",
+    "DatabaseNotFoundError": "pubsub.errors",
+    "GroupNotFoundError": "pubsub.errors",
+    "InvalidArgumentError": "pubsub.errors",
+    "InvalidRecordError": "pubsub.errors",
+    "NotFoundError": "pubsub.errors",
+    "OffsetOutOfRangeError": "pubsub.errors",
+    "PubsubError": "pubsub.errors",
+    "SchemaError": "pubsub.errors",
+    "SchemaTooNewError": "pubsub.errors",
+    "StorageError": "pubsub.errors",
+    "StorageFullError": "pubsub.errors",
+    "TopicExistsError": "pubsub.errors",
+    "TopicNotFoundError": "pubsub.errors",
+    "murmur2": "pubsub.partitioner",
+    "partition_for_key": "pubsub.partitioner",
+    "Message": "pubsub.records",
+    "PartitionInfo": "pubsub.records",
+    "ProduceResult": "pubsub.records",
+    "Record": "pubsub.records",
+    "RecordMetadata": "pubsub.records",
+    "TopicInfo": "pubsub.records",
+    "TopicPartition": "pubsub.records",
+}
+
+if TYPE_CHECKING:
+    from pubsub.broker import Broker, DatabaseInfo
+    from pubsub.consumer import Consumer, OffsetReset, PubsubWarning
+    from pubsub.errors import (
+        AlreadyExistsError,
+        BusyError,
+        CorruptDatabaseError,
+        DatabaseNotFoundError,
+        GroupNotFoundError,
+        InvalidArgumentError,
+        InvalidRecordError,
+        NotFoundError,
+        OffsetOutOfRangeError,
+        PubsubError,
+        SchemaError,
+        SchemaTooNewError,
+        StorageError,
+        StorageFullError,
+        TopicExistsError,
+        TopicNotFoundError,
+    )
+    from pubsub.partitioner import murmur2, partition_for_key
+    from pubsub.records import (
+        Message,
+        PartitionInfo,
+        ProduceResult,
+        Record,
+        RecordMetadata,
+        TopicInfo,
+        TopicPartition,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pubsub' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+__all__ = [
+    "AlreadyExistsError",
+    "Broker",
+    "BusyError",
+    "Consumer",
+    "CorruptDatabaseError",
+    "DatabaseInfo",
+    "DatabaseNotFoundError",
+    "GroupNotFoundError",
+    "InvalidArgumentError",
+    "InvalidRecordError",
+    "Message",
+    "NotFoundError",
+    "OffsetOutOfRangeError",
+    "OffsetReset",
+    "PartitionInfo",
+    "ProduceResult",
+    "PubsubError",
+    "PubsubWarning",
+    "Record",
+    "RecordMetadata",
+    "SchemaError",
+    "SchemaTooNewError",
+    "StorageError",
+    "StorageFullError",
+    "TopicExistsError",
+    "TopicInfo",
+    "TopicNotFoundError",
+    "TopicPartition",
+    "__version__",
+    "murmur2",
+    "partition_for_key",
+]

@@ -1,0 +1,924 @@
+"""The Broker: one process's handle on a pubsub database file.
+
+A Broker owns one SQLite connection; use it from one thread (open one Broker per thread). Any
+number of Brokers, in any number of processes, may use the same file at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import repeat
+from operator import itemgetter
+from types import TracebackType
+from typing import TYPE_CHECKING, NamedTuple, TypeVar, cast
+
+from pubsub.db import catalog, log, schema
+from pubsub.db.connection import DEFAULT_BUSY_TIMEOUT, DEFAULT_FILE_MODE, SyncMode, connect
+from pubsub.db.transaction import ReadScope, WriteTransaction
+from pubsub.errors import (
+    InvalidArgumentError,
+    InvalidRecordError,
+    OffsetOutOfRangeError,
+    PubsubError,
+    TopicDeletedError,
+    TopicExistsError,
+    TopicNotFoundError,
+)
+from pubsub.limits import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_POLL_BYTES
+from pubsub.partitioner import RoundRobin, partition_for_key
+from pubsub.records import (
+    HeadersInput,
+    Message,
+    PartitionInfo,
+    ProduceResult,
+    Record,
+    RecordMetadata,
+    TopicInfo,
+    TopicPartition,
+    encode_headers,
+)
+
+if TYPE_CHECKING:
+    from pubsub.consumer import Consumer, OffsetReset
+
+__all__ = ["Broker", "DatabaseInfo"]
+
+_new_record = tuple.__new__
+_T = TypeVar("_T")
+
+
+def now_ms() -> int:
+    """Milliseconds since the Unix epoch."""
+    return time.time_ns() // 1_000_000
+
+
+class _TopicMeta(NamedTuple):
+    topic_id: int
+    name: str
+    partitions: int
+    config_version: int
+    max_message_bytes: int
+
+
+class _StaleMetadata(Exception):
+    """Cached topic metadata no longer matches the catalog; refresh and retry."""
+
+
+class DatabaseInfo(NamedTuple):
+    """Facts about the database file, for ``pubsub db info``."""
+
+    path: str
+    file_bytes: int
+    wal_bytes: int
+    schema_version: int
+    sqlite_version: str
+    synchronous: str
+    journal_mode: str
+    auto_vacuum: str
+    page_size: int
+    page_count: int
+    freelist_count: int
+    tables: int
+    topics: int
+
+
+def _as_bytes(value: object, what: str, index: int) -> bytes | None:
+    if value is None or type(value) is bytes:
+        return value
+    if isinstance(value, str):
+        try:
+            return value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidRecordError(f"{what} is not valid Unicode text", index=index) from None
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    raise InvalidRecordError(
+        f"{what} must be bytes, str or None, not {type(value).__name__}", index=index
+    )
+
+
+def _headers_size(raw: str | None) -> int:
+    return len(raw.encode("utf-8")) if raw is not None else 0
+
+
+class _Batch:
+    """A produce call normalised: per-record columns, or constants shared by every record."""
+
+    __slots__ = (
+        "header_const",
+        "headers",
+        "key_const",
+        "keys",
+        "partition_const",
+        "partitions",
+        "sizes",
+        "timestamps",
+        "values",
+    )
+
+    def __init__(self) -> None:
+        self.values: list[bytes | None] = []
+        self.keys: list[bytes | None] | None = None
+        self.key_const: bytes | None = None
+        self.headers: list[str | None] | None = None
+        self.header_const: str | None = None
+        self.partitions: list[int | None] | None = None
+        self.partition_const: int | None = None
+        self.timestamps: list[int] | None = None
+        self.sizes: list[int] | None = None
+
+
+class Broker:
+    """A handle on a pubsub database: topics, produce, fetch, offsets and groups.
+
+    ``path`` is the database file, created (mode ``file_mode``, default 0600) unless
+    ``create`` is false. ``sync`` is ``"full"`` (the default: an acknowledged produce survives
+    power loss) or ``"normal"`` (faster; survives a crash of the process, may lose the last
+    commits on power loss). ``busy_timeout`` is how long a write waits for the lock before
+    :class:`~pubsub.errors.BusyError`. ``clock`` returns the time in ms since the epoch (tests
+    inject one).
+
+    Raises :class:`~pubsub.errors.SchemaError` for a file that is not a pubsub database or was
+    written by a newer version, :class:`~pubsub.errors.DatabaseNotFoundError` when the file is
+    missing and ``create`` is false.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = "pubsub.db",
+        *,
+        sync: SyncMode = "full",
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        create: bool = True,
+        file_mode: int = DEFAULT_FILE_MODE,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.sync: SyncMode = sync
+        self.busy_timeout = busy_timeout
+        self._clock = clock or now_ms
+        self._conn = connect(
+            self.path, sync=sync, busy_timeout=busy_timeout, create=create, file_mode=file_mode
+        )
+        try:
+            self.applied_migrations = schema.ensure_current(
+                self._conn, busy_timeout=busy_timeout, path=self.path
+            )
+        except BaseException:
+            self._conn.close()
+            raise
+        self._topics: dict[str, _TopicMeta] = {}
+        self._round_robin = RoundRobin()
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._conn.close()
+
+    def __enter__(self) -> Broker:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The underlying connection, for read-only inspection (do not begin transactions)."""
+        return self._conn
+
+    def _write(self) -> WriteTransaction:
+        if self._closed:
+            raise InvalidArgumentError("the broker is closed")
+        return WriteTransaction(self._conn, self.busy_timeout, self.path)
+
+    def _read(self) -> ReadScope:
+        if self._closed:
+            raise InvalidArgumentError("the broker is closed")
+        return ReadScope(self.path)
+
+    def now(self) -> int:
+        """The broker's clock: milliseconds since the epoch."""
+        return self._clock()
+
+    # -- topic metadata cache --------------------------------------------------------------
+
+    def _load_meta(self, name: str) -> _TopicMeta:
+        conn = self._conn
+        row = catalog.topic_get_by_name(conn, name)
+        if row is None:
+            self._topics.pop(name, None)
+            raise TopicNotFoundError(name)
+        max_bytes = conn.execute(
+            "SELECT value FROM topic_configs WHERE topic_id = ? AND key = 'max.message.bytes'",
+            (row.topic_id,),
+        ).fetchone()
+        meta = _TopicMeta(
+            row.topic_id,
+            row.name,
+            row.partition_count,
+            row.config_version,
+            int(max_bytes[0]) if max_bytes else DEFAULT_MAX_MESSAGE_BYTES,
+        )
+        self._topics[name] = meta
+        return meta
+
+    def _meta(self, name: str) -> _TopicMeta:
+        meta = self._topics.get(name)
+        if meta is not None:
+            return meta
+        with self._read():
+            return self._load_meta(name)
+
+    def _meta_for_partition(self, name: str, partition: int) -> _TopicMeta:
+        """Metadata of a topic that must have ``partition`` (refreshed once if it seems not)."""
+        meta = self._meta(name)
+        if not 0 <= partition < meta.partitions:
+            self._forget(name)
+            meta = self._meta(name)
+        _check_partition_range(partition, meta.partitions, 0, record=False)
+        return meta
+
+    def _forget(self, name: str) -> None:
+        self._topics.pop(name, None)
+
+    # -- topics ----------------------------------------------------------------------------
+
+    def create_topic(
+        self,
+        name: str,
+        partitions: int = 1,
+        config: Mapping[str, object] | None = None,
+        *,
+        if_not_exists: bool = False,
+    ) -> TopicInfo:
+        """Create a topic with ``partitions`` partitions and Kafka-style ``config``.
+
+        Raises :class:`~pubsub.errors.TopicExistsError` if it exists, unless
+        ``if_not_exists`` (then the existing topic is returned unchanged).
+        """
+        from pubsub import config as topic_config
+
+        topic_config.validate_name(name)
+        topic_config.validate_partitions(partitions)
+        configs = topic_config.normalise_config(config or {})
+        with self._write() as conn:
+            if catalog.topic_get_by_name(conn, name) is not None:
+                if not if_not_exists:
+                    raise TopicExistsError(name)
+            else:
+                catalog.topic_insert(conn, name, partitions, self._clock(), configs)
+        self._forget(name)
+        return self.describe_topic(name)
+
+    def list_topics(self) -> list[TopicInfo]:
+        """Every topic, sorted by name, with partition counts and sizes."""
+        from pubsub import config as topic_config
+
+        with self._read():
+            conn = self._conn
+            rows = catalog.topic_list(conn)
+            configs: dict[int, dict[str, str]] = {}
+            for topic_id, key, value in conn.execute(
+                "SELECT topic_id, key, value FROM topic_configs"
+            ):
+                configs.setdefault(topic_id, {})[key] = value
+            parts: dict[int, list[PartitionInfo]] = {}
+            for row in conn.execute(
+                "SELECT topic_id, partition, log_start_offset, next_offset, record_count, "
+                "byte_count, max_timestamp FROM partitions ORDER BY topic_id, partition"
+            ):
+                parts.setdefault(row[0], []).append(_partition_info(row[1:]))
+        return [
+            TopicInfo(
+                name=row.name,
+                partitions=row.partition_count,
+                config=topic_config.effective_config(configs.get(row.topic_id, {})),
+                overrides=configs.get(row.topic_id, {}),
+                created_ms=row.created_ms,
+                partition_info=tuple(parts.get(row.topic_id, ())),
+            )
+            for row in rows
+        ]
+
+    def describe_topic(self, name: str) -> TopicInfo:
+        """A topic with its configuration and, per partition, offsets, records and bytes."""
+        from pubsub import config as topic_config
+
+        with self._read():
+            conn = self._conn
+            row = catalog.topic_get_by_name(conn, name)
+            if row is None:
+                raise TopicNotFoundError(name)
+            overrides = catalog.configs_get(conn, row.topic_id)
+            parts = conn.execute(
+                "SELECT partition, log_start_offset, next_offset, record_count, byte_count, "
+                "max_timestamp FROM partitions WHERE topic_id = ? ORDER BY partition",
+                (row.topic_id,),
+            ).fetchall()
+        return TopicInfo(
+            name=row.name,
+            partitions=row.partition_count,
+            config=topic_config.effective_config(overrides),
+            overrides=overrides,
+            created_ms=row.created_ms,
+            partition_info=tuple(_partition_info(p) for p in parts),
+        )
+
+    def alter_topic(
+        self,
+        name: str,
+        *,
+        partitions: int | None = None,
+        config: Mapping[str, object] | None = None,
+        delete_config: Iterable[str] = (),
+    ) -> TopicInfo:
+        """Add partitions (never remove: keys would move) and set or reset configuration."""
+        from pubsub import config as topic_config
+
+        configs = topic_config.normalise_config(config or {})
+        to_delete = list(delete_config)
+        for key in to_delete:
+            if key not in topic_config.TOPIC_CONFIGS:
+                raise InvalidArgumentError(
+                    f"unknown topic config {key!r}",
+                    hint="known keys: " + ", ".join(sorted(topic_config.TOPIC_CONFIGS)),
+                )
+        if partitions is not None:
+            topic_config.validate_partitions(partitions)
+        with self._write() as conn:
+            row = catalog.topic_get_by_name(conn, name)
+            if row is None:
+                raise TopicNotFoundError(name)
+            if partitions is not None and partitions != row.partition_count:
+                if partitions < row.partition_count:
+                    raise InvalidArgumentError(
+                        f"topic {name!r} has {row.partition_count} partitions; "
+                        "the count can only grow",
+                        hint="removing partitions would lose records and move keys",
+                    )
+                catalog.partitions_add(conn, row.topic_id, row.partition_count, partitions)
+                catalog.topic_set_partition_count(conn, row.topic_id, partitions)
+            if configs:
+                catalog.configs_set(conn, row.topic_id, configs)
+            if to_delete:
+                catalog.configs_delete(conn, row.topic_id, to_delete)
+            catalog.topic_bump_version(conn, row.topic_id)
+        self._forget(name)
+        return self.describe_topic(name)
+
+    def delete_topic(self, name: str) -> None:
+        """Delete a topic, its records and every group offset on it."""
+        with self._write() as conn:
+            row = catalog.topic_get_by_name(conn, name)
+            if row is None:
+                raise TopicNotFoundError(name)
+            catalog.topic_delete(conn, row)
+        self._forget(name)
+
+    # -- produce ---------------------------------------------------------------------------
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | str | None,
+        *,
+        key: bytes | str | None = None,
+        headers: HeadersInput | None = None,
+        partition: int | None = None,
+        timestamp: int | None = None,
+    ) -> RecordMetadata:
+        """Append one record in its own transaction; return where it was written.
+
+        The record is durable when this returns (under ``sync="full"``). Raises
+        :class:`~pubsub.errors.InvalidRecordError` for a record the topic cannot take
+        (nothing is written), :class:`~pubsub.errors.TopicNotFoundError`,
+        :class:`~pubsub.errors.BusyError` after the busy timeout.
+        """
+        batch = _Batch()
+        batch.values = [_as_bytes(value, "value", 0)]
+        batch.key_const = _as_bytes(key, "key", 0)
+        batch.header_const = encode_headers(headers)
+        if partition is not None:
+            batch.partition_const = _check_partition_type(partition, 0)
+        if timestamp is not None:
+            batch.timestamps = [_check_timestamp(timestamp, 0)]
+        return self._append(topic, batch)[0]
+
+    def produce_batch(
+        self,
+        topic: str,
+        messages: Iterable[Message | bytes | str | None],
+        *,
+        key: bytes | str | None = None,
+        headers: HeadersInput | None = None,
+        partition: int | None = None,
+    ) -> ProduceResult:
+        """Append many records in one transaction: all are written or none.
+
+        Items are :class:`Message` objects or plain values; ``key``, ``headers`` and
+        ``partition`` apply to the plain values. Keyless records without a partition go
+        together to the next partition in round-robin order. Returns the metadata of each
+        record, in input order. On an invalid record,
+        :class:`~pubsub.errors.InvalidRecordError` carries its ``index``.
+        """
+        items = messages if isinstance(messages, list) else list(messages)
+        batch = _Batch()
+        key_b = _as_bytes(key, "key", 0)
+        header_raw = encode_headers(headers)
+        partition_c = None if partition is None else _check_partition_type(partition, 0)
+        if set(map(type, items)) <= {bytes}:
+            batch.values = cast(list[bytes | None], items)
+            batch.key_const = key_b
+            batch.header_const = header_raw
+            batch.partition_const = partition_c
+        else:
+            self._normalise_mixed(batch, items, key_b, header_raw, partition_c)
+        return self._append(topic, batch)
+
+    def _normalise_mixed(
+        self,
+        batch: _Batch,
+        items: Sequence[Message | bytes | str | None],
+        key: bytes | None,
+        header_raw: str | None,
+        partition: int | None,
+    ) -> None:
+        values: list[bytes | None] = []
+        keys: list[bytes | None] = []
+        headers: list[str | None] = []
+        partitions: list[int | None] = []
+        timestamps: list[int] = []
+        any_timestamp = False
+        for index, item in enumerate(items):
+            if isinstance(item, Message):
+                values.append(_as_bytes(item.value, "value", index))
+                keys.append(_as_bytes(item.key, "key", index))
+                try:
+                    headers.append(encode_headers(item.headers))
+                except InvalidArgumentError as exc:
+                    raise InvalidRecordError(str(exc), index=index, hint=exc.hint) from None
+                partitions.append(
+                    None if item.partition is None else _check_partition_type(item.partition, index)
+                )
+                if item.timestamp is not None:
+                    any_timestamp = True
+                    timestamps.append(_check_timestamp(item.timestamp, index))
+                else:
+                    timestamps.append(-1)
+            else:
+                values.append(_as_bytes(item, "value", index))
+                keys.append(key)
+                headers.append(header_raw)
+                partitions.append(partition)
+                timestamps.append(-1)
+        batch.values = values
+        batch.keys = keys
+        batch.headers = headers
+        batch.partitions = partitions
+        if any_timestamp:
+            batch.timestamps = timestamps
+        batch.sizes = [
+            (len(v) if v is not None else 0) + (len(k) if k is not None else 0) + _headers_size(h)
+            for v, k, h in zip(values, keys, headers, strict=True)
+        ]
+
+    def _append(self, topic: str, batch: _Batch) -> ProduceResult:
+        if not batch.values:
+            self._meta(topic)  # an unknown topic is still an error
+            return ProduceResult(topic, {}, 0, [], [])
+        cached = topic in self._topics
+        meta = self._meta(topic)
+        for _attempt in range(5):
+            try:
+                return self._append_once(meta, batch)
+            except (_StaleMetadata, TopicDeletedError):
+                pass
+            except InvalidRecordError:
+                # The record may be valid under a newer partition count or size limit.
+                if not cached:
+                    raise
+            cached = False
+            self._forget(topic)
+            meta = self._meta(topic)
+        raise PubsubError(f"topic {topic!r} kept changing while producing; retry")
+
+    def _append_once(self, meta: _TopicMeta, batch: _Batch) -> ProduceResult:
+        # routes: the partitions written; members: each one's record indices (None when the
+        # whole batch goes to one partition); byte_counts: bytes per partition.
+        routes, members, byte_counts = self._sizes_and_routes(meta, batch)
+        values = batch.values
+        with self._write() as conn:
+            now = self._clock()
+            filled = _fill_timestamps(batch.timestamps, now)
+            bases: dict[int, tuple[int, int]] = {}
+            for partition in routes:
+                state = log.append_state(conn, meta.topic_id, partition)
+                if state is None or state.config_version != meta.config_version:
+                    raise _StaleMetadata
+                if members is None:
+                    base = log.append(
+                        conn,
+                        meta.topic_id,
+                        partition,
+                        state,
+                        values=values,
+                        keys=_column(batch.keys, batch.key_const, len(values)),
+                        headers=_column(batch.headers, batch.header_const, len(values)),
+                        timestamps=filled,
+                        now_ms=now,
+                        byte_count=byte_counts[partition],
+                    )
+                    bases[partition] = (base, len(values))
+                else:
+                    indices = members[partition]
+                    sub_ts = None if filled is None else [filled[i] for i in indices]
+                    base = log.append(
+                        conn,
+                        meta.topic_id,
+                        partition,
+                        state,
+                        values=[values[i] for i in indices],
+                        keys=None if batch.keys is None else [batch.keys[i] for i in indices],
+                        headers=None
+                        if batch.headers is None
+                        else [batch.headers[i] for i in indices],
+                        timestamps=sub_ts,
+                        now_ms=now,
+                        byte_count=byte_counts[partition],
+                    )
+                    bases[partition] = (base, len(indices))
+        timestamps: int | list[int] = now if filled is None else filled
+        if members is None:
+            return ProduceResult(meta.name, bases, timestamps)
+        record_partitions = [0] * len(values)
+        ranks = [0] * len(values)
+        for partition, indices in members.items():
+            for rank, index in enumerate(indices):
+                record_partitions[index] = partition
+                ranks[index] = rank
+        return ProduceResult(meta.name, bases, timestamps, record_partitions, ranks)
+
+    def _sizes_and_routes(
+        self, meta: _TopicMeta, batch: _Batch
+    ) -> tuple[list[int], dict[int, list[int]] | None, dict[int, int]]:
+        """Validate sizes and partitions; choose the partition of each record."""
+        limit = meta.max_message_bytes
+        n = len(batch.values)
+        if batch.sizes is None:
+            # Fast path: every value is bytes and key/headers are shared; C-level scans only.
+            values = cast(list[bytes], batch.values)
+            extra = (len(batch.key_const) if batch.key_const is not None else 0) + _headers_size(
+                batch.header_const
+            )
+            if max(map(len, values)) + extra > limit:
+                index = next(i for i, v in enumerate(values) if len(v) + extra > limit)
+                raise _too_large(meta, index, len(values[index]) + extra)
+            total = sum(map(len, values)) + extra * n
+        else:
+            for index, size in enumerate(batch.sizes):
+                if size > limit:
+                    raise _too_large(meta, index, size)
+            total = sum(batch.sizes)
+
+        count = meta.partitions
+        if batch.partitions is None:
+            if batch.partition_const is not None:
+                chosen = _check_partition_range(batch.partition_const, count, 0)
+            elif batch.key_const is not None:
+                chosen = partition_for_key(batch.key_const, count)
+            else:
+                chosen = self._round_robin.next(count)
+            return [chosen], None, {chosen: total}
+
+        sticky: int | None = None
+        members: dict[int, list[int]] = {}
+        byte_counts: dict[int, int] = {}
+        keys = batch.keys
+        assert batch.sizes is not None
+        for index, explicit in enumerate(batch.partitions):
+            if explicit is not None:
+                partition = _check_partition_range(explicit, count, index)
+            else:
+                key = keys[index] if keys is not None else None
+                if key is not None:
+                    partition = partition_for_key(key, count)
+                else:
+                    if sticky is None:
+                        sticky = self._round_robin.next(count)
+                    partition = sticky
+            members.setdefault(partition, []).append(index)
+            byte_counts[partition] = byte_counts.get(partition, 0) + batch.sizes[index]
+        if len(members) == 1:
+            (only,) = members
+            return [only], None, byte_counts
+        return sorted(members), members, byte_counts
+
+    # -- read ------------------------------------------------------------------------------
+
+    def fetch(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        *,
+        max_records: int = 500,
+        max_bytes: int | None = None,
+    ) -> list[Record]:
+        """Records of one partition from ``offset`` on, oldest first.
+
+        At most ``max_records``; with ``max_bytes``, stops before the record that would take
+        the keys and values past it (but always returns at least one record, so a large
+        record cannot block a reader). Reading at ``next_offset`` returns ``[]``. Raises
+        :class:`~pubsub.errors.OffsetOutOfRangeError` outside ``[log_start, next_offset]``.
+        """
+        if max_records < 1:
+            raise InvalidArgumentError("max_records must be at least 1")
+        meta = self._meta_for_partition(topic, partition)
+        with self._read():
+            marks = self._conn.execute(
+                "SELECT log_start_offset, next_offset FROM partitions "
+                "WHERE topic_id = ? AND partition = ?",
+                (meta.topic_id, partition),
+            ).fetchone()
+            if marks is None:
+                self._forget(topic)
+                raise TopicNotFoundError(topic)
+            start, end = marks
+            if not start <= offset <= end:
+                raise OffsetOutOfRangeError(
+                    f"offset {offset} is out of range for {topic}[{partition}]",
+                    offset=offset,
+                    log_start_offset=start,
+                    next_offset=end,
+                )
+        rows = self._read_rows(meta, partition, offset, end, max_records)
+        if max_bytes is not None:
+            rows = cut_to_bytes(rows, max_bytes)
+        return list(map(_new_record, repeat(Record), rows))
+
+    def _read_rows(
+        self, meta: _TopicMeta, partition: int, offset: int, end: int, limit: int
+    ) -> list[log.RecordRow]:
+        """Rows of ``[offset, end)``; a topic deleted meanwhile is reported as not found."""
+        try:
+            with self._read():
+                return log.read_range(
+                    self._conn, meta.name, meta.topic_id, partition, offset, end, limit
+                )
+        except TopicDeletedError:
+            self._forget(meta.name)
+            raise TopicNotFoundError(meta.name) from None
+
+    def watermarks(self, topic: str) -> dict[int, tuple[int, int]]:
+        """Per partition: (log start offset, next offset)."""
+        meta = self._meta(topic)
+        with self._read():
+            marks = log.watermarks(self._conn, meta.topic_id)
+        if not marks:
+            self._forget(topic)
+            raise TopicNotFoundError(topic)
+        return {m.partition: (m.log_start_offset, m.next_offset) for m in marks}
+
+    def earliest_offset(self, topic: str, partition: int) -> int:
+        """The first offset still stored (Kafka's log start offset)."""
+        return self._partition_marks(topic, partition)[0]
+
+    def latest_offset(self, topic: str, partition: int) -> int:
+        """The offset the next record will get (Kafka's log end offset / high watermark)."""
+        return self._partition_marks(topic, partition)[1]
+
+    def _partition_marks(self, topic: str, partition: int) -> tuple[int, int]:
+        marks = self.watermarks(topic)
+        if partition not in marks:
+            raise InvalidArgumentError(
+                f"topic {topic!r} has no partition {partition}",
+                hint=f"partitions are 0 to {len(marks) - 1}",
+            )
+        return marks[partition]
+
+    def offset_for_time(self, topic: str, partition: int, timestamp: int) -> int | None:
+        """The earliest offset whose timestamp is >= ``timestamp`` (ms), or None if none is.
+
+        O(log n) through the time index, whatever the order of the timestamps.
+        """
+        meta = self._meta_for_partition(topic, partition)
+        start, _ = self._partition_marks(topic, partition)
+        with self._read():
+            return log.offset_for_timestamp(self._conn, meta.topic_id, partition, timestamp, start)
+
+    def topic_partitions(self, topic: str) -> list[TopicPartition]:
+        """The partitions of a topic."""
+        meta = self._meta(topic)
+        return [TopicPartition(topic, p) for p in range(meta.partitions)]
+
+    def refresh(self, topic: str) -> None:
+        """Forget cached metadata of ``topic`` (partition count, limits)."""
+        self._forget(topic)
+
+    # -- consumer groups -------------------------------------------------------------------
+
+    def commit_offsets(
+        self,
+        group: str,
+        offsets: Mapping[TopicPartition, int] | Mapping[tuple[str, int], int],
+        *,
+        metadata: str | None = None,
+    ) -> None:
+        """Commit a group's offsets (the next offset the group will read) in one transaction."""
+        from pubsub import config as topic_config
+        from pubsub.db import groups
+
+        topic_config.validate_name(group, "group")
+        by_topic: dict[str, list[tuple[int, int]]] = {}
+        for (topic, partition), offset in offsets.items():
+            if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+                raise InvalidArgumentError(
+                    f"invalid offset {offset!r} for {topic}[{partition}]",
+                    hint="a committed offset is the next offset to read: 0 or more",
+                )
+            by_topic.setdefault(topic, []).append((partition, offset))
+        if not by_topic:
+            return
+        with self._write() as conn:
+            rows: list[tuple[int, int, int, str | None]] = []
+            for topic, entries in by_topic.items():
+                row = catalog.topic_get_by_name(conn, topic)
+                if row is None:
+                    raise TopicNotFoundError(topic)
+                for partition, offset in entries:
+                    _check_partition_range(partition, row.partition_count, 0, record=False)
+                    rows.append((row.topic_id, partition, offset, metadata))
+            group_id = groups.group_id_ensure(conn, group, self._clock())
+            groups.offsets_commit(conn, group_id, rows, self._clock())
+
+    def committed_offsets(self, group: str, topic: str | None = None) -> dict[TopicPartition, int]:
+        """A group's committed offsets (all topics, or one)."""
+        from pubsub.db import groups
+
+        topic_id = None if topic is None else self._meta(topic).topic_id
+        with self._read():
+            rows = groups.offsets_get(self._conn, group, topic_id)
+        return {TopicPartition(r.topic, r.partition): r.committed_offset for r in rows}
+
+    def consumer(
+        self,
+        topics: str | Iterable[str] | None = None,
+        *,
+        group: str | None = None,
+        partitions: Iterable[TopicPartition | tuple[str, int]] | None = None,
+        auto_offset_reset: OffsetReset = "earliest",
+        auto_commit: bool = True,
+        auto_commit_interval: float = 5.0,
+        max_poll_records: int = 500,
+        max_poll_bytes: int | None = DEFAULT_MAX_POLL_BYTES,
+        iter_timeout: float | None = None,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> Consumer:
+        """A :class:`~pubsub.consumer.Consumer` sharing this broker's connection.
+
+        The parameters are the Consumer's; the consumer must be used from this thread.
+        """
+        from pubsub.consumer import Consumer
+
+        return Consumer(
+            self,
+            topics,
+            group=group,
+            partitions=partitions,
+            auto_offset_reset=auto_offset_reset,
+            auto_commit=auto_commit,
+            auto_commit_interval=auto_commit_interval,
+            max_poll_records=max_poll_records,
+            max_poll_bytes=max_poll_bytes,
+            iter_timeout=iter_timeout,
+            on_warning=on_warning,
+        )
+
+    # -- the file --------------------------------------------------------------------------
+
+    def info(self) -> DatabaseInfo:
+        """Path, sizes, schema version, SQLite version and durability settings."""
+        from pubsub.db.info import file_stats
+
+        with self._read():
+            stats = file_stats(self._conn, self.path)
+            topics = self._conn.execute("SELECT count(*) FROM topics").fetchone()[0]
+        return DatabaseInfo(
+            path=os.path.abspath(self.path),
+            file_bytes=stats.file_bytes,
+            wal_bytes=stats.wal_bytes,
+            schema_version=stats.user_version,
+            sqlite_version=sqlite3.sqlite_version,
+            synchronous=stats.synchronous,
+            journal_mode=stats.journal_mode,
+            auto_vacuum=stats.auto_vacuum,
+            page_size=stats.page_size,
+            page_count=stats.page_count,
+            freelist_count=stats.freelist_count,
+            tables=stats.tables,
+            topics=int(topics),
+        )
+
+
+def _partition_info(row: Sequence[int]) -> PartitionInfo:
+    partition, start, end, records, nbytes, max_ts = row
+    return PartitionInfo(
+        partition=partition,
+        log_start_offset=start,
+        next_offset=end,
+        records=records,
+        bytes=nbytes,
+        max_timestamp=None if max_ts < 0 else max_ts,
+    )
+
+
+def _column(per_record: list[_T] | None, const: _T, n: int) -> Iterable[_T] | None:
+    if per_record is not None:
+        return per_record
+    if const is None:
+        return None
+    return repeat(const, n)
+
+
+def _fill_timestamps(timestamps: list[int] | None, now: int) -> list[int] | None:
+    if timestamps is None:
+        return None
+    return [now if ts < 0 else ts for ts in timestamps]
+
+
+def _check_partition_type(partition: object, index: int) -> int:
+    if isinstance(partition, bool) or not isinstance(partition, int) or partition < 0:
+        raise InvalidRecordError(f"invalid partition {partition!r}", index=index)
+    return partition
+
+
+def _check_partition_range(partition: int, count: int, index: int, *, record: bool = True) -> int:
+    if isinstance(partition, bool) or not isinstance(partition, int) or not 0 <= partition < count:
+        hint = f"the topic has partitions 0 to {count - 1}"
+        if record:
+            raise InvalidRecordError(
+                f"partition {partition} does not exist", index=index, hint=hint
+            )
+        raise InvalidArgumentError(f"partition {partition} does not exist", hint=hint)
+    return partition
+
+
+def _check_timestamp(timestamp: object, index: int) -> int:
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp < 0:
+        raise InvalidRecordError(
+            f"invalid timestamp {timestamp!r}",
+            index=index,
+            hint="a timestamp is milliseconds since the Unix epoch, 0 or more",
+        )
+    return timestamp
+
+
+def _too_large(meta: _TopicMeta, index: int, size: int) -> InvalidRecordError:
+    return InvalidRecordError(
+        f"{size} bytes is more than max.message.bytes ({meta.max_message_bytes}) "
+        f"of topic {meta.name!r}",
+        index=index,
+        hint=f"raise it with 'pubsub topic alter {meta.name} --max-message-bytes SIZE'",
+    )
+
+
+_key_of = itemgetter(4)
+_value_of = itemgetter(5)
+
+
+def rows_bytes(rows: Sequence[Sequence[object]]) -> int:
+    """Bytes of the keys and values of record rows (C-level loops)."""
+    return sum(map(len, filter(None, map(_value_of, rows)))) + sum(
+        map(len, filter(None, map(_key_of, rows)))
+    )
+
+
+def cut_to_bytes(
+    rows: list[log.RecordRow], max_bytes: int, *, at_least_one: bool = True
+) -> list[log.RecordRow]:
+    """The longest prefix whose keys and values fit ``max_bytes``.
+
+    With ``at_least_one`` the first row is kept even if it alone is larger, so that one big
+    record cannot block a reader forever.
+    """
+    if rows_bytes(rows) <= max_bytes:
+        return rows
+    total = 0
+    for index, row in enumerate(rows):
+        key, value = row[4], row[5]
+        total += (len(key) if key is not None else 0) + (len(value) if value is not None else 0)
+        if total > max_bytes and (index > 0 or not at_least_one):
+            return rows[:index]
+    return rows

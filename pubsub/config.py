@@ -1,0 +1,292 @@
+"""Names, durations, sizes and topic configuration: parsing and validation.
+
+Topic configuration uses Kafka's keys and meanings (``retention.ms``, ``retention.bytes``,
+``max.message.bytes``, ``cleanup.policy`` …); values are stored as strings, normalised here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
+
+from pubsub.errors import InvalidArgumentError
+from pubsub.limits import DEFAULT_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES_LIMIT, MAX_PARTITIONS
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+def validate_name(name: str, what: str = "topic") -> str:
+    """Check a topic or group name against Kafka's rule (and no leading ``-``)."""
+    if not isinstance(name, str) or not _NAME_RE.match(name) or name in (".", ".."):
+        shown = name if isinstance(name, str) and len(name) <= 60 else f"{str(name)[:60]}…"
+        raise InvalidArgumentError(
+            f"invalid {what} name {shown!r}",
+            hint=f"a {what} name is 1 to 249 characters of A-Z a-z 0-9 . _ - and not '.' or '..'",
+        )
+    if name.startswith("-"):
+        raise InvalidArgumentError(
+            f"invalid {what} name {name!r}: it must not start with '-'",
+            hint="a leading '-' would look like a command-line option",
+        )
+    return name
+
+
+def validate_partitions(count: int) -> int:
+    """Check a partition count: 1 to :data:`MAX_PARTITIONS`."""
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_PARTITIONS:
+        raise InvalidArgumentError(
+            f"invalid partition count {count!r}",
+            hint=f"a topic has 1 to {MAX_PARTITIONS} partitions",
+        )
+    return count
+
+
+_DURATION_UNITS = {
+    "ms": 1,
+    "s": 1000,
+    "m": 60_000,
+    "min": 60_000,
+    "h": 3_600_000,
+    "d": 86_400_000,
+    "w": 604_800_000,
+}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|min|s|m|h|d|w)")
+_FOREVER = ("-1", "forever", "infinite", "unlimited")
+
+
+def parse_duration(text: str, *, allow_forever: bool = False) -> int:
+    """Parse ``7d``, ``12h``, ``30m``, ``10s``, ``500ms`` or ``1h30m`` into milliseconds.
+
+    With ``allow_forever``, ``-1`` / ``forever`` give -1 (Kafka's "no limit").
+    """
+    raw = text.strip().lower()
+    if allow_forever and raw in _FOREVER:
+        return -1
+    pos = 0
+    total = 0.0
+    for match in _DURATION_PART.finditer(raw):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    if pos == 0 or pos != len(raw):
+        raise InvalidArgumentError(
+            f"invalid duration {text!r}",
+            hint="use a number and a unit: 7d, 12h, 30m, 10s, 500ms (or 1h30m)"
+            + (", or -1 for no limit" if allow_forever else ""),
+        )
+    return round(total)
+
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+    "t": 1024**4,
+    "tb": 1000**4,
+    "tib": 1024**4,
+}
+_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([a-z]*)$")
+
+
+def parse_size(text: str, *, allow_forever: bool = False) -> int:
+    """Parse ``512MB`` (10^6), ``1GiB`` (2^30), ``64k`` (2^10, as dd) or ``100`` into bytes.
+
+    With ``allow_forever``, ``-1`` / ``unlimited`` give -1.
+    """
+    raw = text.strip().lower()
+    if allow_forever and raw in _FOREVER:
+        return -1
+    match = _SIZE_RE.match(raw)
+    if match is None or match.group(2) not in _SIZE_UNITS:
+        raise InvalidArgumentError(
+            f"invalid size {text!r}",
+            hint="use bytes or a unit: 512KB, 100MB (powers of 1000), 64KiB, 1GiB (powers of 1024)"
+            + (", or -1 for no limit" if allow_forever else ""),
+        )
+    return round(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+
+
+def _parse_count(text: str) -> int:
+    raw = text.strip().lower()
+    if raw in _FOREVER:
+        return -1
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        raise InvalidArgumentError(
+            f"invalid count {text!r}", hint="use a whole number, or -1 for no limit"
+        ) from None
+    if value < -1:
+        raise InvalidArgumentError(f"invalid count {text!r}", hint="use -1 or more")
+    return value
+
+
+def _parse_ms(text: str) -> int:
+    raw = text.strip()
+    if re.fullmatch(r"-?\d+", raw):
+        value = int(raw)
+        if value < -1:
+            raise InvalidArgumentError(f"invalid duration {text!r}", hint="use -1 or more")
+        return value
+    return parse_duration(raw, allow_forever=True)
+
+
+def _parse_bytes(text: str) -> int:
+    raw = text.strip()
+    if re.fullmatch(r"-?\d+", raw):
+        value = int(raw)
+        if value < -1:
+            raise InvalidArgumentError(f"invalid size {text!r}", hint="use -1 or more")
+        return value
+    return parse_size(raw, allow_forever=True)
+
+
+def _parse_bool(text: str) -> bool:
+    raw = text.strip().lower()
+    if raw in ("true", "1", "yes", "on"):
+        return True
+    if raw in ("false", "0", "no", "off"):
+        return False
+    raise InvalidArgumentError(f"invalid boolean {text!r}", hint="use true or false")
+
+
+def _parse_policy(text: str) -> str:
+    parts = sorted({part.strip().lower() for part in text.split(",") if part.strip()})
+    if not parts or not set(parts) <= {"compact", "delete"}:
+        raise InvalidArgumentError(
+            f"invalid cleanup.policy {text!r}", hint="use delete, compact or compact,delete"
+        )
+    return ",".join(parts)
+
+
+class ConfigKey(NamedTuple):
+    """A topic configuration key: its default, parser and meaning."""
+
+    name: str
+    default: str
+    normalise: Callable[[str], str]
+    doc: str
+
+
+def _ms(text: str) -> str:
+    return str(_parse_ms(text))
+
+
+def _bytes(text: str) -> str:
+    return str(_parse_bytes(text))
+
+
+def _count(text: str) -> str:
+    return str(_parse_count(text))
+
+
+def _bool(text: str) -> str:
+    return "true" if _parse_bool(text) else "false"
+
+
+def _max_message_bytes(text: str) -> str:
+    value = _parse_bytes(text)
+    if not 1 <= value <= MAX_MESSAGE_BYTES_LIMIT:
+        raise InvalidArgumentError(
+            f"invalid max.message.bytes {text!r}",
+            hint=f"use 1 byte to {MAX_MESSAGE_BYTES_LIMIT // (1024 * 1024)} MiB",
+        )
+    return str(value)
+
+
+TOPIC_CONFIGS: dict[str, ConfigKey] = {
+    key.name: key
+    for key in (
+        ConfigKey("retention.ms", "-1", _ms, "delete records older than this (ms; -1 keeps them)"),
+        ConfigKey(
+            "retention.bytes",
+            "-1",
+            _bytes,
+            "per partition, delete the oldest records beyond this many bytes (-1: no limit)",
+        ),
+        ConfigKey(
+            "retention.messages",
+            "-1",
+            _count,
+            "per partition, keep at most this many records (-1: no limit)",
+        ),
+        ConfigKey(
+            "retention.consumed",
+            "false",
+            _bool,
+            "delete records every group subscribed to the topic has committed past",
+        ),
+        ConfigKey(
+            "cleanup.policy",
+            "delete",
+            _parse_policy,
+            "delete (retention), compact (latest record per key) or compact,delete",
+        ),
+        ConfigKey(
+            "delete.retention.ms",
+            "86400000",
+            _ms,
+            "how long a compacted topic keeps tombstones (ms)",
+        ),
+        ConfigKey(
+            "max.message.bytes",
+            str(DEFAULT_MAX_MESSAGE_BYTES),
+            _max_message_bytes,
+            "the largest record (key + value + headers) the topic accepts",
+        ),
+    )
+}
+
+
+def normalise_config(config: Mapping[str, object]) -> dict[str, str]:
+    """Validate topic configuration and return it with values in stored form.
+
+    Durations may be given with units (``retention.ms=7d``) and sizes with units
+    (``retention.bytes=1GiB``); they are stored as plain integers like Kafka's.
+    """
+    result: dict[str, str] = {}
+    for key, value in config.items():
+        spec = TOPIC_CONFIGS.get(key)
+        if spec is None:
+            raise InvalidArgumentError(
+                f"unknown topic config {key!r}",
+                hint="known keys: " + ", ".join(sorted(TOPIC_CONFIGS)),
+            )
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, int | str):
+            text = str(value)
+        else:
+            raise InvalidArgumentError(f"invalid value for {key}: {value!r}")
+        result[key] = spec.normalise(text)
+    return result
+
+
+def parse_config_pairs(pairs: list[str]) -> dict[str, str]:
+    """Parse ``KEY=VALUE`` strings (from ``--config``), validated and normalised."""
+    raw: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidArgumentError(
+                f"invalid config {pair!r}", hint="use KEY=VALUE, for example retention.ms=7d"
+            )
+        raw[key.strip()] = value.strip()
+    return normalise_config(raw)
+
+
+def effective_config(overrides: Mapping[str, str]) -> dict[str, str]:
+    """The full configuration of a topic: defaults with its overrides applied."""
+    result = {key: spec.default for key, spec in TOPIC_CONFIGS.items()}
+    result.update(overrides)
+    return result

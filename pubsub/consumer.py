@@ -1,0 +1,459 @@
+"""The Consumer: reads assigned partitions in order, with or without a consumer group.
+
+Without a group a consumer reads the partitions it is given (or every partition of its topics)
+from a starting position. With a group it starts from the group's committed offsets and
+commits its progress (Kafka's meaning: the committed offset is the next offset to read).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from itertools import repeat
+from types import TracebackType
+from typing import Literal
+
+from pubsub import config as topic_config
+from pubsub.broker import Broker, cut_to_bytes, rows_bytes
+from pubsub.db.connection import DEFAULT_BUSY_TIMEOUT, SyncMode
+from pubsub.db.notify import ChangeWaiter
+from pubsub.errors import InvalidArgumentError
+from pubsub.limits import DEFAULT_MAX_POLL_BYTES
+from pubsub.records import Record, TopicPartition
+
+__all__ = ["Consumer", "OffsetReset", "PubsubWarning"]
+
+OffsetReset = Literal["earliest", "latest"]
+
+
+class PubsubWarning(UserWarning):
+    """Something was skipped or adjusted that a reader should know about (e.g. retention)."""
+
+
+def _warn(message: str) -> None:
+    import warnings
+
+    warnings.warn(message, PubsubWarning, stacklevel=4)
+
+
+_new_record = tuple.__new__
+
+
+class Consumer:
+    """Reads records from assigned partitions; with a ``group``, resumes and commits.
+
+    ``broker`` is a :class:`~pubsub.broker.Broker` (shared: use it from one thread) or a
+    database path (the consumer opens and closes its own connection). Give ``topics`` (every
+    partition of each) or explicit ``partitions``. A partition with no committed offset starts
+    at ``auto_offset_reset`` (``"earliest"`` or ``"latest"``).
+
+    Records returned by :meth:`poll`, or yielded by iteration, count as consumed; with
+    ``auto_commit`` (the default) consumed offsets are committed at most every
+    ``auto_commit_interval`` seconds during polling and when the consumer is closed without
+    an exception. Iteration ends after ``iter_timeout`` seconds without a record (``None``:
+    wait forever; ``0``: stop at the end of the log). ``on_warning`` receives messages about
+    skipped records (by default they are issued as :class:`PubsubWarning`).
+    """
+
+    def __init__(
+        self,
+        broker: Broker | str | os.PathLike[str],
+        topics: str | Iterable[str] | None = None,
+        *,
+        group: str | None = None,
+        partitions: Iterable[TopicPartition | tuple[str, int]] | None = None,
+        auto_offset_reset: OffsetReset = "earliest",
+        auto_commit: bool = True,
+        auto_commit_interval: float = 5.0,
+        max_poll_records: int = 500,
+        max_poll_bytes: int | None = DEFAULT_MAX_POLL_BYTES,
+        iter_timeout: float | None = None,
+        sync: SyncMode = "full",
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
+        if auto_offset_reset not in ("earliest", "latest"):
+            raise InvalidArgumentError(
+                f"invalid auto_offset_reset {auto_offset_reset!r}", hint="use earliest or latest"
+            )
+        if max_poll_records < 1:
+            raise InvalidArgumentError("max_poll_records must be at least 1")
+        if group is not None:
+            topic_config.validate_name(group, "group")
+        if isinstance(broker, Broker):
+            self._broker = broker
+            self._owns_broker = False
+        else:
+            self._broker = Broker(broker, sync=sync, busy_timeout=busy_timeout, create=False)
+            self._owns_broker = True
+        self.group = group
+        self.auto_offset_reset: OffsetReset = auto_offset_reset
+        self.auto_commit = auto_commit and group is not None
+        self.auto_commit_interval = auto_commit_interval
+        self.max_poll_records = max_poll_records
+        self.max_poll_bytes = max_poll_bytes
+        self.iter_timeout = iter_timeout
+        #: Called with a message when the consumer skips or adjusts something (a position
+        #: deleted by retention); by default a :class:`PubsubWarning`.
+        self.on_warning: Callable[[str], None] = on_warning or _warn
+        self._closed = False
+        self._positions: dict[TopicPartition, int] = {}
+        self._consumed: dict[TopicPartition, int] = {}
+        self._committed: dict[TopicPartition, int] = {}
+        self._stop: dict[TopicPartition, int] | None = None
+        self._rotation = 0
+        self._last_auto_commit = time.monotonic()
+        try:
+            self._assignment = self._resolve(topics, partitions)
+            self._start_positions(self._assignment)
+            self._waiter = ChangeWaiter(self._broker.connection)
+        except BaseException:
+            self._close_broker()
+            raise
+
+    # -- assignment and positions ----------------------------------------------------------
+
+    def _resolve(
+        self,
+        topics: str | Iterable[str] | None,
+        partitions: Iterable[TopicPartition | tuple[str, int]] | None,
+    ) -> list[TopicPartition]:
+        if partitions is not None:
+            assigned = []
+            for topic, partition in partitions:
+                count = len(self._broker.topic_partitions(topic))
+                if not isinstance(partition, int) or not 0 <= partition < count:
+                    raise InvalidArgumentError(
+                        f"topic {topic!r} has no partition {partition}",
+                        hint=f"partitions are 0 to {count - 1}",
+                    )
+                assigned.append(TopicPartition(topic, partition))
+            if not assigned:
+                raise InvalidArgumentError("no partitions to consume")
+            return sorted(set(assigned))
+        if topics is None:
+            raise InvalidArgumentError("give topics or partitions to consume")
+        names = [topics] if isinstance(topics, str) else list(topics)
+        if not names:
+            raise InvalidArgumentError("give at least one topic to consume")
+        assigned = []
+        for name in dict.fromkeys(names):
+            assigned.extend(self._broker.topic_partitions(name))
+        return assigned
+
+    def _start_positions(self, partitions: list[TopicPartition]) -> None:
+        committed: dict[TopicPartition, int] = {}
+        if self.group is not None:
+            committed = self._broker.committed_offsets(self.group)
+        for tp in partitions:
+            if tp in committed:
+                self._committed[tp] = committed[tp]
+                self._set_position(tp, committed[tp])
+        missing = [tp for tp in partitions if tp not in self._positions]
+        if missing:
+            self._reset(missing, self.auto_offset_reset)
+
+    def _set_position(self, tp: TopicPartition, offset: int) -> None:
+        self._positions[tp] = offset
+        self._consumed[tp] = offset
+
+    def _reset(self, partitions: Iterable[TopicPartition], where: OffsetReset) -> None:
+        marks_by_topic: dict[str, dict[int, tuple[int, int]]] = {}
+        for tp in partitions:
+            marks = marks_by_topic.get(tp.topic)
+            if marks is None:
+                marks = marks_by_topic[tp.topic] = self._broker.watermarks(tp.topic)
+            start, end = marks[tp.partition]
+            self._set_position(tp, start if where == "earliest" else end)
+
+    @property
+    def assignment(self) -> list[TopicPartition]:
+        """The partitions this consumer reads, in order."""
+        return list(self._assignment)
+
+    def position(self, tp: TopicPartition | tuple[str, int]) -> int:
+        """The offset the next fetch of ``tp`` starts at."""
+        return self._positions[self._assigned(tp)]
+
+    def committed(self, tp: TopicPartition | tuple[str, int]) -> int | None:
+        """The group's committed offset for ``tp`` as last seen by this consumer."""
+        return self._committed.get(self._assigned(tp))
+
+    def _assigned(self, tp: TopicPartition | tuple[str, int]) -> TopicPartition:
+        key = TopicPartition(*tp)
+        if key not in self._positions:
+            raise InvalidArgumentError(f"{key.topic}[{key.partition}] is not assigned")
+        return key
+
+    def seek(self, tp: TopicPartition | tuple[str, int], offset: int) -> None:
+        """Read ``tp`` from ``offset`` next (clamped to the log's range when fetched)."""
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidArgumentError(f"invalid offset {offset!r}")
+        self._set_position(self._assigned(tp), offset)
+
+    def seek_to_beginning(self, partitions: Iterable[TopicPartition] | None = None) -> None:
+        """Read from the log start of each partition (all assigned ones by default)."""
+        self._reset(self._targets(partitions), "earliest")
+
+    def seek_to_end(self, partitions: Iterable[TopicPartition] | None = None) -> None:
+        """Read only records produced from now on."""
+        self._reset(self._targets(partitions), "latest")
+
+    def seek_from_end(self, count: int, partitions: Iterable[TopicPartition] | None = None) -> None:
+        """Read the last ``count`` records of each partition (kcat's ``-o -N``)."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise InvalidArgumentError(f"invalid count {count!r}")
+        marks: dict[str, dict[int, tuple[int, int]]] = {}
+        for tp in self._targets(partitions):
+            if tp.topic not in marks:
+                marks[tp.topic] = self._broker.watermarks(tp.topic)
+            start, end = marks[tp.topic][tp.partition]
+            self._set_position(tp, max(start, end - count))
+
+    def seek_to_time(
+        self, timestamp: int, partitions: Iterable[TopicPartition] | None = None
+    ) -> None:
+        """Read from the first record whose timestamp is >= ``timestamp`` (ms)."""
+        for tp in self._targets(partitions):
+            offset = self._broker.offset_for_time(tp.topic, tp.partition, timestamp)
+            if offset is None:
+                offset = self._broker.latest_offset(tp.topic, tp.partition)
+            self._set_position(tp, offset)
+
+    def stop_at_end(self) -> dict[TopicPartition, int]:
+        """Read no further than the log end as it is now; return those end offsets.
+
+        Records produced later are left for the next run (a cron consumer processes what
+        arrived since its last run and exits). :attr:`at_end` tells when all are read.
+        """
+        stop: dict[TopicPartition, int] = {}
+        for topic in dict.fromkeys(tp.topic for tp in self._assignment):
+            marks = self._broker.watermarks(topic)
+            for tp in self._assignment:
+                if tp.topic == topic:
+                    stop[tp] = marks[tp.partition][1]
+        self._stop = stop
+        return dict(stop)
+
+    @property
+    def at_end(self) -> bool:
+        """True when every partition was read up to the offsets of :meth:`stop_at_end`."""
+        if self._stop is None:
+            return False
+        return all(self._positions[tp] >= end for tp, end in self._stop.items())
+
+    def _targets(self, partitions: Iterable[TopicPartition] | None) -> list[TopicPartition]:
+        if partitions is None:
+            return list(self._assignment)
+        return [self._assigned(tp) for tp in partitions]
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def poll(self, timeout: float = 0.0, max_records: int | None = None) -> list[Record]:
+        """Return the next records, waiting up to ``timeout`` seconds for some to arrive.
+
+        Partitions are served fairly (each gets a share of ``max_records``, the starting
+        partition rotates); within a partition records come in offset order. Returns ``[]``
+        when nothing arrived in time.
+        """
+        records = self._poll(timeout, max_records)
+        # Everything fetched was handed out (and holes left by compaction were skipped).
+        self._consumed.update(self._positions)
+        return records
+
+    def _poll(self, timeout: float, max_records: int | None) -> list[Record]:
+        self._check_open()
+        self._maybe_auto_commit()
+        limit = self.max_poll_records if max_records is None else max_records
+        if limit < 1:
+            raise InvalidArgumentError("max_records must be at least 1")
+        deadline = time.monotonic() + timeout
+        while True:
+            self._waiter.mark()
+            records = self._fetch(limit)
+            if records:
+                return records
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            self._waiter.wait(remaining)
+
+    def __iter__(self) -> Iterator[Record]:
+        """Yield records one by one, waiting for new ones (see ``iter_timeout``)."""
+        wait = math.inf if self.iter_timeout is None else self.iter_timeout
+        while True:
+            records = self._poll(min(wait, 3600.0), None)
+            if not records:
+                if math.isinf(wait):
+                    continue
+                return
+            consumed = self._consumed
+            for record in records:
+                consumed[TopicPartition(record[0], record[1])] = record[2] + 1
+                yield record
+            consumed.update(self._positions)
+
+    def _fetch(self, limit: int) -> list[Record]:
+        broker = self._broker
+        stop = self._stop
+        marks: dict[str, dict[int, tuple[int, int]]] = {}
+        ready: list[tuple[TopicPartition, int, int]] = []
+        count = len(self._assignment)
+        start_at = self._rotation % count
+        self._rotation += 1
+        for index in range(count):
+            tp = self._assignment[(start_at + index) % count]
+            topic_marks = marks.get(tp.topic)
+            if topic_marks is None:
+                topic_marks = marks[tp.topic] = broker.watermarks(tp.topic)
+            start, end = topic_marks[tp.partition]
+            position = self._positions[tp]
+            if position < start:
+                self.on_warning(
+                    f"{tp.topic}[{tp.partition}]: offset {position} was deleted by retention; "
+                    f"resuming at the log start {start}"
+                )
+                self._set_position(tp, start)
+                position = start
+            elif position > end:
+                self.on_warning(
+                    f"{tp.topic}[{tp.partition}]: offset {position} is past the log end {end}; "
+                    "resuming at the log end"
+                )
+                self._set_position(tp, end)
+                position = end
+            if stop is not None:
+                end = min(end, stop.get(tp, end))
+            if position < end:
+                ready.append((tp, position, end))
+        if not ready:
+            return []
+        budget = limit
+        byte_budget = self.max_poll_bytes
+        share = max(1, limit // len(ready))
+        records: list[Record] = []
+        again: list[tuple[TopicPartition, int, int]] = []
+        for tp, position, end in ready:
+            if budget <= 0:
+                break
+            want = min(share, budget)
+            rows, exhausted = self._read(tp, position, end, want, byte_budget, not records)
+            records.extend(rows)
+            budget -= len(rows)
+            self._advance(tp, rows, exhausted, end)
+            if byte_budget is not None and rows:
+                byte_budget -= rows_bytes(rows)
+                if byte_budget <= 0:
+                    return records
+            if not exhausted and self._positions[tp] < end:
+                again.append((tp, self._positions[tp], end))
+        for tp, position, end in again:
+            if budget <= 0:
+                break
+            rows, exhausted = self._read(tp, position, end, budget, byte_budget, not records)
+            records.extend(rows)
+            budget -= len(rows)
+            self._advance(tp, rows, exhausted, end)
+            if byte_budget is not None and rows:
+                byte_budget -= rows_bytes(rows)
+                if byte_budget <= 0:
+                    break
+        return records
+
+    def _advance(self, tp: TopicPartition, rows: list[Record], exhausted: bool, end: int) -> None:
+        """Move the fetch position past ``rows``, or to ``end`` when the range ran out.
+
+        A read that returned fewer rows than it asked for found nothing else below ``end``
+        (compaction leaves holes), so the position jumps to ``end``.
+        """
+        if exhausted:
+            self._positions[tp] = end
+        elif rows:
+            self._positions[tp] = rows[-1][2] + 1
+
+    def _read(
+        self,
+        tp: TopicPartition,
+        position: int,
+        end: int,
+        limit: int,
+        byte_budget: int | None,
+        first: bool,
+    ) -> tuple[list[Record], bool]:
+        """Up to ``limit`` records of ``[position, end)``, and whether that range ran out.
+
+        ``first``: nothing was read yet in this poll, so one record may exceed the budget.
+        """
+        broker = self._broker
+        rows = broker._read_rows(broker._meta(tp.topic), tp.partition, position, end, limit)
+        exhausted = len(rows) < limit
+        if byte_budget is not None:
+            kept = cut_to_bytes(rows, byte_budget, at_least_one=first)
+            if len(kept) < len(rows):
+                rows, exhausted = kept, False
+        return list(map(_new_record, repeat(Record), rows)), exhausted
+
+    # -- committing ------------------------------------------------------------------------
+
+    def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+        """Commit consumed offsets (or the given ones) for the group, in one transaction."""
+        self._check_open()
+        if self.group is None:
+            raise InvalidArgumentError(
+                "this consumer has no group, so it has nothing to commit",
+                hint="create it with group=NAME",
+            )
+        if offsets is None:
+            offsets = {
+                tp: offset
+                for tp, offset in self._consumed.items()
+                if self._committed.get(tp) != offset
+            }
+        if not offsets:
+            return
+        self._broker.commit_offsets(self.group, offsets)
+        self._committed.update(offsets)
+        self._last_auto_commit = time.monotonic()
+
+    def _maybe_auto_commit(self) -> None:
+        if (
+            self.auto_commit
+            and time.monotonic() - self._last_auto_commit >= self.auto_commit_interval
+        ):
+            self.commit()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InvalidArgumentError("the consumer is closed")
+
+    def close(self, *, commit: bool | None = None) -> None:
+        """Close the consumer; with auto-commit (or ``commit=True``) commit consumed offsets."""
+        if self._closed:
+            return
+        try:
+            if commit if commit is not None else self.auto_commit:
+                self.commit()
+        finally:
+            self._closed = True
+            self._close_broker()
+
+    def _close_broker(self) -> None:
+        if self._owns_broker:
+            self._broker.close()
+
+    def __enter__(self) -> Consumer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # After an exception the records in flight may not have been processed: do not
+        # commit them.
+        self.close(commit=None if exc_type is None else False)

@@ -1,0 +1,169 @@
+"""SQL for the log: appending records, reading ranges, offsets and the time index.
+
+One rowid table per partition, ``log_<topic_id>_<partition>``:
+``"offset" INTEGER PRIMARY KEY, timestamp INTEGER NOT NULL, key BLOB, value BLOB, headers TEXT``.
+Appends land on the right edge of one B-tree; a range read is a rowid range scan.
+
+Storage moves opaque values: keys and values are bytes, headers are the text the API encoded.
+Functions take a connection and never begin or commit; appends must run inside a write
+transaction that also read the partition's counter (:func:`append_state`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from itertools import count, repeat
+from typing import Any, NamedTuple
+
+#: Columns of a row returned by :func:`read_range`: topic, partition, offset, timestamp, key,
+#: value, headers (the first two are bound constants, so rows map straight onto records).
+RecordRow = tuple[str, int, int, int, bytes | None, bytes | None, str | None]
+
+
+def log_table(topic_id: int, partition: int) -> str:
+    """The name of a partition's log table, built from integers only."""
+    return f"log_{int(topic_id)}_{int(partition)}"
+
+
+class AppendState(NamedTuple):
+    """What an append needs to know, read under the write lock."""
+
+    config_version: int
+    next_offset: int
+    max_timestamp: int
+
+
+def append_state(conn: sqlite3.Connection, topic_id: int, partition: int) -> AppendState | None:
+    """The topic's config version and the partition's counter; None if either is gone."""
+    row = conn.execute(
+        "SELECT t.config_version, p.next_offset, p.max_timestamp "
+        "FROM partitions AS p JOIN topics AS t ON t.topic_id = p.topic_id "
+        "WHERE p.topic_id = ? AND p.partition = ?",
+        (topic_id, partition),
+    ).fetchone()
+    return AppendState(*row) if row is not None else None
+
+
+def append(
+    conn: sqlite3.Connection,
+    topic_id: int,
+    partition: int,
+    state: AppendState,
+    *,
+    values: Sequence[bytes | None],
+    keys: Iterable[bytes | None] | None,
+    headers: Iterable[str | None] | None,
+    timestamps: Sequence[int] | None,
+    now_ms: int,
+    byte_count: int,
+) -> int:
+    """Append records at ``state.next_offset`` onwards and advance the counter.
+
+    ``keys``/``headers`` may be None (all null); ``timestamps`` None means every record gets
+    ``now_ms``. Returns the base offset. The counter, record count, byte count and running
+    maximum timestamp are updated in the same transaction as the insert.
+    """
+    n = len(values)
+    base = state.next_offset
+    table = log_table(topic_id, partition)
+    running = state.max_timestamp
+    index_rows: list[tuple[int, int, int, int]] = []
+    ts_column: Iterable[int]
+    if timestamps is None:
+        ts_column = repeat(now_ms, n)
+        if now_ms > running:
+            index_rows.append((topic_id, partition, now_ms, base))
+            running = now_ms
+    else:
+        ts_column = timestamps
+        for position, ts in enumerate(timestamps):
+            if ts > running:
+                running = ts
+                index_rows.append((topic_id, partition, ts, base + position))
+    rows: Iterable[Any] = zip(
+        count(base),
+        ts_column,
+        repeat(None) if keys is None else keys,
+        values,
+        repeat(None) if headers is None else headers,
+        strict=False,
+    )
+    conn.executemany(
+        f'INSERT INTO {table} ("offset", timestamp, key, value, headers) VALUES (?, ?, ?, ?, ?)',
+        rows,
+    )
+    if index_rows:
+        conn.executemany(
+            'INSERT INTO time_index (topic_id, partition, timestamp, "offset") VALUES (?, ?, ?, ?)',
+            index_rows,
+        )
+    conn.execute(
+        "UPDATE partitions SET next_offset = ?, max_timestamp = ?, "
+        "record_count = record_count + ?, byte_count = byte_count + ? "
+        "WHERE topic_id = ? AND partition = ?",
+        (base + n, running, n, byte_count, topic_id, partition),
+    )
+    return base
+
+
+def read_range(
+    conn: sqlite3.Connection,
+    topic_name: str,
+    topic_id: int,
+    partition: int,
+    offset: int,
+    end: int,
+    limit: int,
+) -> list[RecordRow]:
+    """Records with ``offset <= o < end``, oldest first, at most ``limit``."""
+    return conn.execute(
+        f'SELECT ?, ?, "offset", timestamp, key, value, headers '
+        f"FROM {log_table(topic_id, partition)} "
+        f'WHERE "offset" >= ? AND "offset" < ? ORDER BY "offset" LIMIT ?',
+        (topic_name, partition, offset, end, limit),
+    ).fetchall()
+
+
+class Watermarks(NamedTuple):
+    """A partition's ``log_start_offset`` and ``next_offset`` (Kafka's high watermark)."""
+
+    partition: int
+    log_start_offset: int
+    next_offset: int
+
+
+def watermarks(conn: sqlite3.Connection, topic_id: int) -> list[Watermarks]:
+    """Watermarks of every partition of a topic, in partition order."""
+    rows = conn.execute(
+        "SELECT partition, log_start_offset, next_offset FROM partitions "
+        "WHERE topic_id = ? ORDER BY partition",
+        (topic_id,),
+    ).fetchall()
+    return [Watermarks(*row) for row in rows]
+
+
+def offset_for_timestamp(
+    conn: sqlite3.Connection, topic_id: int, partition: int, timestamp: int, log_start: int
+) -> int | None:
+    """The earliest stored offset whose timestamp is >= ``timestamp``, or None.
+
+    The time index row found is the offset where the running maximum first reached
+    ``timestamp``: every earlier record is older. From there (or from the log start, if that
+    record was deleted) the first record at least as new is the answer; with in-order
+    timestamps that is the first row read.
+    """
+    row = conn.execute(
+        'SELECT "offset" FROM time_index WHERE topic_id = ? AND partition = ? '
+        "AND timestamp >= ? ORDER BY timestamp LIMIT 1",
+        (topic_id, partition, timestamp),
+    ).fetchone()
+    if row is None:
+        return None
+    start = max(int(row[0]), log_start)
+    found = conn.execute(
+        f'SELECT "offset" FROM {log_table(topic_id, partition)} '
+        'WHERE "offset" >= ? AND timestamp >= ? ORDER BY "offset" LIMIT 1',
+        (start, timestamp),
+    ).fetchone()
+    return int(found[0]) if found is not None else None

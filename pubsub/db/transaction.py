@@ -1,0 +1,114 @@
+"""Transaction control: the only module that begins, commits or rolls back.
+
+The policy, in one place:
+
+* every write is ``BEGIN IMMEDIATE … COMMIT``. A deferred ``BEGIN`` that reads and then writes
+  fails at once with ``SQLITE_BUSY`` (or ``SQLITE_BUSY_SNAPSHOT``) whatever the busy timeout,
+  because SQLite will not wait when waiting could deadlock. Taking the write lock up front
+  makes the busy timeout apply;
+* reads run in autocommit mode, one statement each, so no read transaction stays open to pin
+  the WAL and starve checkpoints;
+* any sqlite3 exception leaving a block is translated to a :class:`~pubsub.errors.PubsubError`.
+
+Query functions elsewhere in :mod:`pubsub.db` take a connection and never begin or commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from types import TracebackType
+
+from pubsub.db.connection import jitter_sleep, translate_error
+from pubsub.errors import BusyError
+
+
+def begin_immediate(conn: sqlite3.Connection, timeout: float, path: str = "") -> None:
+    """Take the write lock, waiting up to ``timeout`` seconds in all.
+
+    SQLite's busy handler does the waiting for an ordinary lock conflict. Some conflicts return
+    ``SQLITE_BUSY`` without calling it (WAL recovery by another connection, the last
+    connection cleaning up on close); those are retried here with jitter until the deadline.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            err = translate_error(exc, path=path)
+            if not isinstance(err, BusyError):
+                raise err from exc
+            if time.monotonic() >= deadline:
+                raise BusyError(
+                    f"database stayed locked for more than {timeout:g} s"
+                    + (f" ({path})" if path else "")
+                ) from exc
+        jitter_sleep(0.0005, 0.003)
+
+
+class WriteTransaction:
+    """``with WriteTransaction(conn, timeout):`` — ``BEGIN IMMEDIATE`` … ``COMMIT``.
+
+    On an exception the transaction is rolled back (if SQLite has not already done so, as it
+    does after ``SQLITE_FULL``) and a sqlite3 error is re-raised translated.
+    """
+
+    __slots__ = ("conn", "path", "timeout")
+
+    def __init__(self, conn: sqlite3.Connection, timeout: float, path: str = "") -> None:
+        self.conn = conn
+        self.timeout = timeout
+        self.path = path
+
+    def __enter__(self) -> sqlite3.Connection:
+        begin_immediate(self.conn, self.timeout, self.path)
+        return self.conn
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn = self.conn
+        if exc_type is None:
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as commit_exc:
+                _rollback(conn)
+                raise translate_error(commit_exc, path=self.path) from commit_exc
+            return
+        _rollback(conn)
+        if isinstance(exc, sqlite3.Error):
+            raise translate_error(exc, path=self.path) from exc
+
+
+class ReadScope:
+    """``with ReadScope(path):`` — autocommit reads whose sqlite3 errors are translated."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str = "") -> None:
+        self.path = path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, sqlite3.Error):
+            raise translate_error(exc, path=self.path) from exc
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # If ROLLBACK fails the connection is unusable or the transaction already gone; closing
+    # the connection discards whatever is left.
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
