@@ -1,0 +1,1 @@
+"""The ``pubsub`` command line: a Typer app, one module per noun (see :mod:`.app`)."""

@@ -1,0 +1,159 @@
+"""What every command shares: global options, opening the broker, output and error printing.
+
+stdout carries data only. Messages, warnings and errors go to stderr as ``error: …`` then
+``hint: …``. Human tables are drawn only when stdout is a terminal; otherwise output is JSON
+Lines.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from pubsub.errors import InvalidArgumentError, PubsubError
+
+if TYPE_CHECKING:
+    from pubsub.broker import Broker
+
+
+class SyncChoice(StrEnum):
+    """Durability of commits (``PRAGMA synchronous``)."""
+
+    full = "full"
+    normal = "normal"
+
+
+class State:
+    """Global options, kept on the Typer context for the commands."""
+
+    __slots__ = ("busy_timeout", "db", "sync")
+
+    def __init__(self, db: str, sync: str, busy_timeout: float) -> None:
+        self.db = db
+        self.sync = sync
+        self.busy_timeout = busy_timeout
+
+    def broker(self, *, create: bool = False) -> Broker:
+        """Open the database; only commands that create things pass ``create=True``."""
+        from pubsub.broker import Broker
+
+        return Broker(
+            self.db,
+            sync="normal" if self.sync == "normal" else "full",
+            busy_timeout=self.busy_timeout,
+            create=create,
+        )
+
+
+def state(ctx: typer.Context) -> State:
+    """The global options of this invocation."""
+    root = ctx.find_root()
+    obj = root.obj
+    if not isinstance(obj, State):  # a sub-app invoked on its own (tests)
+        obj = root.obj = State(
+            os.environ.get("PUBSUB_DB", "pubsub.db"),
+            os.environ.get("PUBSUB_SYNC", "full"),
+            float(os.environ.get("PUBSUB_BUSY_TIMEOUT", "10")),
+        )
+    return obj
+
+
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print JSON even on a terminal (JSON Lines when piped).")
+]
+
+
+def stdout_is_tty() -> bool:
+    """True when stdout is a terminal (then human tables are drawn)."""
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def write_json_lines(objects: Iterable[Any]) -> None:
+    """Write one compact JSON object per line to stdout."""
+    import json
+
+    out = sys.stdout
+    for obj in objects:
+        out.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n")
+    out.flush()
+
+
+def note(message: str) -> None:
+    """A human message on stderr (never on stdout, which is for data)."""
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def warn(message: str) -> None:
+    """A warning on stderr."""
+    note(f"warning: {message}")
+
+
+def report_error(message: str, hint: str | None = None) -> None:
+    """Print ``error: …`` and ``hint: …`` on stderr."""
+    lines = [f"error: {message}"]
+    if hint:
+        lines.append(f"hint: {hint}")
+    sys.stderr.write("\n".join(lines) + "\n")
+    sys.stderr.flush()
+
+
+def fail(message: str, hint: str | None = None, *, code: int = 2) -> NoReturn:
+    """Stop the command with an error (exit 2 unless ``code`` says otherwise)."""
+    error = InvalidArgumentError(message, hint=hint)
+    error.exit_code = code
+    raise error
+
+
+def silence_stdout() -> None:
+    """After EPIPE: point stdout at /dev/null so the interpreter's final flush stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def human_bytes(n: int) -> str:
+    """1536 -> '1.5 KiB'."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def human_ms(ms: int) -> str:
+    """A duration in ms as '7d', '12h', '30m', '10s', '500ms' (or 'forever' for -1)."""
+    if ms < 0:
+        return "forever"
+    for unit, size in (("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)):
+        if ms >= size and ms % size == 0:
+            return f"{ms // size}{unit}"
+    if ms >= 1000 and ms % 1000 == 0:
+        return f"{ms // 1000}s"
+    return f"{ms}ms"
+
+
+def iso_time(ms: int | None) -> str:
+    """Milliseconds since the epoch as local ISO-8601 time."""
+    if ms is None:
+        return ""
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ms / 1000).astimezone().isoformat(timespec="milliseconds")
+
+
+def exit_code_of(error: PubsubError) -> int:
+    """The documented exit code of an error (see the README's table)."""
+    return int(error.exit_code)

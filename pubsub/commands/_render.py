@@ -1,0 +1,37 @@
+"""Human output: Rich tables, drawn only when stdout is a terminal.
+
+Rich is imported here and only here, inside the functions, so commands that print data for
+scripts never pay for it. Rich honours ``NO_COLOR``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+
+def table(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    *,
+    title: str | None = None,
+    numeric: Sequence[int] = (),
+) -> None:
+    """Print a table to stdout; ``numeric`` columns are right-aligned."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    grid = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", highlight=False)
+    for index, name in enumerate(columns):
+        grid.add_column(name, justify="right" if index in numeric else "left", no_wrap=False)
+    for row in rows:
+        grid.add_row(*("" if cell is None else str(cell) for cell in row))
+    # NO_COLOR: no escape sequences at all, not even bold.
+    plain = bool(os.environ.get("NO_COLOR"))
+    Console(highlight=False, color_system=None if plain else "auto").print(grid)
+
+
+def fields(pairs: Sequence[tuple[str, object]], *, title: str | None = None) -> None:
+    """Print name/value pairs as a two-column table."""
+    table(("", ""), [(name, value) for name, value in pairs], title=title)

@@ -1,0 +1,202 @@
+"""The composition root: the only module that knows the whole command tree.
+
+``main()`` is the console script. Commands are registered lazily: when the command line names
+one command (``pubsub produce …``), only that command's module is imported and built, because
+start-up time is part of the product (shell loops call ``pubsub produce`` thousands of times).
+Help and completion build the whole tree.
+
+Errors become output and an exit code in exactly one place, :class:`PubsubGroup.main`.
+"""
+
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from pubsub.commands._common import (
+    State,
+    SyncChoice,
+    report_error,
+    silence_stdout,
+)
+from pubsub.errors import PubsubError
+
+#: command name -> (module, attribute, is a group of subcommands)
+COMMANDS: dict[str, tuple[str, str, bool]] = {
+    "topic": ("pubsub.commands.topic", "app", True),
+    "produce": ("pubsub.commands.produce", "produce", False),
+    "consume": ("pubsub.commands.consume", "consume", False),
+    "db": ("pubsub.commands.db", "app", True),
+}
+
+#: Global options that take a value (skipped when looking for the command name).
+_VALUE_OPTIONS = ("--db", "--sync", "--busy-timeout")
+
+HELP = """A Kafka-shaped durable message log in one SQLite file.
+
+Topics with partitions, offsets, keys, headers and timestamps; consumer groups with committed
+offsets; no daemon: every process that opens the file is a full client.
+"""
+
+EPILOG = (
+    "Examples: pubsub topic create orders --partitions 3 | "
+    "echo hello | pubsub produce orders | "
+    "pubsub consume orders --group billing --format json"
+)
+
+
+class PubsubGroup(TyperGroup):
+    """The root command: maps every error to ``error:``/``hint:`` and an exit code."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the command line; exit with the documented exit code."""
+        code = 0
+        try:
+            result = super().main(
+                args=args,
+                prog_name=prog_name or "pubsub",
+                complete_var=complete_var,
+                standalone_mode=False,
+                **extra,
+            )
+            if isinstance(result, int) and not isinstance(result, bool):
+                code = result
+        except PubsubError as exc:
+            report_error(exc.message, exc.hint)
+            code = int(exc.exit_code)
+        except typer.TyperException as exc:  # usage errors from the vendored Click
+            code = _usage_error(exc)
+        except typer.Abort:
+            code = 130
+        except BrokenPipeError:
+            silence_stdout()
+            code = 0
+        except KeyboardInterrupt:
+            code = 130
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def _usage_error(exc: typer.TyperException) -> int:
+    ctx = getattr(exc, "ctx", None)
+    hint = f"see '{ctx.command_path} --help'" if ctx is not None else "see 'pubsub --help'"
+    report_error(exc.format_message(), hint)
+    return int(getattr(exc, "exit_code", 2))
+
+
+def _version(value: bool) -> None:
+    if value:
+        from pubsub import __version__
+
+        sys.stdout.write(f"pubsub {__version__}\n")
+        raise typer.Exit(0)
+
+
+def root(
+    ctx: typer.Context,
+    db: Annotated[
+        str,
+        typer.Option(
+            "--db",
+            envvar="PUBSUB_DB",
+            help="The database file.",
+            show_default=True,
+        ),
+    ] = "pubsub.db",
+    sync: Annotated[
+        SyncChoice,
+        typer.Option(
+            "--sync",
+            envvar="PUBSUB_SYNC",
+            case_sensitive=False,
+            help="full: an acknowledged write survives power loss; normal: faster, "
+            "survives a crash of the process but may lose the last writes on power loss.",
+        ),
+    ] = SyncChoice.full,
+    busy_timeout: Annotated[
+        float,
+        typer.Option(
+            "--busy-timeout",
+            envvar="PUBSUB_BUSY_TIMEOUT",
+            min=0.0,
+            help="Seconds a write waits for another writer before failing (exit 5).",
+        ),
+    ] = 10.0,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """A Kafka-shaped durable message log in one SQLite file."""
+    ctx.obj = State(db, sync.value, busy_timeout)
+
+
+def _wanted(argv: Sequence[str]) -> str | None:
+    """The command named on the command line, if it can be told without parsing."""
+    skip = False
+    for token in argv:
+        if skip:
+            skip = False
+            continue
+        if token in _VALUE_OPTIONS:
+            skip = True
+            continue
+        if token == "--":
+            return None
+        if token.startswith("-"):
+            continue
+        return token
+    return None
+
+
+def make_app(only: str | None = None) -> typer.Typer:
+    """Build the Typer app: the whole tree, or just the command ``only``."""
+    app = typer.Typer(
+        cls=PubsubGroup,
+        name="pubsub",
+        help=HELP,
+        epilog=EPILOG,
+        no_args_is_help=False,
+        add_completion=True,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    app.callback()(root)
+    names = [only] if only in COMMANDS else list(COMMANDS)
+    for name in names:
+        module_name, attribute, is_group = COMMANDS[name]
+        target = getattr(importlib.import_module(module_name), attribute)
+        if is_group:
+            app.add_typer(target, name=name)
+        else:
+            app.command(name)(target)
+    return app
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The ``pubsub`` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    # Shell completion asks for the whole tree.
+    only = None if any(k.endswith("_COMPLETE") for k in _completion_env()) else _wanted(args)
+    app = make_app(only)
+    command = typer.main.get_command(app)
+    command.main(args=args, prog_name="pubsub")
+
+
+def _completion_env() -> list[str]:
+    import os
+
+    return [key for key in os.environ if key.startswith("_") and key.endswith("_COMPLETE")]

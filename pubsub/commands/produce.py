@@ -1,0 +1,263 @@
+"""``pubsub produce``: append records from the arguments or from stdin."""
+
+import os
+import sys
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from pubsub.commands._common import fail, silence_stdout, state
+from pubsub.errors import InvalidArgumentError, InvalidRecordError, TopicNotFoundError
+
+if TYPE_CHECKING:
+    from pubsub.broker import Broker
+    from pubsub.records import Message
+
+
+class InputFormat(StrEnum):
+    """How stdin is read."""
+
+    raw = "raw"
+    json = "json"
+
+
+_ESCAPES = {"\\t": "\t", "\\n": "\n", "\\r": "\r", "\\0": "\0", "\\\\": "\\"}
+
+
+def _unescape(text: str) -> str:
+    for escaped, char in _ESCAPES.items():
+        text = text.replace(escaped, char)
+    return text
+
+
+def _parse_header(text: str) -> tuple[str, bytes]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        fail(f"invalid header {text!r}", "use -H NAME=VALUE")
+    return name, os.fsencode(value)
+
+
+def produce(
+    ctx: typer.Context,
+    topic: Annotated[str, typer.Argument(help="The topic to write to.", show_default=False)],
+    values: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Values to produce, one record each. Without them, stdin is read: "
+            "one record per line (or per NUL-terminated chunk with -0).",
+            show_default=False,
+        ),
+    ] = None,
+    key: Annotated[str | None, typer.Option("-k", "--key", help="The key of every record.")] = None,
+    key_separator: Annotated[
+        str | None,
+        typer.Option(
+            "-K",
+            "--key-separator",
+            help="Split each input line at the first SEP into key and value "
+            "(escapes \\t \\n \\0 allowed). A line without SEP has no key.",
+            metavar="SEP",
+        ),
+    ] = None,
+    partition: Annotated[
+        int | None,
+        typer.Option("-p", "--partition", min=0, help="Write to this partition."),
+    ] = None,
+    header: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-H",
+            "--header",
+            help="Add a header NAME=VALUE to every record (repeatable).",
+            metavar="NAME=VALUE",
+        ),
+    ] = None,
+    input_format: Annotated[
+        InputFormat,
+        typer.Option(
+            "--format",
+            help="raw: each line is a value; json: each line is a JSON envelope "
+            "(key, value, headers, timestamp, partition; see docs/cli-json.md).",
+        ),
+    ] = InputFormat.raw,
+    null_delimited: Annotated[
+        bool, typer.Option("-0", help="Records in stdin end with NUL instead of newline.")
+    ] = False,
+    create: Annotated[
+        bool, typer.Option("--create", help="Create the topic (1 partition) if it is missing.")
+    ] = False,
+    print_offsets: Annotated[
+        bool,
+        typer.Option(
+            "--print-offsets",
+            help="Print PARTITION<TAB>OFFSET on stdout for each record written.",
+        ),
+    ] = False,
+    linger: Annotated[
+        float,
+        typer.Option(
+            "--linger",
+            min=0.0,
+            help="Milliseconds to wait for more input before committing a batch; 0 commits "
+            "as soon as the input pauses.",
+            metavar="MS",
+        ),
+    ] = 0.0,
+) -> None:
+    """Produce records to TOPIC.
+
+    Records from stdin are committed in large batches when input is fast, and within
+    milliseconds when it is slow, so 'tail -F app.log | pubsub produce logs' works. On an
+    invalid record, everything before it is kept, nothing after it is written, and the
+    command fails naming the line.
+
+    Examples: pubsub produce orders '{"id": 1}' -k customer-9 | seq 1000 | pubsub produce
+    numbers | pubsub consume a --format json | pubsub produce b --format json
+    """
+    key_bytes = os.fsencode(key) if key is not None else None
+    headers = [_parse_header(h) for h in header or ()]
+    separator = os.fsencode(_unescape(key_separator)) if key_separator is not None else None
+    if separator is not None and (key is not None or separator == b""):
+        fail("-K cannot be empty or combined with -k", "use -k KEY or -K SEP")
+    if input_format is InputFormat.json and (key is not None or separator is not None or headers):
+        fail(
+            "--format json takes keys and headers from each record",
+            "drop -k/-K/-H, or use --format raw",
+        )
+    settings = state(ctx)
+    broker = settings.broker(create=create)
+    try:
+        if create:
+            _ensure_topic(broker, topic)
+        writer = _Writer(broker, topic, key_bytes, headers, partition, print_offsets)
+        if values:
+            writer.write([os.fsencode(v) for v in values], first_line=1, from_stdin=False)
+            return
+        _produce_stdin(writer, input_format, separator, null_delimited, linger)
+    finally:
+        broker.close()
+
+
+def _ensure_topic(broker: "Broker", topic: str) -> None:
+    try:
+        broker.describe_topic(topic)
+    except TopicNotFoundError:
+        broker.create_topic(topic, if_not_exists=True)
+
+
+def _produce_stdin(
+    writer: "_Writer",
+    input_format: InputFormat,
+    separator: bytes | None,
+    null_delimited: bool,
+    linger_ms: float,
+) -> None:
+    from pubsub.commands._input import RecordReader
+
+    stream = sys.stdin.buffer
+    reader = RecordReader(stream, b"\0" if null_delimited else b"\n", linger=linger_ms / 1000)
+    line = 1
+    for batch in reader:
+        if input_format is InputFormat.json:
+            writer.write_json(batch, first_line=line)
+        elif separator is not None:
+            writer.write_keyed(batch, separator, first_line=line)
+        else:
+            writer.write(batch, first_line=line, from_stdin=True)
+        line += len(batch)
+    if reader.interrupted:
+        raise KeyboardInterrupt
+
+
+class _Writer:
+    """Commits batches and reports a bad record by its line number."""
+
+    def __init__(
+        self,
+        broker: "Broker",
+        topic: str,
+        key: bytes | None,
+        headers: list[tuple[str, bytes]],
+        partition: int | None,
+        print_offsets: bool,
+    ) -> None:
+        self.broker = broker
+        self.topic = topic
+        self.key = key
+        self.headers = headers or None
+        self.partition = partition
+        self.print_offsets = print_offsets
+        self.committed = 0
+        self.what = "line"
+
+    def write(self, batch: list[bytes], *, first_line: int, from_stdin: bool) -> None:
+        self.what = "line" if from_stdin else "value"
+        self._commit(batch, first_line)
+
+    def write_keyed(self, batch: list[bytes], separator: bytes, *, first_line: int) -> None:
+        from pubsub.records import Message
+
+        messages: list[Message | bytes | str | None] = []
+        for line in batch:
+            key, sep, value = line.partition(separator)
+            messages.append(Message(value, key) if sep else Message(line))
+        self._commit(messages, first_line)
+
+    def write_json(self, batch: list[bytes], *, first_line: int) -> None:
+        from pubsub.envelope import message_from_json
+
+        messages: list[Message | bytes | str | None] = []
+        lines: list[int] = []
+        for index, line in enumerate(batch):
+            if not line.strip():
+                continue  # blank lines between JSON records are not records
+            try:
+                message = message_from_json(line)
+            except InvalidArgumentError as exc:
+                self._commit(messages, first_line, lines)
+                self._fail(first_line + index, exc)
+            if self.partition is not None:
+                message = message._replace(partition=self.partition)
+            messages.append(message)
+            lines.append(first_line + index)
+        self._commit(messages, first_line, lines)
+
+    def _commit(
+        self,
+        messages: "list[Message | bytes | str | None] | list[bytes]",
+        first_line: int,
+        lines: list[int] | None = None,
+    ) -> None:
+        """Commit ``messages``; on an invalid one, commit those before it and fail."""
+        if not messages:
+            return
+        try:
+            result = self.broker.produce_batch(
+                self.topic,
+                messages,
+                key=self.key,
+                headers=self.headers,
+                partition=self.partition,
+            )
+        except InvalidRecordError as exc:
+            if exc.index > 0:
+                self._commit(messages[: exc.index], first_line, lines)
+            self._fail(lines[exc.index] if lines is not None else first_line + exc.index, exc)
+        self.committed += len(result)
+        if self.print_offsets:
+            out = sys.stdout
+            try:
+                out.write("".join(f"{m.partition}\t{m.offset}\n" for m in result))
+                out.flush()
+            except BrokenPipeError:
+                silence_stdout()
+                raise
+
+    def _fail(self, line: int, exc: InvalidArgumentError) -> None:
+        reason = exc.reason if isinstance(exc, InvalidRecordError) else exc.message
+        raise InvalidArgumentError(
+            f"{self.what} {line}: {reason} "
+            f"({self.committed} records before it were committed, nothing after it)",
+            hint=exc.hint or "fix the record and produce the rest again",
+        )

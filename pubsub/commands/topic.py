@@ -1,0 +1,289 @@
+"""``pubsub topic``: create, list, describe, alter and delete topics."""
+
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from pubsub.commands._common import (
+    JsonOption,
+    fail,
+    human_bytes,
+    human_ms,
+    iso_time,
+    note,
+    state,
+    stdout_is_tty,
+    write_json_lines,
+)
+from pubsub.errors import TopicNotFoundError
+
+if TYPE_CHECKING:
+    from pubsub.records import TopicInfo
+
+app = typer.Typer(
+    help="Create, list, describe, alter and delete topics.",
+    no_args_is_help=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+PartitionsOption = Annotated[
+    int | None, typer.Option("--partitions", "-P", help="Number of partitions.", min=1)
+]
+RetentionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--retention",
+        help="Delete records older than this (7d, 12h, 30m, 500ms; -1 keeps them). "
+        "Stored now, enforced by 'pubsub retention run'.",
+        metavar="DURATION",
+    ),
+]
+RetentionBytesOption = Annotated[
+    str | None,
+    typer.Option(
+        "--retention-bytes",
+        help="Per partition, keep at most this many bytes (512MB, 1GiB; -1: no limit).",
+        metavar="SIZE",
+    ),
+]
+MaxMessageBytesOption = Annotated[
+    str | None,
+    typer.Option(
+        "--max-message-bytes",
+        help="The largest record (key + value + headers) accepted, e.g. 1MiB.",
+        metavar="SIZE",
+    ),
+]
+ConfigOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="A topic config KEY=VALUE (repeatable), e.g. retention.ms=7d, cleanup.policy=compact.",
+        metavar="KEY=VALUE",
+    ),
+]
+
+
+def _config_from_options(
+    retention: str | None,
+    retention_bytes: str | None,
+    max_message_bytes: str | None,
+    pairs: list[str] | None,
+) -> dict[str, str]:
+    from pubsub import config
+
+    values = config.parse_config_pairs(pairs or [])
+    if retention is not None:
+        values["retention.ms"] = str(config.parse_duration(retention, allow_forever=True))
+    if retention_bytes is not None:
+        values["retention.bytes"] = str(config.parse_size(retention_bytes, allow_forever=True))
+    if max_message_bytes is not None:
+        values["max.message.bytes"] = str(config.parse_size(max_message_bytes))
+    return config.normalise_config(values)
+
+
+def _topic_json(topic: "TopicInfo", *, partitions: bool) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": topic.name,
+        "partitions": topic.partitions,
+        "records": topic.records,
+        "bytes": topic.bytes,
+        "created": topic.created_ms,
+        "config": dict(topic.config),
+        "overrides": dict(topic.overrides),
+    }
+    if partitions:
+        data["partition_info"] = [
+            {
+                "partition": p.partition,
+                "log_start_offset": p.log_start_offset,
+                "next_offset": p.next_offset,
+                "records": p.records,
+                "bytes": p.bytes,
+                "max_timestamp": p.max_timestamp,
+            }
+            for p in topic.partition_info
+        ]
+    return data
+
+
+@app.command("create")
+def topic_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The topic name: A-Z a-z 0-9 . _ -, up to 249.")],
+    partitions: PartitionsOption = None,
+    retention: RetentionOption = None,
+    retention_bytes: RetentionBytesOption = None,
+    max_message_bytes: MaxMessageBytesOption = None,
+    config: ConfigOption = None,
+    if_not_exists: Annotated[
+        bool, typer.Option("--if-not-exists", help="Succeed if the topic already exists.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a topic.
+
+    Examples: pubsub topic create orders --partitions 3 --retention 7d | pubsub topic create
+    state --config cleanup.policy=compact --if-not-exists
+    """
+    values = _config_from_options(retention, retention_bytes, max_message_bytes, config)
+    with state(ctx).broker(create=True) as broker:
+        topic = broker.create_topic(
+            name, partitions if partitions is not None else 1, values, if_not_exists=if_not_exists
+        )
+    if as_json:
+        write_json_lines([_topic_json(topic, partitions=True)])
+    else:
+        note(f"topic {topic.name}: created with {topic.partitions} partition(s)")
+
+
+@app.command("list")
+def topic_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """List topics: partitions, records, bytes and retention.
+
+    Examples: pubsub topic list | pubsub topic list --json | jq -r .name
+    """
+    with state(ctx).broker() as broker:
+        topics = broker.list_topics()
+    if as_json or not stdout_is_tty():
+        write_json_lines(_topic_json(t, partitions=False) for t in topics)
+        return
+    from pubsub.commands import _render
+
+    _render.table(
+        ("topic", "partitions", "records", "size", "retention", "created"),
+        [
+            (
+                t.name,
+                t.partitions,
+                f"{t.records:,}",
+                human_bytes(t.bytes),
+                human_ms(int(t.config["retention.ms"])),
+                iso_time(t.created_ms),
+            )
+            for t in topics
+        ],
+        numeric=(1, 2, 3),
+    )
+
+
+@app.command("describe")
+def topic_describe(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The topic.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Show a topic's configuration and, per partition, offsets, records and bytes.
+
+    Examples: pubsub topic describe orders | pubsub topic describe orders --json
+    """
+    with state(ctx).broker() as broker:
+        topic = broker.describe_topic(name)
+    if as_json or not stdout_is_tty():
+        write_json_lines([_topic_json(topic, partitions=True)])
+        return
+    from pubsub.commands import _render
+
+    _render.fields(
+        [
+            ("topic", topic.name),
+            ("partitions", topic.partitions),
+            ("created", iso_time(topic.created_ms)),
+        ]
+        + [
+            (key, value + ("" if key in topic.overrides else "  (default)"))
+            for key, value in topic.config.items()
+        ],
+        title=f"topic {topic.name}",
+    )
+    _render.table(
+        ("partition", "log start", "next offset", "records", "size", "newest record"),
+        [
+            (
+                p.partition,
+                p.log_start_offset,
+                p.next_offset,
+                f"{p.records:,}",
+                human_bytes(p.bytes),
+                iso_time(p.max_timestamp),
+            )
+            for p in topic.partition_info
+        ],
+        numeric=(0, 1, 2, 3, 4),
+    )
+
+
+@app.command("alter")
+def topic_alter(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The topic.")],
+    partitions: Annotated[
+        int | None,
+        typer.Option("--partitions", "-P", help="Grow to this many partitions.", min=1),
+    ] = None,
+    retention: RetentionOption = None,
+    retention_bytes: RetentionBytesOption = None,
+    max_message_bytes: MaxMessageBytesOption = None,
+    config: ConfigOption = None,
+    delete_config: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--delete-config", help="Reset a config KEY to its default (repeatable).", metavar="KEY"
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add partitions or change a topic's configuration.
+
+    Examples: pubsub topic alter orders --partitions 6 | pubsub topic alter orders
+    --retention 3d --delete-config retention.bytes
+    """
+    values = _config_from_options(retention, retention_bytes, max_message_bytes, config)
+    if partitions is None and not values and not delete_config:
+        fail("nothing to change", "give --partitions, --retention, --config KEY=VALUE, …")
+    with state(ctx).broker() as broker:
+        topic = broker.alter_topic(
+            name, partitions=partitions, config=values, delete_config=delete_config or ()
+        )
+    if as_json:
+        write_json_lines([_topic_json(topic, partitions=True)])
+    else:
+        note(f"topic {topic.name}: altered")
+
+
+@app.command("delete")
+def topic_delete(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The topic.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    if_exists: Annotated[
+        bool, typer.Option("--if-exists", help="Succeed if the topic does not exist.")
+    ] = False,
+) -> None:
+    """Delete a topic, its records and the group offsets on it.
+
+    Asks for confirmation on a terminal; in a script, --yes is required.
+
+    Examples: pubsub topic delete scratch --yes
+    """
+    with state(ctx).broker() as broker:
+        try:
+            topic = broker.describe_topic(name)
+        except TopicNotFoundError:
+            if if_exists:
+                return
+            raise
+        if not yes:
+            if not sys.stdin.isatty():
+                fail(
+                    f"refusing to delete topic {name!r} without confirmation",
+                    "pass --yes to delete it from a script",
+                )
+            if not typer.confirm(
+                f"Delete topic {name} and its {topic.records:,} records?", err=True
+            ):
+                fail("not deleted", code=1)
+        broker.delete_topic(name)
+    note(f"topic {name}: deleted")
