@@ -1,0 +1,106 @@
+"""Helpers shared by the tests: running the CLI in-process and as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from pubsub import Broker
+from pubsub.commands.app import make_app
+
+#: The console script installed next to the interpreter running the tests.
+PUBSUB = str(Path(sys.executable).with_name("pubsub"))
+
+
+def cli_env(db_path: Path | None = None, **extra: str) -> dict[str, str]:
+    """An environment for subprocess CLI calls: the venv on PATH, the database chosen."""
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.pop("PUBSUB_SYNC", None)
+    env.pop("NO_COLOR", None)
+    if db_path is not None:
+        env["PUBSUB_DB"] = str(db_path)
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    db_path: Path,
+    *args: str,
+    input: bytes | None = None,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``pubsub ARGS`` as a real process with real pipes; stdout/stderr as bytes."""
+    return subprocess.run(
+        [PUBSUB, *args],
+        input=input,
+        capture_output=True,
+        timeout=timeout,
+        env=env or cli_env(db_path),
+        check=False,
+    )
+
+
+class Invoker:
+    """Runs the CLI in-process through Typer's CliRunner (separate stdout and stderr)."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = db_path
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, input: bytes | str | None = None) -> InvokeResult:
+        result = self.runner.invoke(
+            make_app(), ["--db", str(self.db_path), *args], input=input, catch_exceptions=False
+        )
+        return InvokeResult(result.exit_code, result.stdout_bytes, result.stderr_bytes)
+
+
+class InvokeResult:
+    """Exit code, stdout and stderr of an in-process CLI call."""
+
+    def __init__(self, exit_code: int, stdout: bytes, stderr: bytes) -> None:
+        self.exit_code = exit_code
+        self.stdout_bytes = stdout
+        self.stderr_bytes = stderr
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_bytes.decode("utf-8", "replace")
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_bytes.decode("utf-8", "replace")
+
+    def __repr__(self) -> str:
+        return (
+            f"InvokeResult(exit={self.exit_code}, stdout={self.stdout!r}, stderr={self.stderr!r})"
+        )
+
+
+def lines(data: bytes, sep: bytes = b"\n") -> list[bytes]:
+    """Split output into records (dropping the final terminator)."""
+    if not data:
+        return []
+    assert data.endswith(sep), data[-20:]
+    return data[: -len(sep)].split(sep)
+
+
+def all_records(broker: Broker, topic: str) -> dict[int, list[tuple[int, bytes | None]]]:
+    """Every record of a topic as {partition: [(offset, value), ...]}."""
+    out: dict[int, list[tuple[int, bytes | None]]] = {}
+    for partition, (start, end) in broker.watermarks(topic).items():
+        recs = []
+        offset = start
+        while offset < end:
+            batch = broker.fetch(topic, partition, offset, max_records=10_000)
+            if not batch:
+                break
+            recs.extend((r.offset, r.value) for r in batch)
+            offset = batch[-1].offset + 1
+        out[partition] = recs
+    return out
