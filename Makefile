@@ -1,0 +1,50 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   - create .venv, install pubsub, run the quickstart against ./demo.db
+#   make test   - create .venv, install the test extras, run lint, types and the whole suite
+# Both are idempotent: the virtualenv is rebuilt only when pyproject.toml changes.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# The stamps name a checksum of pyproject.toml, so a changed dependency list reinstalls.
+SUM    := $(shell cksum pyproject.toml 2>/dev/null | cut -d' ' -f1)
+BASE   := $(VENV)/.installed-$(SUM)
+EXTRAS := $(VENV)/.installed-test-$(SUM)
+
+.PHONY: demo test lint types unit fmt bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(BASE): | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	@touch $@
+
+$(EXTRAS): | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@ $(BASE)
+
+demo: $(BASE)
+	PATH="$(CURDIR)/$(BIN):$$PATH" PUBSUB_DB="$(CURDIR)/demo.db" sh examples/quickstart.sh
+
+lint: $(EXTRAS)
+	$(BIN)/ruff check pubsub tests examples benchmarks
+	$(BIN)/ruff format --check pubsub tests examples benchmarks
+
+types: $(EXTRAS)
+	$(BIN)/mypy --strict pubsub
+
+unit: $(EXTRAS)
+	$(BIN)/pytest -q
+
+test: lint types unit
+
+fmt: $(EXTRAS)
+	$(BIN)/ruff check --fix pubsub tests examples benchmarks
+	$(BIN)/ruff format pubsub tests examples benchmarks
+
+bench: $(EXTRAS)
+	$(BIN)/python benchmarks/bench_core.py
+
+clean:
+	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache demo.db demo.db-wal demo.db-shm
