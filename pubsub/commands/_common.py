@@ -137,7 +137,7 @@ def human_ms(ms: int) -> str:
     """A duration in ms as '7d', '12h', '30m', '10s', '500ms' (or 'forever' for -1)."""
     if ms < 0:
         return "forever"
-    for unit, size in (("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)):
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)):
         if ms >= size and ms % size == 0:
             return f"{ms // size}{unit}"
     if ms >= 1000 and ms % 1000 == 0:
@@ -151,7 +151,7 @@ def iso_time(ms: int | None) -> str:
         return ""
     from datetime import datetime
 
-    return datetime.fromtimestamp(ms / 1000).astimezone().isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(ms / 1000).astimezone().isoformat(timespec="seconds")
 
 
 def exit_code_of(error: PubsubError) -> int:

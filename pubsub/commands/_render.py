@@ -16,13 +16,20 @@ def table(
     *,
     title: str | None = None,
     numeric: Sequence[int] = (),
+    show_header: bool = True,
 ) -> None:
     """Print a table to stdout; ``numeric`` columns are right-aligned."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    grid = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", highlight=False)
+    grid = Table(
+        title=title,
+        box=box.SIMPLE_HEAD if show_header else None,
+        title_justify="left",
+        highlight=False,
+        show_header=show_header,
+    )
     for index, name in enumerate(columns):
         grid.add_column(name, justify="right" if index in numeric else "left", no_wrap=False)
     for row in rows:
@@ -34,4 +41,4 @@ def table(
 
 def fields(pairs: Sequence[tuple[str, object]], *, title: str | None = None) -> None:
     """Print name/value pairs as a two-column table."""
-    table(("", ""), [(name, value) for name, value in pairs], title=title)
+    table(("", ""), [(name, value) for name, value in pairs], title=title, show_header=False)

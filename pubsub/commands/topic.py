@@ -109,6 +109,17 @@ def _topic_json(topic: "TopicInfo", *, partitions: bool) -> dict[str, Any]:
     return data
 
 
+def _human_config(key: str, value: str) -> str:
+    """'604800000' for retention.ms reads as '7d'; sizes as KiB/MiB."""
+    if key.endswith(".ms") and value.lstrip("-").isdigit():
+        return human_ms(int(value))
+    if key.endswith(".bytes") and value.lstrip("-").isdigit():
+        return "unlimited" if int(value) < 0 else human_bytes(int(value))
+    if key == "retention.messages" and value == "-1":
+        return "unlimited"
+    return value
+
+
 @app.command("create")
 def topic_create(
     ctx: typer.Context,
@@ -193,7 +204,7 @@ def topic_describe(
             ("created", iso_time(topic.created_ms)),
         ]
         + [
-            (key, value + ("" if key in topic.overrides else "  (default)"))
+            (key, _human_config(key, value) + ("" if key in topic.overrides else "  (default)"))
             for key, value in topic.config.items()
         ],
         title=f"topic {topic.name}",
