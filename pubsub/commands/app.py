@@ -87,6 +87,16 @@ class PubsubGroup(TyperGroup):
             sys.exit(code)
         return code
 
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        """Run the command; a reader that closed the pipe (``| head``) ends it quietly."""
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            # Caught here because Typer's own main() turns EPIPE into exit 1 before it
+            # reaches main() above.
+            silence_stdout()
+            raise typer.Exit(0) from None
+
 
 def _usage_error(exc: typer.TyperException) -> int:
     ctx = getattr(exc, "ctx", None)

@@ -199,9 +199,13 @@ class _Writer:
         from pubsub.records import Message
 
         messages: list[Message | bytes | str | None] = []
+        headers, partition = self.headers, self.partition
         for line in batch:
             key, sep, value = line.partition(separator)
-            messages.append(Message(value, key) if sep else Message(line))
+            if sep:
+                messages.append(Message(value, key, headers, partition))
+            else:
+                messages.append(Message(line, None, headers, partition))
         self._commit(messages, first_line)
 
     def write_json(self, batch: list[bytes], *, first_line: int) -> None:
