@@ -11,12 +11,11 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from itertools import repeat
 from types import TracebackType
 from typing import Literal
 
 from pubsub import config as topic_config
-from pubsub.broker import Broker, cut_to_bytes, rows_bytes
+from pubsub.broker import Broker, cut_to_bytes, rows_bytes, to_records
 from pubsub.db.connection import DEFAULT_BUSY_TIMEOUT, SyncMode
 from pubsub.db.notify import ChangeWaiter
 from pubsub.errors import InvalidArgumentError
@@ -38,7 +37,6 @@ def _warn(message: str) -> None:
     warnings.warn(message, PubsubWarning, stacklevel=4)
 
 
-_new_record = tuple.__new__
 
 
 class Consumer:
@@ -339,12 +337,12 @@ class Consumer:
             if budget <= 0:
                 break
             want = min(share, budget)
-            rows, exhausted = self._read(tp, position, end, want, byte_budget, not records)
+            rows, exhausted, size = self._read(tp, position, end, want, byte_budget, not records)
             records.extend(rows)
             budget -= len(rows)
             self._advance(tp, rows, exhausted, end)
-            if byte_budget is not None and rows:
-                byte_budget -= rows_bytes(rows)
+            if byte_budget is not None:
+                byte_budget -= size
                 if byte_budget <= 0:
                     return records
             if not exhausted and self._positions[tp] < end:
@@ -352,12 +350,12 @@ class Consumer:
         for tp, position, end in again:
             if budget <= 0:
                 break
-            rows, exhausted = self._read(tp, position, end, budget, byte_budget, not records)
+            rows, exhausted, size = self._read(tp, position, end, budget, byte_budget, not records)
             records.extend(rows)
             budget -= len(rows)
             self._advance(tp, rows, exhausted, end)
-            if byte_budget is not None and rows:
-                byte_budget -= rows_bytes(rows)
+            if byte_budget is not None:
+                byte_budget -= size
                 if byte_budget <= 0:
                     break
         return records
@@ -381,19 +379,24 @@ class Consumer:
         limit: int,
         byte_budget: int | None,
         first: bool,
-    ) -> tuple[list[Record], bool]:
-        """Up to ``limit`` records of ``[position, end)``, and whether that range ran out.
+    ) -> tuple[list[Record], bool, int]:
+        """Up to ``limit`` records of ``[position, end)``, whether that range ran out, and
+        the bytes of their keys and values (0 when no byte budget is kept).
 
         ``first``: nothing was read yet in this poll, so one record may exceed the budget.
         """
         broker = self._broker
         rows = broker._read_rows(broker._meta(tp.topic), tp.partition, position, end, limit)
         exhausted = len(rows) < limit
+        size = 0
         if byte_budget is not None:
-            kept = cut_to_bytes(rows, byte_budget, at_least_one=first)
-            if len(kept) < len(rows):
-                rows, exhausted = kept, False
-        return list(map(_new_record, repeat(Record), rows)), exhausted
+            size = rows_bytes(rows)
+            if size > byte_budget:
+                kept = cut_to_bytes(rows, byte_budget, at_least_one=first)
+                if len(kept) < len(rows):
+                    rows, exhausted = kept, False
+                    size = rows_bytes(rows)
+        return to_records(tp.topic, tp.partition, rows), exhausted, size
 
     # -- committing ------------------------------------------------------------------------
 

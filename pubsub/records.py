@@ -9,7 +9,6 @@ string when its bytes are valid UTF-8, ``null`` for null, and ``{"base64": "…"
 encoding is done here, in the API layer; storage moves the text as it is.
 """
 
-from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import NamedTuple, overload
@@ -142,7 +141,7 @@ class Record(_RecordTuple):
         key: bytes | None = None,
         value: bytes | None = None,
         headers: HeadersInput | None = None,
-    ) -> Record:
+    ) -> "Record":
         """Build a record by hand (records from the log are built directly from rows)."""
         return tuple.__new__(
             cls, (topic, partition, offset, timestamp, key, value, encode_headers(headers))

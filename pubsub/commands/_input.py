@@ -24,7 +24,9 @@ DEFAULT_MAX_BYTES = 4 << 20
 class RecordReader:
     """Iterate over batches (lists) of records split from ``stream`` at ``delimiter``.
 
-    A final record without a delimiter counts. ``interrupted`` is set when Ctrl-C stopped the
+    A batch holds at most ``max_records`` records, and is handed over once it reaches
+    ``max_bytes`` (so it exceeds that by less than one read). A final record without a
+    delimiter counts. ``interrupted`` is set when Ctrl-C stopped the
     reading: the complete records read so far are still handed over, so the caller can commit
     them before exiting.
     """
@@ -94,6 +96,13 @@ class RecordReader:
                         flush_at = time.monotonic() + self._linger
                     pending.extend(parts)
                     pending_bytes += len(data) - len(partial)
+                    # One read may hold far more than a batch (1 MiB of 2-byte lines): cap it.
+                    limit = self._max_records
+                    while len(pending) > limit:
+                        yield pending[:limit]
+                        pending = pending[limit:]
+                        pending_bytes = sum(map(len, pending)) + len(pending)
+                        flush_at = time.monotonic() + self._linger
         except KeyboardInterrupt:
             self.interrupted = True
             partial = b""  # an unterminated record at Ctrl-C is not a record

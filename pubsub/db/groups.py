@@ -29,15 +29,19 @@ def group_id_get(conn: sqlite3.Connection, name: str) -> int | None:
 
 
 def group_id_ensure(conn: sqlite3.Connection, name: str, now_ms: int) -> int:
-    """The id of the group called ``name``, created if needed (inside a write transaction)."""
-    conn.execute(
-        "INSERT INTO consumer_groups (name, created_ms) VALUES (?, ?) "
-        "ON CONFLICT (name) DO NOTHING",
-        (name, now_ms),
-    )
+    """The id of the group called ``name``, created if needed (inside a write transaction).
+
+    Looks first and inserts only when missing: an ``INSERT … ON CONFLICT DO NOTHING`` would
+    still bump the AUTOINCREMENT sequence (one more page written per commit).
+    """
     group_id = group_id_get(conn, name)
-    assert group_id is not None
-    return group_id
+    if group_id is not None:
+        return group_id
+    cursor = conn.execute(
+        "INSERT INTO consumer_groups (name, created_ms) VALUES (?, ?)", (name, now_ms)
+    )
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
 
 
 def offsets_commit(

@@ -9,16 +9,14 @@ Functions take a connection and never begin or commit; appends must run inside a
 transaction that also read the partition's counter (:func:`append_state`).
 """
 
-from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
 from itertools import count, repeat
 from typing import Any, NamedTuple
 
-#: Columns of a row returned by :func:`read_range`: topic, partition, offset, timestamp, key,
-#: value, headers (the first two are bound constants, so rows map straight onto records).
-RecordRow = tuple[str, int, int, int, bytes | None, bytes | None, str | None]
+#: Columns of a row returned by :func:`read_range`: offset, timestamp, key, value, headers.
+RecordRow = tuple[int, int, bytes | None, bytes | None, str | None]
 
 
 def log_table(topic_id: int, partition: int) -> str:
@@ -108,20 +106,14 @@ def append(
 
 
 def read_range(
-    conn: sqlite3.Connection,
-    topic_name: str,
-    topic_id: int,
-    partition: int,
-    offset: int,
-    end: int,
-    limit: int,
+    conn: sqlite3.Connection, topic_id: int, partition: int, offset: int, end: int, limit: int
 ) -> list[RecordRow]:
     """Records with ``offset <= o < end``, oldest first, at most ``limit``."""
     return conn.execute(
-        f'SELECT ?, ?, "offset", timestamp, key, value, headers '
+        f'SELECT "offset", timestamp, key, value, headers '
         f"FROM {log_table(topic_id, partition)} "
         f'WHERE "offset" >= ? AND "offset" < ? ORDER BY "offset" LIMIT ?',
-        (topic_name, partition, offset, end, limit),
+        (offset, end, limit),
     ).fetchall()
 
 

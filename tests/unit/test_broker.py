@@ -398,3 +398,12 @@ def test_closed_broker_refuses(db_path: Path) -> None:
     broker.close()  # idempotent
     with pytest.raises(InvalidArgumentError, match="closed"):
         broker.list_topics()
+
+
+def test_commits_do_not_burn_group_ids(broker: Broker) -> None:
+    broker.create_topic("t")
+    for offset in range(10):
+        broker.commit_offsets("g", {("t", 0): offset})
+    broker.commit_offsets("h", {("t", 0): 1})
+    ids = dict(broker.connection.execute("SELECT name, group_id FROM consumer_groups"))
+    assert ids == {"g": 1, "h": 2}
