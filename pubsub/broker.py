@@ -4,7 +4,6 @@ A Broker owns one SQLite connection; use it from one thread (open one Broker per
 number of Brokers, in any number of processes, may use the same file at once.
 """
 
-
 import os
 import sqlite3
 import time

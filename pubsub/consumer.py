@@ -37,8 +37,6 @@ def _warn(message: str) -> None:
     warnings.warn(message, PubsubWarning, stacklevel=4)
 
 
-
-
 class Consumer:
     """Reads records from assigned partitions; with a ``group``, resumes and commits.
 

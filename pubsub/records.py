@@ -9,7 +9,6 @@ string when its bytes are valid UTF-8, ``null`` for null, and ``{"base64": "…"
 encoding is done here, in the API layer; storage moves the text as it is.
 """
 
-
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import NamedTuple, overload
 

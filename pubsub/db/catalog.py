@@ -4,7 +4,6 @@ Functions take a connection and never begin or commit (see :mod:`pubsub.db.trans
 Writers must be called inside a write transaction.
 """
 
-
 import sqlite3
 from typing import NamedTuple
 

@@ -9,7 +9,6 @@ Functions take a connection and never begin or commit; appends must run inside a
 transaction that also read the partition's counter (:func:`append_state`).
 """
 
-
 import sqlite3
 from collections.abc import Iterable, Sequence
 from itertools import count, repeat
