@@ -17,6 +17,7 @@ from pubsub.db import catalog, log, schema
 from pubsub.db.connection import DEFAULT_BUSY_TIMEOUT, DEFAULT_FILE_MODE, SyncMode, connect
 from pubsub.db.transaction import ReadScope, WriteTransaction
 from pubsub.errors import (
+    FencedError,
     InvalidArgumentError,
     InvalidRecordError,
     OffsetOutOfRangeError,
@@ -41,6 +42,7 @@ from pubsub.records import (
 
 if TYPE_CHECKING:
     from pubsub.consumer import Consumer, OffsetReset
+    from pubsub.group_admin import GroupInfo, OffsetChange, Strategy
 
 __all__ = ["Broker", "DatabaseInfo"]
 
@@ -431,6 +433,18 @@ class Broker:
         record, in input order. On an invalid record,
         :class:`~pubsub.errors.InvalidRecordError` carries its ``index``.
         """
+        return self._produce_batch(topic, messages, key, headers, partition)
+
+    def _produce_batch(
+        self,
+        topic: str,
+        messages: Iterable[Message | bytes | str | None],
+        key: bytes | str | None = None,
+        headers: HeadersInput | None = None,
+        partition: int | None = None,
+        inside: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> ProduceResult:
+        """:meth:`produce_batch`; ``inside`` runs in the same transaction after the append."""
         items = messages if isinstance(messages, list) else list(messages)
         batch = _Batch()
         key_b = _as_bytes(key, "key", 0)
@@ -443,7 +457,7 @@ class Broker:
             batch.partition_const = partition_c
         else:
             self._normalise_mixed(batch, items, key_b, header_raw, partition_c)
-        return self._append(topic, batch)
+        return self._append(topic, batch, inside)
 
     def _normalise_mixed(
         self,
@@ -492,15 +506,23 @@ class Broker:
             for v, k, h in zip(values, keys, headers, strict=True)
         ]
 
-    def _append(self, topic: str, batch: _Batch) -> ProduceResult:
+    def _append(
+        self,
+        topic: str,
+        batch: _Batch,
+        inside: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> ProduceResult:
         if not batch.values:
             self._meta(topic)  # an unknown topic is still an error
+            if inside is not None:
+                with self._write() as conn:
+                    inside(conn)
             return ProduceResult(topic, {}, 0, [], [])
         cached = topic in self._topics
         meta = self._meta(topic)
         for _attempt in range(5):
             try:
-                return self._append_once(meta, batch)
+                return self._append_once(meta, batch, inside)
             except (_StaleMetadata, TopicDeletedError):
                 pass
             except InvalidRecordError:
@@ -512,7 +534,12 @@ class Broker:
             meta = self._meta(topic)
         raise PubsubError(f"topic {topic!r} kept changing while producing; retry")
 
-    def _append_once(self, meta: _TopicMeta, batch: _Batch) -> ProduceResult:
+    def _append_once(
+        self,
+        meta: _TopicMeta,
+        batch: _Batch,
+        inside: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> ProduceResult:
         # routes: the partitions written; members: each one's record indices (None when the
         # whole batch goes to one partition); byte_counts: bytes per partition.
         routes, members, byte_counts = self._sizes_and_routes(meta, batch)
@@ -557,6 +584,8 @@ class Broker:
                         byte_count=byte_counts[partition],
                     )
                     bases[partition] = (base, len(indices))
+            if inside is not None:
+                inside(conn)  # more work in the same transaction (e.g. commit offsets)
         timestamps: int | list[int] = now if filled is None else filled
         if members is None:
             return ProduceResult(meta.name, bases, timestamps)
@@ -732,9 +761,26 @@ class Broker:
         *,
         metadata: str | None = None,
     ) -> None:
-        """Commit a group's offsets (the next offset the group will read) in one transaction."""
+        """Commit a group's offsets (the next offset the group will read) in one transaction.
+
+        This is a commit from outside the group's membership: it is refused with
+        :class:`~pubsub.errors.FencedError` for a partition a live member owns (members
+        commit through their :class:`~pubsub.consumer.Consumer`).
+        """
+        with self._write() as conn:
+            self.commit_offsets_locked(conn, group, offsets, metadata=metadata)
+
+    def commit_offsets_locked(
+        self,
+        conn: sqlite3.Connection,
+        group: str,
+        offsets: Mapping[TopicPartition, int] | Mapping[tuple[str, int], int],
+        *,
+        metadata: str | None = None,
+    ) -> None:
+        """:meth:`commit_offsets` inside a write transaction the caller holds."""
         from pubsub import config as topic_config
-        from pubsub.db import groups
+        from pubsub.db import groups, membership
 
         topic_config.validate_name(group, "group")
         by_topic: dict[str, list[tuple[int, int]]] = {}
@@ -747,17 +793,26 @@ class Broker:
             by_topic.setdefault(topic, []).append((partition, offset))
         if not by_topic:
             return
-        with self._write() as conn:
-            rows: list[tuple[int, int, int, str | None]] = []
-            for topic, entries in by_topic.items():
-                row = catalog.topic_get_by_name(conn, topic)
-                if row is None:
-                    raise TopicNotFoundError(topic)
-                for partition, offset in entries:
-                    _check_partition_range(partition, row.partition_count, 0, record=False)
-                    rows.append((row.topic_id, partition, offset, metadata))
-            group_id = groups.group_id_ensure(conn, group, self._clock())
-            groups.offsets_commit(conn, group_id, rows, self._clock())
+        rows: list[tuple[int, int, int, str | None]] = []
+        names: dict[tuple[int, int], str] = {}
+        for topic, entries in by_topic.items():
+            row = catalog.topic_get_by_name(conn, topic)
+            if row is None:
+                raise TopicNotFoundError(topic)
+            for partition, offset in entries:
+                _check_partition_range(partition, row.partition_count, 0, record=False)
+                rows.append((row.topic_id, partition, offset, metadata))
+                names[(row.topic_id, partition)] = f"{topic}[{partition}]"
+        group_id = groups.group_id_ensure(conn, group, self._clock())
+        owned = membership.live_owners(conn, group_id, names)
+        if owned:
+            busy = ", ".join(f"{names[key]} (member {member})" for key, member in owned.items())
+            raise FencedError(
+                f"commit refused: live members of group {group!r} own {busy}",
+                hint="members commit their own partitions; stop them first, or use "
+                "'pubsub group reset-offsets' with --force",
+            )
+        groups.offsets_commit(conn, group_id, rows, self._clock())
 
     def committed_offsets(self, group: str, topic: str | None = None) -> dict[TopicPartition, int]:
         """A group's committed offsets (all topics, or one)."""
@@ -767,6 +822,51 @@ class Broker:
         with self._read():
             rows = groups.offsets_get(self._conn, group, topic_id)
         return {TopicPartition(r.topic, r.partition): r.committed_offset for r in rows}
+
+    def list_groups(self) -> "list[GroupInfo]":
+        """Every consumer group: state, members, offsets and lag."""
+        from pubsub import group_admin
+
+        return group_admin.list_groups(self)
+
+    def describe_group(self, group: str) -> "GroupInfo":
+        """A group's state, members, and per partition its committed offset, lag and owner."""
+        from pubsub import group_admin
+
+        return group_admin.describe_group(self, group)
+
+    def plan_offset_reset(
+        self,
+        group: str,
+        strategy: "Strategy",
+        *,
+        topics: Mapping[str, Sequence[int] | None] | None = None,
+        value: int | None = None,
+    ) -> "list[OffsetChange]":
+        """A dry run of a reset (see :func:`pubsub.group_admin.plan_reset`)."""
+        from pubsub import group_admin
+
+        return group_admin.plan_reset(self, group, strategy, topics=topics, value=value)
+
+    def reset_offsets(
+        self, group: str, plan: "Sequence[OffsetChange]", *, force: bool = False
+    ) -> None:
+        """Apply a reset plan in one transaction; refused with live members unless ``force``."""
+        from pubsub import group_admin
+
+        group_admin.execute_reset(self, group, plan, force=force)
+
+    def delete_group(self, group: str) -> None:
+        """Delete a group and its offsets (refused while it has live members)."""
+        from pubsub import group_admin
+
+        group_admin.delete_group(self, group)
+
+    def delete_group_offsets(self, group: str, topic: str) -> int:
+        """Delete a group's offsets on one topic; return how many partitions had one."""
+        from pubsub import group_admin
+
+        return group_admin.delete_group_offsets(self, group, topic)
 
     def consumer(
         self,

@@ -1,14 +1,17 @@
 """The Consumer: reads assigned partitions in order, with or without a consumer group.
 
 Without a group a consumer reads the partitions it is given (or every partition of its topics)
-from a starting position. With a group it starts from the group's committed offsets and
-commits its progress (Kafka's meaning: the committed offset is the next offset to read).
+from a starting position. With a group and topics it *joins* the group: the group's live
+members share the partitions (see :mod:`pubsub.membership`), each starting from the group's
+committed offsets (Kafka's meaning: the committed offset is the next offset to read). With a
+group and explicit partitions it reads those and commits for the group without joining.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
@@ -20,7 +23,14 @@ from pubsub.db.connection import DEFAULT_BUSY_TIMEOUT, SyncMode
 from pubsub.db.notify import ChangeWaiter
 from pubsub.errors import InvalidArgumentError
 from pubsub.limits import DEFAULT_MAX_POLL_BYTES
-from pubsub.records import Record, TopicPartition
+from pubsub.membership import (
+    DEFAULT_MAX_POLL_INTERVAL,
+    DEFAULT_SESSION_TIMEOUT,
+    Membership,
+    SyncResult,
+    lease_clock_ms,
+)
+from pubsub.records import HeadersInput, Message, ProduceResult, Record, TopicPartition
 
 __all__ = ["Consumer", "OffsetReset", "PubsubWarning"]
 
@@ -44,6 +54,14 @@ class Consumer:
     database path (the consumer opens and closes its own connection). Give ``topics`` (every
     partition of each) or explicit ``partitions``. A partition with no committed offset starts
     at ``auto_offset_reset`` (``"earliest"`` or ``"latest"``).
+
+    With ``group`` and ``topics`` the consumer is a group member: it shares the partitions with
+    the group's other live members in any process, keeps a lease renewed by a heartbeat thread
+    (``session_timeout``, default 10 s; a member that does not poll for
+    ``max_poll_interval`` seconds leaves), and :attr:`assignment` follows rebalances, which
+    ``on_assign`` / ``on_revoke`` report. A partition moving to another member is released at
+    this consumer's next poll, after committing what it consumed. Commits for partitions this
+    member no longer owns raise :class:`~pubsub.errors.FencedError`.
 
     Records returned by :meth:`poll`, or yielded by iteration, count as consumed; with
     ``auto_commit`` (the default) consumed offsets are committed at most every
@@ -69,6 +87,11 @@ class Consumer:
         sync: SyncMode = "full",
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         on_warning: Callable[[str], None] | None = None,
+        session_timeout: float = DEFAULT_SESSION_TIMEOUT,
+        max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
+        on_assign: Callable[[list[TopicPartition]], None] | None = None,
+        on_revoke: Callable[[list[TopicPartition]], None] | None = None,
+        lease_clock: Callable[[], int] = lease_clock_ms,
     ) -> None:
         if auto_offset_reset not in ("earliest", "latest"):
             raise InvalidArgumentError(
@@ -101,11 +124,32 @@ class Consumer:
         self._stop: dict[TopicPartition, int] | None = None
         self._rotation = 0
         self._last_auto_commit = time.monotonic()
+        self.on_assign = on_assign
+        self.on_revoke = on_revoke
+        self._membership: Membership | None = None
         try:
-            self._assignment = self._resolve(topics, partitions)
-            self._start_positions(self._assignment)
+            if session_timeout <= 0:
+                raise InvalidArgumentError("session_timeout must be positive")
+            if group is not None and partitions is None:
+                self._subscription = self._resolve(topics, None)
+                self._assignment = []
+                self._membership = Membership(
+                    self._broker,
+                    group,
+                    list(dict.fromkeys(tp.topic for tp in self._subscription)),
+                    session_timeout=session_timeout,
+                    max_poll_interval=max_poll_interval,
+                    lease_clock=lease_clock,
+                )
+                self._apply(self._membership.join())
+            else:
+                self._assignment = self._resolve(topics, partitions)
+                self._subscription = list(self._assignment)
+                self._start_positions(self._assignment)
             self._waiter = ChangeWaiter(self._broker.connection)
         except BaseException:
+            if self._membership is not None:
+                self._membership.leave(None)
             self._close_broker()
             raise
 
@@ -164,10 +208,50 @@ class Consumer:
             start, end = marks[tp.partition]
             self._set_position(tp, start if where == "earliest" else end)
 
+    def _apply(self, result: SyncResult) -> None:
+        """Take in a membership change: positions for new partitions, callbacks."""
+        assert self._membership is not None
+        gone = result.revoked + result.lost
+        for tp in gone:
+            self._positions.pop(tp, None)
+            self._consumed.pop(tp, None)
+            self._committed.pop(tp, None)
+        if result.lost:
+            names = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in result.lost)
+            self.on_warning(
+                f"group {self.group}: this member's lease ran out and {names} moved to other "
+                "members; records read since the last commit may be processed again"
+            )
+        self._assignment = sorted(self._membership.owned)
+        fresh = []
+        for tp in result.assigned:
+            if tp in result.committed:
+                self._committed[tp] = result.committed[tp]
+                self._set_position(tp, result.committed[tp])
+            else:
+                fresh.append(tp)
+        if fresh:
+            self._reset(fresh, self.auto_offset_reset)
+        if gone and self.on_revoke is not None:
+            self.on_revoke(gone)
+        if result.assigned and self.on_assign is not None:
+            self.on_assign(list(result.assigned))
+
+    def _sync_group(self) -> None:
+        """Follow the group: one cheap read per poll, a transaction when something changed."""
+        membership = self._membership
+        if membership is not None and membership.needs_sync():
+            self._apply(membership.sync(self._consumed))
+
     @property
     def assignment(self) -> list[TopicPartition]:
-        """The partitions this consumer reads, in order."""
+        """The partitions this consumer reads now, in order (a member's change on rebalance)."""
         return list(self._assignment)
+
+    @property
+    def member_id(self) -> str | None:
+        """This consumer's id in its group (None when it is not a group member)."""
+        return self._membership.member_id if self._membership is not None else None
 
     def position(self, tp: TopicPartition | tuple[str, int]) -> int:
         """The offset the next fetch of ``tp`` starts at."""
@@ -225,11 +309,12 @@ class Consumer:
         arrived since its last run and exits). :attr:`at_end` tells when all are read.
         """
         stop: dict[TopicPartition, int] = {}
-        for topic in dict.fromkeys(tp.topic for tp in self._assignment):
-            marks = self._broker.watermarks(topic)
-            for tp in self._assignment:
-                if tp.topic == topic:
-                    stop[tp] = marks[tp.partition][1]
+        wanted = set(self._subscription)
+        for topic in dict.fromkeys(tp.topic for tp in self._subscription):
+            for partition, (_, end) in self._broker.watermarks(topic).items():
+                tp = TopicPartition(topic, partition)
+                if tp in wanted:
+                    stop[tp] = end
         self._stop = stop
         return dict(stop)
 
@@ -238,7 +323,11 @@ class Consumer:
         """True when every partition was read up to the offsets of :meth:`stop_at_end`."""
         if self._stop is None:
             return False
-        return all(self._positions[tp] >= end for tp, end in self._stop.items())
+        stop = self._stop
+        done = all(
+            self._positions[tp] >= stop.get(tp, self._positions[tp]) for tp in self._assignment
+        )
+        return done and (self._membership is None or not self._membership.pending())
 
     def _targets(self, partitions: Iterable[TopicPartition] | None) -> list[TopicPartition]:
         if partitions is None:
@@ -268,12 +357,18 @@ class Consumer:
         deadline = time.monotonic() + timeout
         while True:
             self._waiter.mark()
+            self._sync_group()
             records = self._fetch(limit)
             if records:
                 return records
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
+            if self._membership is not None:
+                # Wake up when another member's lease runs out, to take over its partitions.
+                check = self._membership.seconds_until_check()
+                if check is not None:
+                    remaining = min(remaining, check)
             self._waiter.wait(remaining)
 
     def __iter__(self) -> Iterator[Record]:
@@ -292,6 +387,8 @@ class Consumer:
             consumed.update(self._positions)
 
     def _fetch(self, limit: int) -> list[Record]:
+        if not self._assignment:
+            return []
         broker = self._broker
         stop = self._stop
         marks: dict[str, dict[int, tuple[int, int]]] = {}
@@ -414,9 +511,42 @@ class Consumer:
             }
         if not offsets:
             return
-        self._broker.commit_offsets(self.group, offsets)
+        if self._membership is not None:
+            self._membership.commit(offsets)
+        else:
+            self._broker.commit_offsets(self.group, offsets)
         self._committed.update(offsets)
         self._last_auto_commit = time.monotonic()
+
+    def send_and_commit(
+        self,
+        topic: str,
+        messages: Iterable[Message | bytes | str | None],
+        offsets: dict[TopicPartition, int],
+        *,
+        headers: HeadersInput | None = None,
+    ) -> ProduceResult:
+        """Produce ``messages`` to ``topic`` and commit ``offsets`` in one transaction.
+
+        Either both happen or neither: a record moved to a dead-letter topic is never also
+        left uncommitted, and never written twice by a retry after a crash.
+        """
+        self._check_open()
+        group = self.group
+        if group is None:
+            raise InvalidArgumentError("send_and_commit needs a group")
+        membership = self._membership
+        broker = self._broker
+
+        def commit(conn: sqlite3.Connection) -> None:
+            if membership is not None:
+                membership.commit_locked(conn, offsets)
+            else:
+                broker.commit_offsets_locked(conn, group, offsets)
+
+        result = broker._produce_batch(topic, messages, headers=headers, inside=commit)
+        self._committed.update(offsets)
+        return result
 
     def _maybe_auto_commit(self) -> None:
         if (
@@ -432,11 +562,18 @@ class Consumer:
             raise InvalidArgumentError("the consumer is closed")
 
     def close(self, *, commit: bool | None = None) -> None:
-        """Close the consumer; with auto-commit (or ``commit=True``) commit consumed offsets."""
+        """Close; with auto-commit (or ``commit=True``) commit consumed offsets first.
+
+        A group member leaves the group at once, so its partitions move to the other members
+        without waiting for its lease to run out.
+        """
         if self._closed:
             return
+        wanted = commit if commit is not None else self.auto_commit
         try:
-            if commit if commit is not None else self.auto_commit:
+            if self._membership is not None:
+                self._membership.leave(self._consumed if wanted else None)
+            elif wanted:
                 self.commit()
         finally:
             self._closed = True

@@ -13,6 +13,8 @@ __all__ = [
     "BusyError",
     "CorruptDatabaseError",
     "DatabaseNotFoundError",
+    "FencedError",
+    "GroupNotEmptyError",
     "GroupNotFoundError",
     "InvalidArgumentError",
     "InvalidRecordError",
@@ -161,6 +163,25 @@ class BusyError(PubsubError):
         "another process held the write lock too long; retry, or raise --busy-timeout "
         "(PUBSUB_BUSY_TIMEOUT)"
     )
+
+
+class FencedError(PubsubError):
+    """A commit was refused: the partition belongs to another member of the group (exit 5).
+
+    The member's lease ran out or the group rebalanced; the new owner resumes from the last
+    committed offset, so records after it may be processed again (at-least-once).
+    """
+
+    code = "fenced"
+    exit_code = 5
+    default_hint = "another member owns the partition now; rejoin and continue"
+
+
+class GroupNotEmptyError(PubsubError):
+    """An operation needs a group without live members (exit 2)."""
+
+    code = "group_not_empty"
+    exit_code = 2
 
 
 class SchemaError(PubsubError):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from pubsub.db.schema import SCHEMA_VERSION
 from tests.helpers import cli_env
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -41,7 +42,7 @@ def test_quickstart(tmp_path: Path) -> None:
     # The copy holds the same records as the source.
     copy = out.split('$ pubsub consume orders-copy --format "%p:%o %s\\n"\n')[1].split("\n$ ")[0]
     assert len(copy.strip().splitlines()) == 8
-    assert '"schema_version":1' in out
+    assert f'"schema_version":{SCHEMA_VERSION}' in out
 
 
 def test_python_producer_and_consumer(tmp_path: Path) -> None:

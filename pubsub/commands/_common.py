@@ -7,6 +7,7 @@ Lines.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Iterable
@@ -121,6 +122,22 @@ def silence_stdout() -> None:
         os.close(devnull)
     except (OSError, ValueError, AttributeError):
         pass
+
+
+def interrupt_on_sigterm() -> None:
+    """Treat SIGTERM like Ctrl-C: finish cleanly (commit what is done, leave the group), exit 130.
+
+    Service managers stop long-running consumers with SIGTERM; without this the process would
+    die at once and a group member would hold its partitions until its lease ran out.
+    """
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # Outside the main thread (embedded use) signal() raises ValueError: keep the default.
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGTERM, handler)
 
 
 def human_bytes(n: int) -> str:

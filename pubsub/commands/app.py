@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "topic": ("pubsub.commands.topic", "app", True),
     "produce": ("pubsub.commands.produce", "produce", False),
     "consume": ("pubsub.commands.consume", "consume", False),
+    "group": ("pubsub.commands.group", "app", True),
     "db": ("pubsub.commands.db", "app", True),
 }
 

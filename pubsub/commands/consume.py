@@ -1,5 +1,6 @@
 """``pubsub consume``: read records to stdout, optionally as a consumer group."""
 
+import os
 import re
 import sys
 import time
@@ -8,13 +9,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pubsub.commands._common import fail, silence_stdout, state, warn
+from pubsub.commands._common import fail, interrupt_on_sigterm, silence_stdout, state, warn
+from pubsub.errors import PubsubError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from pubsub.consumer import Consumer
-    from pubsub.records import Record
+    from pubsub.records import Record, TopicPartition
 
 
 class ResetChoice(StrEnum):
@@ -142,6 +144,48 @@ def consume(
             help="Records fetched, written and (with a group) committed at a time.",
         ),
     ] = 2000,
+    exec_command: Annotated[
+        str | None,
+        typer.Option(
+            "--exec",
+            help="Run this shell command (sh -c) once per record, the value on its stdin and "
+            "PUBSUB_TOPIC, PUBSUB_PARTITION, PUBSUB_OFFSET, PUBSUB_KEY, PUBSUB_TIMESTAMP, "
+            "PUBSUB_HEADERS (JSON) and PUBSUB_HEADER_<NAME> in its environment. With --group "
+            "the offset is committed only after it exits 0.",
+            metavar="CMD",
+        ),
+    ] = None,
+    retries: Annotated[
+        int,
+        typer.Option("--retries", min=0, help="With --exec: retries after a failure."),
+    ] = 3,
+    backoff: Annotated[
+        str,
+        typer.Option(
+            "--backoff",
+            help="With --exec: wait before the first retry, doubled for each next one.",
+            metavar="DURATION",
+        ),
+    ] = "1s",
+    dead_letter: Annotated[
+        str | None,
+        typer.Option(
+            "--dead-letter",
+            help="With --exec: when retries are exhausted, move the record to this topic "
+            "(with its coordinates and the error in headers) and go on, instead of stopping.",
+            metavar="TOPIC",
+        ),
+    ] = None,
+    session_timeout: Annotated[
+        float,
+        typer.Option(
+            "--session-timeout",
+            min=0.1,
+            help="With --group: seconds without a heartbeat after which this member's "
+            "partitions go to the others.",
+            metavar="SECONDS",
+        ),
+    ] = 10.0,
 ) -> None:
     """Consume records from TOPIC to stdout.
 
@@ -149,8 +193,12 @@ def consume(
     job processes what arrived since its last run. With --group, offsets are committed only
     after the records were written and flushed: a crash redelivers, never skips.
 
+    Several processes consuming with the same --group share the partitions; one that exits
+    hands its partitions over at once, one that dies loses them after --session-timeout.
+
     Examples: pubsub consume orders -o -10 | pubsub consume jobs -g workers -f | pubsub
-    consume orders --format '%p:%o %k=%s\\n'
+    consume orders --format '%p:%o %k=%s\\n' | pubsub consume jobs -g workers --exec
+    ./handle.sh --dead-letter jobs-failed
     """
     from pubsub.commands._formats import make_formatter
     from pubsub.consumer import Consumer
@@ -158,8 +206,16 @@ def consume(
     formatter = make_formatter(output_format, null_terminated)
     if offset == "stored" and group is None:
         fail("-o stored needs a group", "add --group NAME, or use -o beginning")
+    runner = None
+    if exec_command is not None:
+        from pubsub import config
+
+        runner = _Exec(exec_command, retries, config.parse_duration(backoff), dead_letter, group)
+    elif dead_letter is not None:
+        fail("--dead-letter needs --exec", "add --exec CMD")
     settings = state(ctx)
     broker = settings.broker(create=False)
+    interrupt_on_sigterm()
     consumer: Consumer | None = None
     try:
         partitions = None
@@ -174,44 +230,85 @@ def consume(
             auto_commit=False,
             max_poll_records=batch,
             on_warning=warn,
+            session_timeout=session_timeout,
         )
+        if dead_letter is not None:
+            broker.describe_topic(dead_letter)  # must exist before any record fails
         if offset is not None:
             _apply_offset(consumer, offset, group is not None)
         if not follow:
             consumer.stop_at_end()
-        _run(consumer, formatter, group is not None, max_messages, follow, timeout)
+        batches = _batches(consumer, max_messages, follow, timeout)
+        if runner is not None:
+            runner.run(consumer, batches)
+        else:
+            _write(consumer, batches, formatter, group is not None)
     finally:
         if consumer is not None:
             consumer.close(commit=False)
         broker.close()
 
 
-def _run(
-    consumer: "Consumer",
-    formatter: "Callable[[list[Record]], bytes]",
-    commit: bool,
-    max_messages: int | None,
-    follow: bool,
-    timeout: float | None,
-) -> None:
-    out = sys.stdout.buffer
+#: Without --follow, how long a group member waits for partitions another member is still
+#: handing over before it exits.
+HANDOVER_WAIT = 5.0
+
+
+def _batches(
+    consumer: "Consumer", max_messages: int | None, follow: bool, timeout: float | None
+) -> "Iterator[list[Record]]":
+    """Polls until the end of the log (or forever with --follow), at most ``max_messages``."""
     remaining = max_messages
     idle_since = time.monotonic()
+    handover_until: float | None = None
     while remaining is None or remaining > 0:
-        if not follow:
-            records = consumer.poll(0.0, remaining)
-            if not records:
-                break
-        else:
+        if follow:
             wait = 1.0
             if timeout is not None:
-                wait = timeout - (time.monotonic() - idle_since)
+                wait = min(wait, timeout - (time.monotonic() - idle_since))
                 if wait <= 0:
-                    break
-            records = consumer.poll(min(wait, 1.0), remaining)
-            if not records:
+                    return
+            records = consumer.poll(wait, remaining)
+        else:
+            records = consumer.poll(0.0 if handover_until is None else 0.05, remaining)
+        if not records:
+            if follow:
                 continue
-            idle_since = time.monotonic()
+            if consumer.at_end:
+                return
+            now = time.monotonic()
+            if handover_until is None:
+                handover_until = now + HANDOVER_WAIT
+            elif now >= handover_until:
+                return
+            continue
+        idle_since = time.monotonic()
+        handover_until = None
+        yield records
+        if remaining is not None:
+            remaining -= len(records)
+
+
+def _commit(consumer: "Consumer", offsets: "dict[TopicPartition, int] | None" = None) -> bool:
+    """Commit; a refusal (the group moved the partition) is a warning, not an error."""
+    from pubsub.errors import FencedError
+
+    try:
+        consumer.commit(offsets)
+    except FencedError as exc:
+        warn(f"{exc.message}; continuing with the partitions this member still owns")
+        return False
+    return True
+
+
+def _write(
+    consumer: "Consumer",
+    batches: "Iterator[list[Record]]",
+    formatter: "Callable[[list[Record]], bytes]",
+    commit: bool,
+) -> None:
+    out = sys.stdout.buffer
+    for records in batches:
         try:
             out.write(formatter(records))
             out.flush()
@@ -219,10 +316,135 @@ def _run(
             silence_stdout()
             raise
         if commit:
-            consumer.commit()
-        if remaining is not None:
-            remaining -= len(records)
+            _commit(consumer)
     if commit:
         # Record where the group stands even if it read nothing (a new group starting at
         # --reset latest must not fall back to earliest on its next run).
-        consumer.commit()
+        _commit(consumer)
+
+
+class ExecFailedError(PubsubError):
+    """An --exec command kept failing and no --dead-letter topic was given (exit 8)."""
+
+    code = "exec_failed"
+    exit_code = 8
+
+
+def _env_name(name: str) -> str:
+    return "PUBSUB_HEADER_" + "".join(c if c.isalnum() else "_" for c in name.upper())
+
+
+class _Exec:
+    """Runs a command per record; commits after success, retries, dead-letters or stops."""
+
+    def __init__(
+        self,
+        command: str,
+        retries: int,
+        backoff_ms: int,
+        dead_letter: str | None,
+        group: str | None,
+    ) -> None:
+        self.command = command
+        self.retries = retries
+        self.backoff = backoff_ms / 1000
+        self.dead_letter = dead_letter
+        self.group = group
+
+    def environment(self, record: "Record", attempt: int) -> dict[bytes, bytes]:
+        env = dict(os.environb)
+        env[b"PUBSUB_TOPIC"] = record.topic.encode()
+        env[b"PUBSUB_PARTITION"] = str(record.partition).encode()
+        env[b"PUBSUB_OFFSET"] = str(record.offset).encode()
+        env[b"PUBSUB_TIMESTAMP"] = str(record.timestamp).encode()
+        env[b"PUBSUB_ATTEMPT"] = str(attempt).encode()
+        if self.group is not None:
+            env[b"PUBSUB_GROUP"] = self.group.encode()
+        if record.key is not None and b"\0" not in record.key:
+            env[b"PUBSUB_KEY"] = record.key
+        env[b"PUBSUB_HEADERS"] = (record.headers_json or "[]").encode()
+        for name, value in record.headers:
+            if value is not None and b"\0" not in value:
+                env[_env_name(name).encode()] = value
+        return env
+
+    def attempt(self, record: "Record", attempt: int) -> str | None:
+        """Run the command once; None on success, else what went wrong."""
+        import subprocess
+
+        done = subprocess.run(
+            ["/bin/sh", "-c", self.command],
+            input=record.value or b"",
+            env=self.environment(record, attempt),
+            check=False,
+        )
+        if done.returncode == 0:
+            return None
+        if done.returncode < 0:
+            return f"killed by signal {-done.returncode}"
+        return f"exit status {done.returncode}"
+
+    def process(self, record: "Record") -> tuple[str | None, int]:
+        """Run with retries; (error or None, attempts made)."""
+        error: str | None = None
+        for attempt in range(1, self.retries + 2):
+            error = self.attempt(record, attempt)
+            if error is None:
+                return None, attempt
+            if attempt <= self.retries:
+                delay = self.backoff * 2 ** (attempt - 1)
+                warn(
+                    f"{record.topic}[{record.partition}]@{record.offset}: command failed "
+                    f"({error}); retry {attempt} of {self.retries} in {delay:g} s"
+                )
+                time.sleep(delay)
+        return error, self.retries + 1
+
+    def run(self, consumer: "Consumer", batches: "Iterator[list[Record]]") -> None:
+        from pubsub.errors import FencedError
+        from pubsub.records import Message, TopicPartition
+
+        for records in batches:
+            lost: set[TopicPartition] = set()
+            for record in records:
+                tp = record.topic_partition
+                if tp in lost:
+                    continue  # the group moved this partition away: its new owner goes on
+                error, attempts = self.process(record)
+                done = {tp: record.offset + 1}
+                if error is None:
+                    if self.group is not None and not _commit(consumer, done):
+                        lost.add(tp)
+                    continue
+                if self.dead_letter is None:
+                    raise ExecFailedError(
+                        f"{record.topic}[{record.partition}]@{record.offset}: command failed "
+                        f"({error}) after {attempts} attempt(s); the record is not committed",
+                        hint="fix the cause and run again (it starts from this record), or "
+                        "pass --dead-letter TOPIC to move failing records aside",
+                    )
+                headers = [
+                    *record.headers,
+                    ("pubsub.original.topic", record.topic.encode()),
+                    ("pubsub.original.partition", str(record.partition).encode()),
+                    ("pubsub.original.offset", str(record.offset).encode()),
+                    ("pubsub.original.timestamp", str(record.timestamp).encode()),
+                    ("pubsub.error", error.encode()),
+                    ("pubsub.attempts", str(attempts).encode()),
+                ]
+                message = Message(record.value, record.key, headers)
+                try:
+                    if self.group is not None:
+                        consumer.send_and_commit(self.dead_letter, [message], done)
+                    else:
+                        consumer._broker.produce_batch(self.dead_letter, [message])
+                except FencedError as exc:
+                    warn(f"{exc.message}; the new owner will retry the record")
+                    lost.add(tp)
+                    continue
+                warn(
+                    f"{record.topic}[{record.partition}]@{record.offset}: moved to "
+                    f"{self.dead_letter} after {attempts} attempt(s) ({error})"
+                )
+        if self.group is not None:
+            _commit(consumer)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pubsub.commands._common import fail, silence_stdout, state
+from pubsub.commands._common import fail, interrupt_on_sigterm, silence_stdout, state
 from pubsub.errors import InvalidArgumentError, InvalidRecordError, TopicNotFoundError
 
 if TYPE_CHECKING:
@@ -155,6 +155,7 @@ def _produce_stdin(
 ) -> None:
     from pubsub.commands._input import RecordReader
 
+    interrupt_on_sigterm()
     stream = sys.stdin.buffer
     reader = RecordReader(stream, b"\0" if null_delimited else b"\n", linger=linger_ms / 1000)
     line = 1

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pubsub import Broker
+from pubsub.db.schema import SCHEMA_VERSION
 from tests.helpers import PUBSUB, Invoker, cli_env
 
 pytestmark = pytest.mark.cli
@@ -289,7 +290,7 @@ def test_db_info(cli: Invoker) -> None:
     assert r.exit_code == 3 and not cli.db_path.exists()
     cli("topic", "create", "t")
     [info] = jsonl(cli("db", "info").stdout)
-    assert info["schema_version"] == 1 and info["synchronous"] == "full"
+    assert info["schema_version"] == SCHEMA_VERSION and info["synchronous"] == "full"
     assert info["journal_mode"] == "wal" and info["topics"] == 1
     assert info["path"] == str(cli.db_path)
     r = cli.runner.invoke(

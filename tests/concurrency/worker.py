@@ -14,7 +14,9 @@ def wait_until(start: float) -> None:
         time.sleep(delay)
 
 
-def produce(db: str, topic: str, producer: str, count: int, start: float) -> None:
+def produce(
+    db: str, topic: str, producer: str, count: int, start: float, pace: float = 0.0
+) -> None:
     from pubsub import Broker, Message
 
     with Broker(db) as broker:
@@ -34,6 +36,8 @@ def produce(db: str, topic: str, producer: str, count: int, start: float) -> Non
                 for meta, value in zip(result, values, strict=True):
                     print(meta.partition, meta.offset, value.decode(), flush=True)
                 sent += size
+            if pace:
+                time.sleep(pace)
 
 
 def open_only(db: str, start: float) -> None:
@@ -47,7 +51,8 @@ def open_only(db: str, start: float) -> None:
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "produce":
-        produce(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), float(sys.argv[6]))
+        pace = float(sys.argv[7]) if len(sys.argv) > 7 else 0.0
+        produce(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), float(sys.argv[6]), pace)
     elif mode == "open":
         open_only(sys.argv[2], float(sys.argv[3]))
     else:

@@ -17,6 +17,7 @@ from pubsub import (
     TopicPartition,
     partition_for_key,
 )
+from pubsub.db.schema import SCHEMA_VERSION
 from tests.helpers import all_records
 
 
@@ -389,7 +390,7 @@ def test_all_records_helper_sees_everything(broker: Broker) -> None:
 def test_info(broker: Broker) -> None:
     broker.create_topic("t", partitions=2)
     info = broker.info()
-    assert info.schema_version == 1 and info.topics == 1
+    assert info.schema_version == SCHEMA_VERSION and info.topics == 1
     assert info.synchronous == "full" and info.journal_mode == "wal"
     assert info.tables >= 7
     assert info.path.endswith("test.db")

@@ -1,0 +1,295 @@
+"""``pubsub group``: list, describe, reset offsets, delete (kafka-consumer-groups' vocabulary)."""
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from pubsub.commands._common import (
+    JsonOption,
+    fail,
+    iso_time,
+    note,
+    state,
+    stdout_is_tty,
+    write_json_lines,
+)
+
+if TYPE_CHECKING:
+    from pubsub.group_admin import GroupInfo, OffsetChange
+
+app = typer.Typer(
+    help="Inspect consumer groups, reset their offsets, delete them.",
+    no_args_is_help=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _group_json(group: "GroupInfo", *, detail: bool) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": group.name,
+        "state": group.state,
+        "generation": group.generation,
+        "members": group.live_members,
+        "topics": list(group.topics),
+        "lag": group.lag,
+    }
+    if detail:
+        data["partitions"] = [p._asdict() for p in group.partitions]
+        data["members"] = [
+            {
+                **m._asdict(),
+                "topics": list(m.topics),
+                "partitions": [list(tp) for tp in m.partitions],
+            }
+            for m in group.members
+        ]
+        data["live_members"] = group.live_members
+    return data
+
+
+@app.command("list")
+def group_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """List groups: state, live members, topics and total lag.
+
+    Examples: pubsub group list | pubsub group list --json | jq 'select(.lag > 1000)'
+    """
+    with state(ctx).broker() as broker:
+        groups = broker.list_groups()
+    if as_json or not stdout_is_tty():
+        write_json_lines(_group_json(g, detail=False) for g in groups)
+        return
+    from pubsub.commands import _render
+
+    _render.table(
+        ("group", "state", "members", "topics", "lag"),
+        [(g.name, g.state, g.live_members, ", ".join(g.topics), f"{g.lag:,}") for g in groups],
+        numeric=(2, 4),
+    )
+
+
+@app.command("describe")
+def group_describe(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The group.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Show a group's partitions (committed offset, log end, lag, owner) and its members.
+
+    Examples: pubsub group describe billing | pubsub group describe billing --json
+    """
+    with state(ctx).broker() as broker:
+        group = broker.describe_group(name)
+    if as_json or not stdout_is_tty():
+        write_json_lines([_group_json(group, detail=True)])
+        return
+    from pubsub.commands import _render
+
+    _render.table(
+        ("topic", "partition", "committed", "log end", "lag", "owner"),
+        [
+            (
+                p.topic,
+                p.partition,
+                "-" if p.committed_offset is None else p.committed_offset,
+                p.log_end_offset,
+                "-" if p.lag is None else f"{p.lag:,}",
+                p.owner or "-",
+            )
+            for p in group.partitions
+        ],
+        title=f"group {group.name}: {group.state}, generation {group.generation}",
+        numeric=(1, 2, 3, 4),
+    )
+    _render.table(
+        ("member", "host", "pid", "program", "joined", "last heartbeat", "lease", "partitions"),
+        [
+            (
+                m.member_id,
+                m.host,
+                m.pid,
+                m.program,
+                iso_time(m.joined_ms),
+                iso_time(m.heartbeat_ms),
+                "expired" if not m.live else f"{(m.lease_remaining_ms or 0) / 1000:.1f} s",
+                ", ".join(f"{tp.topic}[{tp.partition}]" for tp in m.partitions) or "-",
+            )
+            for m in group.members
+        ],
+        title="members",
+        numeric=(2,),
+    )
+
+
+def _parse_topics(specs: list[str]) -> dict[str, list[int] | None]:
+    topics: dict[str, list[int] | None] = {}
+    for spec in specs:
+        name, sep, rest = spec.partition(":")
+        if not sep:
+            topics[name] = None
+            continue
+        try:
+            partitions = [int(p) for p in rest.split(",") if p.strip()]
+        except ValueError:
+            fail(f"invalid --topic {spec!r}", "use TOPIC or TOPIC:P,P,… with partition numbers")
+        if not partitions:
+            fail(f"invalid --topic {spec!r}", "list partitions after the colon: TOPIC:0,2")
+        existing = topics.get(name, [])
+        topics[name] = None if existing is None else sorted(set(existing + partitions))
+    return topics
+
+
+@app.command("reset-offsets")
+def group_reset_offsets(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The group.")],
+    topic: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--topic",
+            "-t",
+            help="TOPIC or TOPIC:P,P… (repeatable).",
+            metavar="TOPIC[:P,P…]",
+        ),
+    ] = None,
+    all_topics: Annotated[
+        bool, typer.Option("--all-topics", help="Every topic the group has offsets for.")
+    ] = False,
+    to_earliest: Annotated[bool, typer.Option("--to-earliest", help="To the log start.")] = False,
+    to_latest: Annotated[bool, typer.Option("--to-latest", help="To the log end.")] = False,
+    to_offset: Annotated[
+        int | None, typer.Option("--to-offset", help="To this offset.", metavar="N")
+    ] = None,
+    shift_by: Annotated[
+        int | None,
+        typer.Option("--shift-by", help="Move by N (negative: back).", metavar="±N"),
+    ] = None,
+    to_datetime: Annotated[
+        str | None,
+        typer.Option(
+            "--to-datetime",
+            help="To the first record at or after this time (ISO-8601 or epoch ms).",
+            metavar="ISO",
+        ),
+    ] = None,
+    by_duration: Annotated[
+        str | None,
+        typer.Option(
+            "--by-duration",
+            help="To the first record of the last DURATION (e.g. 1h).",
+            metavar="DURATION",
+        ),
+    ] = None,
+    to_current: Annotated[
+        bool,
+        typer.Option(
+            "--to-current", help="To the current committed offset (fills in missing ones)."
+        ),
+    ] = False,
+    execute: Annotated[
+        bool, typer.Option("--execute", help="Apply the plan (without it: a dry run).")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Apply even though the group has live members.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Reset a group's committed offsets; prints the plan, applies it with --execute.
+
+    Exactly one of --to-earliest, --to-latest, --to-offset, --shift-by, --to-datetime,
+    --by-duration, --to-current. New offsets are clamped to what the log holds.
+
+    Examples: pubsub group reset-offsets billing --topic orders --to-earliest | pubsub group
+    reset-offsets billing --all-topics --by-duration 1h --execute
+    """
+    from pubsub import config
+    from pubsub.commands.consume import parse_time
+
+    chosen: list[tuple[str, int | None]] = []
+    if to_earliest:
+        chosen.append(("to-earliest", None))
+    if to_latest:
+        chosen.append(("to-latest", None))
+    if to_offset is not None:
+        chosen.append(("to-offset", to_offset))
+    if shift_by is not None:
+        chosen.append(("shift-by", shift_by))
+    if to_datetime is not None:
+        chosen.append(("to-datetime", parse_time(to_datetime)))
+    if by_duration is not None:
+        chosen.append(("by-duration", config.parse_duration(by_duration)))
+    if to_current:
+        chosen.append(("to-current", None))
+    if len(chosen) != 1:
+        fail(
+            "give exactly one reset strategy",
+            "--to-earliest, --to-latest, --to-offset N, --shift-by N, --to-datetime ISO, "
+            "--by-duration DURATION or --to-current",
+        )
+    if bool(topic) == all_topics:
+        fail("give --topic TOPIC[:P,P…] (repeatable) or --all-topics")
+    if to_offset is not None and to_offset < 0:
+        fail(f"invalid offset {to_offset}", "an offset is 0 or more")
+    strategy, value = chosen[0]
+    with state(ctx).broker() as broker:
+        plan = broker.plan_offset_reset(
+            name,
+            strategy,  # type: ignore[arg-type]
+            topics=None if all_topics else _parse_topics(topic or []),
+            value=value,
+        )
+        if execute:
+            broker.reset_offsets(name, plan, force=force)
+    _print_plan(plan, as_json=as_json)
+    if execute:
+        note(f"group {name}: {len(plan)} offset(s) reset")
+    else:
+        note("dry run: nothing changed; add --execute to apply")
+
+
+def _print_plan(plan: "list[OffsetChange]", *, as_json: bool) -> None:
+    if as_json or not stdout_is_tty():
+        write_json_lines(change._asdict() for change in plan)
+        return
+    from pubsub.commands import _render
+
+    _render.table(
+        ("topic", "partition", "current", "new"),
+        [
+            (
+                c.topic,
+                c.partition,
+                "-" if c.current_offset is None else c.current_offset,
+                c.new_offset,
+            )
+            for c in plan
+        ],
+        numeric=(1, 2, 3),
+    )
+
+
+@app.command("delete")
+def group_delete(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="The group.")]
+) -> None:
+    """Delete a group and all its committed offsets (refused while it has live members).
+
+    Examples: pubsub group delete old-reports
+    """
+    with state(ctx).broker() as broker:
+        broker.delete_group(name)
+    note(f"group {name}: deleted")
+
+
+@app.command("delete-offsets")
+def group_delete_offsets(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The group.")],
+    topic: Annotated[str, typer.Option("--topic", "-t", help="The topic.")],
+) -> None:
+    """Delete a group's committed offsets on one topic (refused while a live member reads it).
+
+    Examples: pubsub group delete-offsets billing --topic orders
+    """
+    with state(ctx).broker() as broker:
+        count = broker.delete_group_offsets(name, topic)
+    note(f"group {name}: deleted {count} offset(s) of topic {topic}")

@@ -1,0 +1,339 @@
+"""Consumer-group administration: list, describe, reset offsets, delete.
+
+The vocabulary is ``kafka-consumer-groups``': a reset is planned first (a dry run) and applied
+only on request, and it is refused while the group has live members unless forced, because
+those members would overwrite it with their next commit.
+"""
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Literal, NamedTuple
+
+from pubsub import config as topic_config
+from pubsub.db import catalog, groups, log, membership
+from pubsub.db.transaction import ReadScope, WriteTransaction
+from pubsub.errors import (
+    GroupNotEmptyError,
+    GroupNotFoundError,
+    InvalidArgumentError,
+    TopicNotFoundError,
+)
+from pubsub.membership import boot_id, lease_clock_ms
+from pubsub.records import TopicPartition
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from pubsub.broker import Broker
+
+Strategy = Literal[
+    "to-earliest",
+    "to-latest",
+    "to-offset",
+    "shift-by",
+    "to-datetime",
+    "by-duration",
+    "to-current",
+]
+STRATEGIES: tuple[Strategy, ...] = (
+    "to-earliest",
+    "to-latest",
+    "to-offset",
+    "shift-by",
+    "to-datetime",
+    "by-duration",
+    "to-current",
+)
+
+
+class MemberInfo(NamedTuple):
+    """A member of a group as ``group describe`` shows it."""
+
+    member_id: str
+    host: str
+    pid: int | None
+    program: str
+    topics: tuple[str, ...]
+    joined_ms: int
+    heartbeat_ms: int
+    lease_remaining_ms: int | None  # None: the lease belongs to another boot
+    live: bool
+    partitions: tuple[TopicPartition, ...]
+
+
+class PartitionLag(NamedTuple):
+    """A partition's committed offset, log end and lag for a group, and its owner."""
+
+    topic: str
+    partition: int
+    committed_offset: int | None
+    log_start_offset: int
+    log_end_offset: int
+    lag: int | None
+    owner: str | None
+
+
+class GroupInfo(NamedTuple):
+    """A consumer group: state, members, per-partition offsets and lag."""
+
+    name: str
+    state: str  # empty | stable | rebalancing
+    generation: int
+    members: tuple[MemberInfo, ...]
+    partitions: tuple[PartitionLag, ...]
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """Topics the group has offsets for or subscribes to."""
+        return tuple(sorted({p.topic for p in self.partitions}))
+
+    @property
+    def lag(self) -> int:
+        """Total lag over partitions with a committed offset."""
+        return sum(p.lag for p in self.partitions if p.lag is not None)
+
+    @property
+    def live_members(self) -> int:
+        """Members whose lease has not run out."""
+        return sum(1 for m in self.members if m.live)
+
+
+class OffsetChange(NamedTuple):
+    """One line of a reset plan."""
+
+    topic: str
+    partition: int
+    current_offset: int | None
+    new_offset: int
+
+
+def _group_row(conn: "sqlite3.Connection", name: str) -> tuple[int, int] | None:
+    row = conn.execute(
+        "SELECT group_id, generation FROM consumer_groups WHERE name = ?", (name,)
+    ).fetchone()
+    return (int(row[0]), int(row[1])) if row is not None else None
+
+
+def _describe(conn: "sqlite3.Connection", name: str, group_id: int, generation: int) -> GroupInfo:
+    now_lease = lease_clock_ms()
+    boot = boot_id()
+    assignments = membership.assignments_get(conn, group_id)
+    owned_by: dict[str, list[TopicPartition]] = {}
+    owner_of: dict[tuple[str, int], str] = {}
+    rebalancing = False
+    members_rows = membership.members_get(conn, group_id)
+    live_ids = {
+        m.member_id for m in members_rows if m.boot_id == boot and m.lease_expires >= now_lease
+    }
+    for row in assignments:
+        if row.owner_member is not None and row.owner_member in live_ids:
+            owned_by.setdefault(row.owner_member, []).append(
+                TopicPartition(row.topic, row.partition)
+            )
+            owner_of[(row.topic, row.partition)] = row.owner_member
+        if row.target_member is not None and row.target_member != row.owner_member:
+            rebalancing = True
+    members = []
+    subscribed: set[str] = set()
+    for m in members_rows:
+        client = json.loads(m.client)
+        topics = tuple(json.loads(m.topics))
+        subscribed.update(topics)
+        members.append(
+            MemberInfo(
+                member_id=m.member_id,
+                host=str(client.get("host", "")),
+                pid=client.get("pid"),
+                program=str(client.get("program", "")),
+                topics=topics,
+                joined_ms=m.joined_ms,
+                heartbeat_ms=m.heartbeat_ms,
+                lease_remaining_ms=m.lease_expires - now_lease if m.boot_id == boot else None,
+                live=m.member_id in live_ids,
+                partitions=tuple(owned_by.get(m.member_id, ())),
+            )
+        )
+    committed = {(r.topic, r.partition): r.committed_offset for r in groups.offsets_get(conn, name)}
+    topic_names = {t for t, _ in committed} | subscribed | {r.topic for r in assignments}
+    partitions = []
+    for topic in sorted(topic_names):
+        topic_row = catalog.topic_get_by_name(conn, topic)
+        if topic_row is None:
+            continue
+        for marks in log.watermarks(conn, topic_row.topic_id):
+            offset = committed.get((topic, marks.partition))
+            partitions.append(
+                PartitionLag(
+                    topic=topic,
+                    partition=marks.partition,
+                    committed_offset=offset,
+                    log_start_offset=marks.log_start_offset,
+                    log_end_offset=marks.next_offset,
+                    lag=None if offset is None else max(0, marks.next_offset - offset),
+                    owner=owner_of.get((topic, marks.partition)),
+                )
+            )
+    state = "empty" if not live_ids else ("rebalancing" if rebalancing else "stable")
+    return GroupInfo(name, state, generation, tuple(members), tuple(partitions))
+
+
+def list_groups(broker: "Broker") -> list[GroupInfo]:
+    """Every group, by name."""
+    with ReadScope(broker.path):
+        conn = broker.connection
+        rows = conn.execute(
+            "SELECT group_id, name, generation FROM consumer_groups ORDER BY name"
+        ).fetchall()
+        return [_describe(conn, name, group_id, gen) for group_id, name, gen in rows]
+
+
+def describe_group(broker: "Broker", name: str) -> GroupInfo:
+    """One group; :class:`~pubsub.errors.GroupNotFoundError` if it does not exist."""
+    with ReadScope(broker.path):
+        conn = broker.connection
+        row = _group_row(conn, name)
+        if row is None:
+            raise _not_found(name)
+        return _describe(conn, name, *row)
+
+
+def _not_found(name: str) -> GroupNotFoundError:
+    return GroupNotFoundError(
+        f"group {name!r} does not exist", hint="list groups with 'pubsub group list'"
+    )
+
+
+def _refuse_live(conn: "sqlite3.Connection", name: str, group_id: int, what: str) -> None:
+    live = membership.live_member_count(conn, group_id, boot_id(), lease_clock_ms())
+    if live:
+        raise GroupNotEmptyError(
+            f"group {name!r} has {live} live member(s); {what}",
+            hint="stop its consumers first (or wait for their session timeout)",
+        )
+
+
+def plan_reset(
+    broker: "Broker",
+    name: str,
+    strategy: Strategy,
+    *,
+    topics: Mapping[str, Sequence[int] | None] | None = None,
+    value: int | None = None,
+) -> list[OffsetChange]:
+    """What a reset would do: per partition, the current and the new committed offset.
+
+    ``topics`` maps topic names to partitions (None: all of them); None means every topic the
+    group has offsets for. ``value`` is the offset (to-offset), the shift (shift-by), the time
+    in ms (to-datetime) or the duration in ms (by-duration). New offsets are clamped to the
+    log's range; a partition without a committed offset counts as being at its log start.
+    """
+    if strategy not in STRATEGIES:
+        raise InvalidArgumentError(
+            f"unknown reset strategy {strategy!r}", hint="use one of " + ", ".join(STRATEGIES)
+        )
+    if strategy in ("to-offset", "shift-by", "to-datetime", "by-duration") and value is None:
+        raise InvalidArgumentError(f"--{strategy} needs a value")
+    topic_config.validate_name(name, "group")
+    with ReadScope(broker.path):
+        conn = broker.connection
+        group = _group_row(conn, name)
+        committed = {
+            (r.topic, r.partition): r.committed_offset for r in groups.offsets_get(conn, name)
+        }
+        if topics is None:
+            if group is None:
+                raise _not_found(name)
+            topics = {topic: None for topic, _ in committed}
+        plan: list[OffsetChange] = []
+        now = broker.now()
+        for topic, wanted in sorted(topics.items()):
+            row = catalog.topic_get_by_name(conn, topic)
+            if row is None:
+                raise TopicNotFoundError(topic)
+            marks = {m.partition: m for m in log.watermarks(conn, row.topic_id)}
+            chosen = sorted(marks) if wanted is None else sorted(set(wanted))
+            for partition in chosen:
+                if partition not in marks:
+                    raise InvalidArgumentError(
+                        f"topic {topic!r} has no partition {partition}",
+                        hint=f"partitions are 0 to {len(marks) - 1}",
+                    )
+                m = marks[partition]
+                current = committed.get((topic, partition))
+                base = current if current is not None else m.log_start_offset
+                if strategy == "to-earliest":
+                    new = m.log_start_offset
+                elif strategy == "to-latest":
+                    new = m.next_offset
+                elif strategy == "to-offset":
+                    assert value is not None
+                    new = value
+                elif strategy == "shift-by":
+                    assert value is not None
+                    new = base + value
+                elif strategy == "to-current":
+                    new = base
+                else:
+                    assert value is not None
+                    when = value if strategy == "to-datetime" else now - value
+                    found = log.offset_for_timestamp(
+                        conn, row.topic_id, partition, when, m.log_start_offset
+                    )
+                    new = m.next_offset if found is None else found
+                new = min(max(new, m.log_start_offset), m.next_offset)
+                plan.append(OffsetChange(topic, partition, current, new))
+    return plan
+
+
+def execute_reset(
+    broker: "Broker", name: str, plan: Sequence[OffsetChange], *, force: bool = False
+) -> None:
+    """Apply a reset plan in one transaction (refused with live members unless ``force``)."""
+    with WriteTransaction(broker.connection, broker.busy_timeout, broker.path) as conn:
+        group_id = groups.group_id_ensure(conn, name, broker.now())
+        if not force:
+            _refuse_live(conn, name, group_id, "a reset now would be undone by its commits")
+        rows = []
+        for change in plan:
+            row = catalog.topic_get_by_name(conn, change.topic)
+            if row is None:
+                raise TopicNotFoundError(change.topic)
+            rows.append((row.topic_id, change.partition, change.new_offset, None))
+        groups.offsets_commit(conn, group_id, rows, broker.now())
+
+
+def delete_group(broker: "Broker", name: str) -> None:
+    """Delete a group and its offsets; refused while it has live members."""
+    with WriteTransaction(broker.connection, broker.busy_timeout, broker.path) as conn:
+        row = _group_row(conn, name)
+        if row is None:
+            raise _not_found(name)
+        _refuse_live(conn, name, row[0], "it cannot be deleted")
+        conn.execute("DELETE FROM consumer_groups WHERE group_id = ?", (row[0],))
+
+
+def delete_group_offsets(broker: "Broker", name: str, topic: str) -> int:
+    """Delete a group's committed offsets on one topic; return how many were deleted.
+
+    Refused while a live member subscribes to the topic.
+    """
+    with WriteTransaction(broker.connection, broker.busy_timeout, broker.path) as conn:
+        row = _group_row(conn, name)
+        if row is None:
+            raise _not_found(name)
+        topic_row = catalog.topic_get_by_name(conn, topic)
+        if topic_row is None:
+            raise TopicNotFoundError(topic)
+        now_lease, boot = lease_clock_ms(), boot_id()
+        for member in membership.members_get(conn, row[0]):
+            live = member.boot_id == boot and member.lease_expires >= now_lease
+            if live and topic in json.loads(member.topics):
+                raise GroupNotEmptyError(
+                    f"live member {member.member_id} of group {name!r} consumes {topic!r}",
+                    hint="stop its consumers first (or wait for their session timeout)",
+                )
+        cursor = conn.execute(
+            "DELETE FROM group_offsets WHERE group_id = ? AND topic_id = ?",
+            (row[0], topic_row.topic_id),
+        )
+        return int(cursor.rowcount)

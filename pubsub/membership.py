@@ -1,0 +1,479 @@
+"""Consumer-group membership across processes: leases, assignment and fenced hand-over.
+
+A member holds a lease in the database, renewed by a heartbeat thread (every third of the
+session timeout) as long as the consumer keeps polling. Leases are measured with the kernel's
+boot-time clock, which the wall clock cannot move, and carry the boot they belong to: a lease
+from another boot is expired. Any member that sees an expired lease removes that member.
+
+When members join, leave or expire, the member that notices recomputes every partition's
+*target* (balanced: counts differ by at most one; sticky: partitions stay where they are when
+they can) and starts a new generation. Ownership then moves cooperatively: an owner releases a
+partition that is no longer its target at its next poll, after committing what it consumed,
+and the target takes it only once it is free (or its owner's lease ran out). So at any moment a
+partition has at most one owner, and only the owner may commit its offset — checked in the
+same transaction as the commit.
+"""
+
+import json
+import os
+import secrets
+import socket
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, NamedTuple
+
+from pubsub.db import catalog, groups, membership
+from pubsub.db.connection import connect, translate_error
+from pubsub.db.membership import PartitionKey
+from pubsub.db.transaction import ReadScope, WriteTransaction
+from pubsub.errors import FencedError, PubsubError
+from pubsub.records import TopicPartition
+
+if TYPE_CHECKING:
+    from pubsub.broker import Broker
+
+DEFAULT_SESSION_TIMEOUT = 10.0
+DEFAULT_MAX_POLL_INTERVAL = 300.0
+
+_BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
+_boot_id: str | None = None
+
+
+def boot_id() -> str:
+    """An identifier of the current boot of this machine (Linux: the kernel's boot_id).
+
+    Elsewhere, the boot time to the nearest minute, computed from the wall and monotonic
+    clocks (a wall-clock jump there makes leases look expired early, never late).
+    """
+    global _boot_id  # noqa: PLW0603  (computed once per process)
+    if _boot_id is None:
+        try:
+            with open(_BOOT_ID_PATH, encoding="ascii") as handle:
+                _boot_id = handle.read().strip()
+        except OSError:
+            _boot_id = f"boot-{round((time.time() - time.monotonic()) / 60)}"
+    return _boot_id
+
+
+def lease_clock_ms() -> int:
+    """Milliseconds of the boot-time clock: steady, not moved by wall-clock changes."""
+    clock = getattr(time, "CLOCK_BOOTTIME", None)
+    if clock is not None:
+        return time.clock_gettime_ns(clock) // 1_000_000
+    return time.monotonic_ns() // 1_000_000
+
+
+def assign(
+    partitions: Sequence[tuple[PartitionKey, frozenset[str]]],
+    members: Iterable[str],
+    previous: Mapping[PartitionKey, str | None],
+) -> dict[PartitionKey, str]:
+    """Give each partition to one of its eligible members: balanced, then sticky.
+
+    When every member subscribes to every partition, each gets ``n // m`` or ``n // m + 1``
+    partitions. A partition stays with its previous member when that keeps the balance.
+    """
+    names = sorted(set(members))
+    if not names:
+        return {}
+    base, extra = divmod(len(partitions), len(names))
+    counts = dict.fromkeys(names, 0)
+    above = 0  # members already holding base + 1
+    result: dict[PartitionKey, str] = {}
+
+    def can_take(member: str) -> bool:
+        return counts[member] < base or (counts[member] == base and above < extra)
+
+    def give(member: str, key: PartitionKey) -> None:
+        nonlocal above
+        if counts[member] == base:
+            above += 1
+        counts[member] += 1
+        result[key] = member
+
+    ordered = sorted(partitions)
+    for key, eligible in ordered:
+        before = previous.get(key)
+        if before is not None and before in counts and before in eligible and can_take(before):
+            give(before, key)
+    for key, eligible in ordered:
+        if key in result:
+            continue
+        candidates = [name for name in names if name in eligible]
+        if not candidates:
+            continue
+        open_ = [name for name in candidates if can_take(name)] or candidates
+        give(min(open_, key=lambda name: (counts[name], name)), key)
+    return result
+
+
+class SyncResult(NamedTuple):
+    """What a sync changed for this member."""
+
+    assigned: list[TopicPartition]
+    revoked: list[TopicPartition]
+    lost: list[TopicPartition]  # taken away without a clean release (this member expired)
+    committed: dict[TopicPartition, int]  # committed offsets of the assigned partitions
+
+
+class Membership:
+    """One consumer's membership of a group (used by :class:`~pubsub.consumer.Consumer`)."""
+
+    def __init__(
+        self,
+        broker: "Broker",
+        group: str,
+        topics: Sequence[str],
+        *,
+        session_timeout: float = DEFAULT_SESSION_TIMEOUT,
+        max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
+        lease_clock: Callable[[], int] = lease_clock_ms,
+        heartbeat: bool = True,
+    ) -> None:
+        if broker.path == ":memory:":
+            raise PubsubError("consumer groups need a database file, not :memory:")
+        self.broker = broker
+        self.group = group
+        self.topics = sorted(set(topics))
+        self.session_ms = max(1, round(session_timeout * 1000))
+        self.max_poll_interval = max_poll_interval
+        self._lease_clock = lease_clock
+        self.boot = boot_id()
+        self.member_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.client = json.dumps(
+            {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "program": os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python",
+            },
+            separators=(",", ":"),
+        )
+        self.group_id: int | None = None
+        self.generation = -1
+        self.owned: dict[TopicPartition, int] = {}  # partition -> topic id
+        self._earliest_lease: int | None = None
+        self._member_gone = threading.Event()  # the heartbeat found our row removed
+        self._left = threading.Event()  # the heartbeat left the group (poll interval exceeded)
+        self.last_poll = time.monotonic()
+        self._heartbeat: _Heartbeat | None = _Heartbeat(self) if heartbeat else None
+
+    # -- transactions ----------------------------------------------------------------------
+
+    def _write(self) -> WriteTransaction:
+        return WriteTransaction(self.broker.connection, self.broker.busy_timeout, self.broker.path)
+
+    def _lease(self) -> int:
+        return self._lease_clock() + self.session_ms
+
+    def join(self) -> SyncResult:
+        """Join the group (a new generation) and take what is free; start the heartbeat."""
+        result = self.sync({}, force=True)
+        if self._heartbeat is not None and not self._heartbeat.is_alive():
+            self._heartbeat.start()
+        return result
+
+    def sync(self, consumed: Mapping[TopicPartition, int], *, force: bool = False) -> SyncResult:
+        """Catch up with the group in one transaction.
+
+        Removes expired members, rejoins if this member was removed, rebalances if membership
+        changed, releases partitions that moved away (committing ``consumed`` for them first)
+        and takes partitions that are now free.
+        """
+        before = dict(self.owned)
+        lost: list[TopicPartition] = []
+        broker = self.broker
+        with self._write() as conn:
+            now_ms = broker.now()
+            if self.group_id is None:
+                self.group_id = groups.group_id_ensure(conn, self.group, now_ms)
+            group_id = self.group_id
+            if groups.group_id_get(conn, self.group) != group_id:  # the group was deleted
+                self.group_id = group_id = groups.group_id_ensure(conn, self.group, now_ms)
+            expired = membership.members_expire(conn, group_id, self.boot, self._lease_clock())
+            present = membership.member_renew(
+                conn, group_id, self.member_id, self.boot, self._lease(), now_ms
+            )
+            joined = False
+            if not present:
+                if before:
+                    lost = sorted(before)  # expired and replaced: nothing may be committed
+                    before = {}
+                    self.owned = {}
+                self._member_gone.clear()
+                self._left.clear()
+                membership.member_insert(
+                    conn,
+                    group_id,
+                    membership.MemberRow(
+                        self.member_id,
+                        self.client,
+                        json.dumps(self.topics),
+                        self.session_ms,
+                        self.boot,
+                        self._lease(),
+                        now_ms,
+                        now_ms,
+                    ),
+                )
+                joined = True
+            if expired or joined or force or _coverage_changed(conn, group_id):
+                rebalance(conn, group_id)
+                self.generation = membership.generation_bump(conn, group_id)
+            else:
+                self.generation = int(
+                    conn.execute(
+                        "SELECT generation FROM consumer_groups WHERE group_id = ?", (group_id,)
+                    ).fetchone()[0]
+                )
+            self._release(conn, group_id, consumed)
+            membership.assignments_take(conn, group_id, self.member_id, now_ms)
+            owned = {
+                TopicPartition(topic, partition): topic_id
+                for topic_id, topic, partition in membership.assignments_owned(
+                    conn, group_id, self.member_id
+                )
+            }
+            assigned = sorted(set(owned) - set(before))
+            committed: dict[TopicPartition, int] = {}
+            if assigned:
+                rows = groups.offsets_get(conn, self.group)
+                wanted = set(assigned)
+                for row in rows:
+                    tp = TopicPartition(row.topic, row.partition)
+                    if tp in wanted:
+                        committed[tp] = row.committed_offset
+        self.owned = owned
+        revoked = sorted(set(before) - set(owned))
+        return SyncResult(assigned, revoked, lost, committed)
+
+    def _release(
+        self, conn: sqlite3.Connection, group_id: int, consumed: Mapping[TopicPartition, int]
+    ) -> None:
+        """Commit what was consumed of the partitions moving away, then let them go."""
+        leaving = {
+            (row.topic_id, row.partition): TopicPartition(row.topic, row.partition)
+            for row in membership.assignments_get(conn, group_id)
+            if row.owner_member == self.member_id and row.target_member != self.member_id
+        }
+        rows = [
+            (topic_id, partition, consumed[tp], None)
+            for (topic_id, partition), tp in leaving.items()
+            if tp in consumed
+        ]
+        if rows:
+            groups.offsets_commit(conn, group_id, rows, self.broker.now())
+        membership.assignments_release(conn, group_id, self.member_id)
+
+    def needs_sync(self) -> bool:
+        """One cheap read: did the group change in a way that concerns this member?"""
+        self.last_poll = time.monotonic()
+        if self.group_id is None or self._member_gone.is_set() or self._left.is_set():
+            return True
+        with ReadScope(self.broker.path):
+            state = membership.sync_state(
+                self.broker.connection, self.group_id, self.member_id, self.boot
+            )
+        if state is None:
+            return True
+        self._earliest_lease = state.earliest_lease
+        return (
+            state.generation != self.generation
+            or state.foreign_members > 0
+            or state.actionable > 0
+            or (state.earliest_lease is not None and state.earliest_lease < self._lease_clock())
+        )
+
+    def seconds_until_check(self) -> float | None:
+        """When the next lease of this boot runs out (so a waiting member looks again)."""
+        if self._earliest_lease is None:
+            return None
+        return max(0.0, (self._earliest_lease - self._lease_clock()) / 1000) + 0.01
+
+    def pending(self) -> bool:
+        """Partitions target this member but are still owned by another live member."""
+        if self.group_id is None:
+            return False
+        with ReadScope(self.broker.path):
+            row = self.broker.connection.execute(
+                "SELECT count(*) FROM group_assignments AS a JOIN group_members AS m "
+                "ON m.group_id = a.group_id AND m.member_id = a.owner_member "
+                "WHERE a.group_id = ? AND a.target_member = ? AND a.owner_member != ?",
+                (self.group_id, self.member_id, self.member_id),
+            ).fetchone()
+        return bool(row[0])
+
+    def commit(self, offsets: Mapping[TopicPartition, int], metadata: str | None = None) -> None:
+        """Commit offsets, refused unless this member owns every partition (one transaction)."""
+        with self._write() as conn:
+            self.commit_locked(conn, offsets, metadata)
+
+    def commit_locked(
+        self,
+        conn: sqlite3.Connection,
+        offsets: Mapping[TopicPartition, int],
+        metadata: str | None = None,
+    ) -> None:
+        """:meth:`commit` inside a write transaction the caller holds."""
+        if self.group_id is None:
+            raise FencedError(f"not a member of group {self.group!r}")
+        keys = {}
+        for tp in offsets:
+            topic_id = self.owned.get(tp)
+            if topic_id is None:
+                raise FencedError(
+                    f"{tp.topic}[{tp.partition}] is not assigned to this member of group "
+                    f"{self.group!r}"
+                )
+            keys[(topic_id, tp.partition)] = tp
+        owners = membership.live_owners(conn, self.group_id, keys)
+        refused = [tp for key, tp in keys.items() if owners.get(key) != self.member_id]
+        if refused:
+            names = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in refused)
+            raise FencedError(
+                f"commit refused: {names} no longer belong to this member of group "
+                f"{self.group!r} (its lease ran out or the group rebalanced)"
+            )
+        groups.offsets_commit(
+            conn,
+            self.group_id,
+            [(keys_id[0], keys_id[1], offsets[tp], metadata) for keys_id, tp in keys.items()],
+            self.broker.now(),
+        )
+
+    def leave(self, consumed: Mapping[TopicPartition, int] | None) -> None:
+        """Leave at once: commit ``consumed`` (if given), free the partitions, rebalance."""
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        if self.group_id is None:
+            return
+        with self._write() as conn:
+            group_id = self.group_id
+            if consumed and not self._member_gone.is_set():
+                owners = membership.live_owners(
+                    conn, group_id, [(tid, tp.partition) for tp, tid in self.owned.items()]
+                )
+                rows = [
+                    (topic_id, tp.partition, consumed[tp], None)
+                    for tp, topic_id in self.owned.items()
+                    if tp in consumed and owners.get((topic_id, tp.partition)) == self.member_id
+                ]
+                if rows:
+                    groups.offsets_commit(conn, group_id, rows, self.broker.now())
+            if membership.member_delete(conn, group_id, self.member_id):
+                rebalance(conn, group_id)
+                membership.generation_bump(conn, group_id)
+        self.owned = {}
+
+    @property
+    def lost_membership(self) -> bool:
+        """The heartbeat found this member removed, or left after a too-long poll gap."""
+        return self._member_gone.is_set() or self._left.is_set()
+
+
+def _coverage_changed(conn: sqlite3.Connection, group_id: int) -> bool:
+    """Did a subscribed topic gain partitions (or vanish) since the last rebalance?"""
+    topics: set[str] = set()
+    for member in membership.members_get(conn, group_id):
+        topics.update(json.loads(member.topics))
+    if not topics:
+        return False
+    wanted = 0
+    for name in topics:
+        row = catalog.topic_get_by_name(conn, name)
+        if row is not None:
+            wanted += row.partition_count
+    have = conn.execute(
+        "SELECT count(*) FROM group_assignments WHERE group_id = ? AND target_member IS NOT NULL",
+        (group_id,),
+    ).fetchone()[0]
+    return bool(have != wanted)
+
+
+def rebalance(conn: sqlite3.Connection, group_id: int) -> None:
+    """Recompute every partition's target from the live members' subscriptions."""
+    subscriptions = {
+        member.member_id: frozenset(json.loads(member.topics))
+        for member in membership.members_get(conn, group_id)
+    }
+    partitions: list[tuple[PartitionKey, frozenset[str]]] = []
+    for name in sorted(set().union(*subscriptions.values()) if subscriptions else ()):
+        row = catalog.topic_get_by_name(conn, name)
+        if row is None:
+            continue
+        eligible = frozenset(m for m, topics in subscriptions.items() if name in topics)
+        for partition in range(row.partition_count):
+            partitions.append(((row.topic_id, partition), eligible))
+    previous: dict[PartitionKey, str | None] = {}
+    for row_ in membership.assignments_get(conn, group_id):
+        key = (row_.topic_id, row_.partition)
+        previous[key] = (
+            row_.owner_member if row_.owner_member in subscriptions else row_.target_member
+        )
+    targets = assign(partitions, subscriptions, previous)
+    membership.assignments_retarget(conn, group_id, targets)
+
+
+class _Heartbeat(threading.Thread):
+    """Renews the member's lease from its own connection while the consumer keeps polling.
+
+    It also expires dead members (so their partitions move on even while this member is busy)
+    and notices subscribed topics that gained partitions. After ``max_poll_interval`` without
+    a poll it leaves the group, as Kafka's consumer does.
+    """
+
+    def __init__(self, member: Membership) -> None:
+        super().__init__(name=f"pubsub-heartbeat-{member.group}", daemon=True)
+        self.member = member
+        self.interval = member.session_ms / 3000
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout=5)
+
+    def run(self) -> None:
+        member = self.member
+        broker = member.broker
+        try:
+            conn = connect(broker.path, sync=broker.sync, busy_timeout=broker.busy_timeout)
+        except PubsubError:
+            return
+        try:
+            while not self._stop_event.wait(self.interval):
+                try:
+                    self._beat(conn)
+                except PubsubError:
+                    continue  # busy or I/O: try again at the next beat
+                except sqlite3.Error as exc:
+                    if isinstance(translate_error(exc), PubsubError):
+                        continue
+        finally:
+            conn.close()
+
+    def _beat(self, conn: sqlite3.Connection) -> None:
+        member = self.member
+        group_id = member.group_id
+        if group_id is None or member.lost_membership:
+            return
+        broker = member.broker
+        with WriteTransaction(conn, broker.busy_timeout, broker.path):
+            if time.monotonic() - member.last_poll > member.max_poll_interval:
+                if membership.member_delete(conn, group_id, member.member_id):
+                    rebalance(conn, group_id)
+                    membership.generation_bump(conn, group_id)
+                member._left.set()
+                return
+            now_ms = broker.now()
+            if not membership.member_renew(
+                conn, group_id, member.member_id, member.boot, member._lease(), now_ms
+            ):
+                member._member_gone.set()
+                return
+            expired = membership.members_expire(conn, group_id, member.boot, member._lease_clock())
+            if expired or _coverage_changed(conn, group_id):
+                rebalance(conn, group_id)
+                membership.generation_bump(conn, group_id)
