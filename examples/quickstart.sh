@@ -28,6 +28,12 @@ step 'pubsub consume orders --group billing'
 step 'pubsub produce orders "late order"'
 step 'pubsub consume orders --group billing'
 
+step 'pubsub group describe billing --json'
+
+echo
+echo "# Run a command per record; the offset is committed only when it exits 0:"
+step 'pubsub consume orders --group sizes --exec '"'"'echo "$PUBSUB_PARTITION:$PUBSUB_OFFSET is $(wc -c) bytes"'"'"
+
 echo
 echo "# Copy a topic losslessly through the JSON envelope:"
 step 'pubsub topic create orders-copy --partitions 3'

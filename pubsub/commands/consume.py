@@ -137,13 +137,15 @@ def consume(
         bool, typer.Option("-0", help="End each record with NUL instead of newline.")
     ] = False,
     batch: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--batch",
             min=1,
-            help="Records fetched, written and (with a group) committed at a time.",
+            help="Records fetched, written and (with a group) committed at a time "
+            "[default: 2000; with --exec 20, so that a rebalance is noticed between records].",
+            show_default=False,
         ),
-    ] = 2000,
+    ] = None,
     exec_command: Annotated[
         str | None,
         typer.Option(
@@ -228,7 +230,7 @@ def consume(
             partitions=partitions,
             auto_offset_reset=reset.value,
             auto_commit=False,
-            max_poll_records=batch,
+            max_poll_records=batch or (EXEC_BATCH if exec_command is not None else 2000),
             on_warning=warn,
             session_timeout=session_timeout,
         )
@@ -248,6 +250,10 @@ def consume(
             consumer.close(commit=False)
         broker.close()
 
+
+#: Records per poll with --exec: each takes milliseconds, and a group member only hands
+#: partitions over between polls.
+EXEC_BATCH = 20
 
 #: Without --follow, how long a group member waits for partitions another member is still
 #: handing over before it exits.
