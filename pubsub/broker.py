@@ -43,6 +43,8 @@ from pubsub.records import (
 if TYPE_CHECKING:
     from pubsub.consumer import Consumer, OffsetReset
     from pubsub.group_admin import GroupInfo, OffsetChange, Strategy
+    from pubsub.maintenance import Problem
+    from pubsub.retention import RetentionReport
 
 __all__ = ["Broker", "DatabaseInfo"]
 
@@ -61,6 +63,7 @@ class _TopicMeta(NamedTuple):
     partitions: int
     config_version: int
     max_message_bytes: int
+    compacted: bool
 
 
 class _StaleMetadata(Exception):
@@ -220,16 +223,20 @@ class Broker:
         if row is None:
             self._topics.pop(name, None)
             raise TopicNotFoundError(name)
-        max_bytes = conn.execute(
-            "SELECT value FROM topic_configs WHERE topic_id = ? AND key = 'max.message.bytes'",
-            (row.topic_id,),
-        ).fetchone()
+        settings = dict(
+            conn.execute(
+                "SELECT key, value FROM topic_configs WHERE topic_id = ? "
+                "AND key IN ('max.message.bytes', 'cleanup.policy')",
+                (row.topic_id,),
+            ).fetchall()
+        )
         meta = _TopicMeta(
             row.topic_id,
             row.name,
             row.partition_count,
             row.config_version,
-            int(max_bytes[0]) if max_bytes else DEFAULT_MAX_MESSAGE_BYTES,
+            int(settings.get("max.message.bytes", DEFAULT_MAX_MESSAGE_BYTES)),
+            "compact" in settings.get("cleanup.policy", "delete"),
         )
         self._topics[name] = meta
         return meta
@@ -265,10 +272,13 @@ class Broker:
     ) -> TopicInfo:
         """Create a topic with ``partitions`` partitions and Kafka-style ``config``.
 
-        Raises :class:`~pubsub.errors.TopicExistsError` if it exists, unless
-        ``if_not_exists`` (then the existing topic is returned unchanged).
+        The database-wide defaults (:meth:`set_defaults`) are copied into the new topic's
+        configuration unless ``config`` sets the same keys. Raises
+        :class:`~pubsub.errors.TopicExistsError` if it exists, unless ``if_not_exists`` (then
+        the existing topic is returned unchanged).
         """
         from pubsub import config as topic_config
+        from pubsub.db import retention
 
         topic_config.validate_name(name)
         topic_config.validate_partitions(partitions)
@@ -278,7 +288,11 @@ class Broker:
                 if not if_not_exists:
                     raise TopicExistsError(name)
             else:
-                catalog.topic_insert(conn, name, partitions, self._clock(), configs)
+                configs = {**catalog.defaults_get(conn), **configs}
+                topic_id = catalog.topic_insert(conn, name, partitions, self._clock(), configs)
+                if "compact" in configs.get("cleanup.policy", ""):
+                    for partition in range(partitions):
+                        retention.create_compaction_indexes(conn, topic_id, partition)
         self._forget(name)
         return self.describe_topic(name)
 
@@ -346,6 +360,7 @@ class Broker:
     ) -> TopicInfo:
         """Add partitions (never remove: keys would move) and set or reset configuration."""
         from pubsub import config as topic_config
+        from pubsub.db import retention
 
         configs = topic_config.normalise_config(config or {})
         to_delete = list(delete_config)
@@ -361,6 +376,7 @@ class Broker:
             row = catalog.topic_get_by_name(conn, name)
             if row is None:
                 raise TopicNotFoundError(name)
+            count = row.partition_count
             if partitions is not None and partitions != row.partition_count:
                 if partitions < row.partition_count:
                     raise InvalidArgumentError(
@@ -370,10 +386,17 @@ class Broker:
                     )
                 catalog.partitions_add(conn, row.topic_id, row.partition_count, partitions)
                 catalog.topic_set_partition_count(conn, row.topic_id, partitions)
+                count = partitions
             if configs:
                 catalog.configs_set(conn, row.topic_id, configs)
             if to_delete:
                 catalog.configs_delete(conn, row.topic_id, to_delete)
+            policy = catalog.configs_get(conn, row.topic_id).get("cleanup.policy", "delete")
+            for partition in range(count):
+                if "compact" in policy:
+                    retention.create_compaction_indexes(conn, row.topic_id, partition)
+                else:
+                    retention.drop_compaction_indexes(conn, row.topic_id, partition)
             catalog.topic_bump_version(conn, row.topic_id)
         self._forget(name)
         return self.describe_topic(name)
@@ -619,6 +642,19 @@ class Broker:
                     raise _too_large(meta, index, size)
             total = sum(batch.sizes)
 
+        if meta.compacted:
+            missing = (
+                (0 if batch.key_const is None else None)
+                if batch.keys is None
+                else next((i for i, key in enumerate(batch.keys) if key is None), None)
+            )
+            if missing is not None:
+                raise InvalidRecordError(
+                    f"topic {meta.name!r} is compacted (cleanup.policy=compact): every record "
+                    "needs a key",
+                    index=missing,
+                    hint="give a key (-k KEY, -K SEP, or key= in the API)",
+                )
         count = meta.partitions
         if batch.partitions is None:
             if batch.partition_const is not None:
@@ -822,6 +858,65 @@ class Broker:
         with self._read():
             rows = groups.offsets_get(self._conn, group, topic_id)
         return {TopicPartition(r.topic, r.partition): r.committed_offset for r in rows}
+
+    def defaults(self) -> dict[str, str]:
+        """The database-wide configuration copied into every new topic."""
+        with self._read():
+            return catalog.defaults_get(self._conn)
+
+    def set_defaults(
+        self, config: Mapping[str, object] | None = None, *, unset: Iterable[str] = ()
+    ) -> dict[str, str]:
+        """Set (and unset) defaults for new topics; existing topics keep their configuration."""
+        from pubsub import config as topic_config
+
+        values = topic_config.normalise_config(config or {})
+        removed = list(unset)
+        for key in removed:
+            if key not in topic_config.TOPIC_CONFIGS:
+                raise InvalidArgumentError(
+                    f"unknown topic config {key!r}",
+                    hint="known keys: " + ", ".join(sorted(topic_config.TOPIC_CONFIGS)),
+                )
+        with self._write() as conn:
+            catalog.defaults_set(conn, values, removed)
+            return catalog.defaults_get(conn)
+
+    def run_retention(
+        self,
+        topics: Iterable[str] | None = None,
+        *,
+        dry_run: bool = False,
+        vacuum: bool = False,
+        wal_cap: int = 64 * 1024 * 1024,
+    ) -> "RetentionReport":
+        """Apply every topic's retention and compaction once (see :mod:`pubsub.retention`).
+
+        With ``dry_run`` nothing is deleted and the report says what would be. With ``vacuum``
+        freed pages are returned to the file system afterwards. The WAL is checkpointed and
+        truncated if it is larger than ``wal_cap`` bytes.
+        """
+        from pubsub.retention import Sweeper
+
+        return Sweeper(self, dry_run=dry_run, vacuum=vacuum, wal_cap=wal_cap).run(topics)
+
+    def check(self, *, quick: bool = False) -> "list[Problem]":
+        """Integrity check plus pubsub's invariants; an empty list means all is well."""
+        from pubsub import maintenance
+
+        return maintenance.check(self, quick=quick)
+
+    def vacuum(self, *, full: bool = False) -> int:
+        """Return free pages to the file system (``full``: rebuild the file); pages freed."""
+        from pubsub import maintenance
+
+        return maintenance.vacuum(self, full=full)
+
+    def backup(self, path: str | os.PathLike[str]) -> int:
+        """Write a consistent copy to a new file ``path`` while writers go on; its size."""
+        from pubsub import maintenance
+
+        return maintenance.backup(self, os.fspath(path))
 
     def list_groups(self) -> "list[GroupInfo]":
         """Every consumer group: state, members, offsets and lag."""

@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "produce": ("pubsub.commands.produce", "produce", False),
     "consume": ("pubsub.commands.consume", "consume", False),
     "group": ("pubsub.commands.group", "app", True),
+    "retention": ("pubsub.commands.retention", "app", True),
+    "config": ("pubsub.commands.config", "app", True),
     "db": ("pubsub.commands.db", "app", True),
 }
 

@@ -1,14 +1,18 @@
 """``pubsub db``: facts about the database file."""
 
+from typing import Annotated
+
 import typer
 
 from pubsub.commands._common import (
     JsonOption,
     human_bytes,
+    note,
     state,
     stdout_is_tty,
     write_json_lines,
 )
+from pubsub.errors import CorruptDatabaseError
 
 app = typer.Typer(
     help="Inspect the database file.",
@@ -47,3 +51,75 @@ def db_info(ctx: typer.Context, as_json: JsonOption = False) -> None:
         ],
         title="database",
     )
+
+
+@app.command("check")
+def db_check(
+    ctx: typer.Context,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="PRAGMA quick_check instead of integrity_check.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Check SQLite's integrity and pubsub's invariants; exit 6 if anything is wrong.
+
+    Invariants: per partition, the record and byte counters match the log, stored offsets lie
+    between the log start and the next offset, the time index points into the log; no table
+    without its partition; foreign keys hold.
+
+    Examples: pubsub db check | pubsub db check --quick --json
+    """
+    with state(ctx).broker() as broker:
+        problems = broker.check(quick=quick)
+    if as_json or not stdout_is_tty():
+        write_json_lines(p._asdict() for p in problems)
+    elif problems:
+        from pubsub.commands import _render
+
+        _render.table(("check", "where", "problem"), [tuple(p) for p in problems])
+    if problems:
+        raise CorruptDatabaseError(
+            f"{len(problems)} problem(s) found",
+            hint="restore from a backup ('pubsub db backup' makes one), or report the details",
+        )
+    note("ok: integrity and invariants hold")
+
+
+@app.command("vacuum")
+def db_vacuum(
+    ctx: typer.Context,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="Rebuild the whole file (VACUUM): needs the database to itself for a while "
+            "and up to twice its size in free space.",
+        ),
+    ] = False,
+) -> None:
+    """Return free pages to the file system (online, in short steps).
+
+    Examples: pubsub db vacuum | pubsub db vacuum --full
+    """
+    with state(ctx).broker() as broker:
+        before = broker.info().file_bytes
+        pages = broker.vacuum(full=full)
+        after = broker.info().file_bytes
+    note(f"freed {pages:,} pages: {human_bytes(before)} -> {human_bytes(after)}")
+
+
+@app.command("backup")
+def db_backup(
+    ctx: typer.Context,
+    path: Annotated[str, typer.Argument(help="The new file to write (must not exist).")],
+) -> None:
+    """Write a consistent copy of the database while producers and consumers keep running.
+
+    Uses VACUUM INTO (one snapshot, compacted); the file appears only when complete. Never
+    copy a live database with cp: the WAL holds committed data the main file does not.
+
+    Examples: pubsub db backup /backups/app-$(date +%F).db
+    """
+    with state(ctx).broker() as broker:
+        size = broker.backup(path)
+    note(f"backup written: {path} ({human_bytes(size)})")

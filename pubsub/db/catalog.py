@@ -140,3 +140,18 @@ def partitions_get(conn: sqlite3.Connection, topic_id: int) -> list[PartitionRow
         (topic_id,),
     ).fetchall()
     return [PartitionRow(*row) for row in rows]
+
+
+def defaults_get(conn: sqlite3.Connection) -> dict[str, str]:
+    """The database-wide configuration defaults for new topics."""
+    return dict(conn.execute("SELECT key, value FROM config_defaults ORDER BY key").fetchall())
+
+
+def defaults_set(conn: sqlite3.Connection, values: dict[str, str], unset: list[str]) -> None:
+    """Set and remove database-wide defaults."""
+    conn.executemany(
+        "INSERT INTO config_defaults (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        list(values.items()),
+    )
+    conn.executemany("DELETE FROM config_defaults WHERE key = ?", [(key,) for key in unset])

@@ -11,7 +11,7 @@ import sqlite3
 from pubsub.errors import SchemaTooNewError
 
 #: The schema version this code writes and expects. A test checks it against the files.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def user_version(conn: sqlite3.Connection) -> int:

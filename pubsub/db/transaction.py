@@ -85,6 +85,37 @@ class WriteTransaction:
             raise translate_error(exc, path=self.path) from exc
 
 
+class ReadTransaction:
+    """``with ReadTransaction(conn):`` — several reads from one snapshot (checks, reports).
+
+    The only deferred transaction in the project, and it never writes. Keep it short: while it
+    is open the WAL cannot be checkpointed past its snapshot.
+    """
+
+    __slots__ = ("conn", "path")
+
+    def __init__(self, conn: sqlite3.Connection, path: str = "") -> None:
+        self.conn = conn
+        self.path = path
+
+    def __enter__(self) -> sqlite3.Connection:
+        try:
+            self.conn.execute("BEGIN DEFERRED")  # read-only: see the class docstring
+        except sqlite3.Error as exc:
+            raise translate_error(exc, path=self.path) from exc
+        return self.conn
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _rollback(self.conn)  # nothing was written: ending the snapshot is all there is
+        if isinstance(exc, sqlite3.Error):
+            raise translate_error(exc, path=self.path) from exc
+
+
 class ReadScope:
     """``with ReadScope(path):`` — autocommit reads whose sqlite3 errors are translated."""
 
@@ -112,3 +143,37 @@ def _rollback(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:
         with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
+
+
+def run_script_immediate(conn: sqlite3.Connection, statements: str, timeout: float) -> None:
+    """Run ``statements`` to completion inside ``BEGIN IMMEDIATE … COMMIT``.
+
+    For statements that must be stepped until done, such as ``PRAGMA incremental_vacuum``
+    (``execute`` steps once, freeing one page). ``executescript`` steps every statement to the
+    end; the script carries its own ``BEGIN IMMEDIATE`` because ``executescript`` would commit
+    a transaction opened before it.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.executescript(f"BEGIN IMMEDIATE; {statements} COMMIT;")
+            return
+        except sqlite3.Error as exc:
+            _rollback(conn)
+            err = translate_error(exc)
+            if not isinstance(err, BusyError) or time.monotonic() >= deadline:
+                raise err from exc
+        jitter_sleep(0.0005, 0.003)
+
+
+def checkpoint_truncate(conn: sqlite3.Connection, path: str = "") -> bool:
+    """Checkpoint the whole WAL and truncate it to zero bytes; False if readers prevented it.
+
+    A TRUNCATE checkpoint waits (busy handler) for writers, but cannot finish while another
+    connection reads an old snapshot; it is then simply retried by the next caller.
+    """
+    try:
+        busy, _log, _done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    except sqlite3.Error as exc:
+        raise translate_error(exc, path=path) from exc
+    return not busy

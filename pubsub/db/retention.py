@@ -1,0 +1,303 @@
+"""SQL for retention and compaction: ranges, sizes, deletes, counters, indexes, leases.
+
+Functions take a connection and never begin or commit. Deleting functions must run inside a
+write transaction; callers keep each one short (a bounded number of rows).
+"""
+
+import sqlite3
+from typing import NamedTuple
+
+from pubsub.db.log import log_table
+
+#: The stored size of a record, as the partition's byte_count counts it (key + value + the
+#: UTF-8 bytes of the headers' text).
+RECORD_SIZE = (
+    "(ifnull(length(key), 0) + ifnull(length(value), 0) + ifnull(length(CAST(headers AS BLOB)), 0))"
+)
+
+
+class PartitionState(NamedTuple):
+    """What retention needs to know about a partition."""
+
+    topic_id: int
+    partition: int
+    log_start_offset: int
+    next_offset: int
+    record_count: int
+    byte_count: int
+    cleaned_offset: int
+
+
+def partition_state(
+    conn: sqlite3.Connection, topic_id: int, partition: int
+) -> PartitionState | None:
+    """The partition's row, or None if it is gone."""
+    row = conn.execute(
+        "SELECT topic_id, partition, log_start_offset, next_offset, record_count, byte_count, "
+        "cleaned_offset FROM partitions WHERE topic_id = ? AND partition = ?",
+        (topic_id, partition),
+    ).fetchone()
+    return PartitionState(*row) if row is not None else None
+
+
+def first_offset(conn: sqlite3.Connection, topic_id: int, partition: int) -> int | None:
+    """The smallest offset still stored."""
+    row = conn.execute(f'SELECT min("offset") FROM {log_table(topic_id, partition)}').fetchone()
+    return None if row[0] is None else int(row[0])
+
+
+def nth_offset(conn: sqlite3.Connection, topic_id: int, partition: int, n: int) -> int | None:
+    """The offset of the ``n``-th stored record (0-based), or None if there are fewer."""
+    row = conn.execute(
+        f'SELECT "offset" FROM {log_table(topic_id, partition)} ORDER BY "offset" LIMIT 1 OFFSET ?',
+        (n,),
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def sizes_from(
+    conn: sqlite3.Connection, topic_id: int, partition: int, start: int, limit: int
+) -> list[tuple[int, int]]:
+    """(offset, size) of up to ``limit`` records from ``start`` on, oldest first."""
+    return conn.execute(
+        f'SELECT "offset", {RECORD_SIZE} FROM {log_table(topic_id, partition)} '
+        'WHERE "offset" >= ? ORDER BY "offset" LIMIT ?',
+        (start, limit),
+    ).fetchall()
+
+
+def range_stats(
+    conn: sqlite3.Connection, topic_id: int, partition: int, low: int, high: int
+) -> tuple[int, int]:
+    """(records, bytes) stored with ``low <= offset < high``."""
+    row = conn.execute(
+        f"SELECT count(*), ifnull(sum({RECORD_SIZE}), 0) FROM {log_table(topic_id, partition)} "
+        'WHERE "offset" >= ? AND "offset" < ?',
+        (low, high),
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def offset_after(
+    conn: sqlite3.Connection, topic_id: int, partition: int, start: int, count: int
+) -> int | None:
+    """The offset following the first ``count`` records from ``start``; None if fewer exist."""
+    row = conn.execute(
+        f'SELECT "offset" FROM {log_table(topic_id, partition)} WHERE "offset" >= ? '
+        'ORDER BY "offset" LIMIT 1 OFFSET ?',
+        (start, count - 1),
+    ).fetchone()
+    return None if row is None else int(row[0]) + 1
+
+
+def delete_range(
+    conn: sqlite3.Connection, topic_id: int, partition: int, low: int, high: int
+) -> tuple[int, int]:
+    """Delete records with ``low <= offset < high``; return (records, bytes) deleted."""
+    records, size = range_stats(conn, topic_id, partition, low, high)
+    if records:
+        conn.execute(
+            f'DELETE FROM {log_table(topic_id, partition)} WHERE "offset" >= ? AND "offset" < ?',
+            (low, high),
+        )
+    return records, size
+
+
+def account_deleted(
+    conn: sqlite3.Connection,
+    topic_id: int,
+    partition: int,
+    records: int,
+    size: int,
+    log_start: int | None,
+) -> None:
+    """Subtract deleted records from the counters; move the log start forward (never back)."""
+    conn.execute(
+        "UPDATE partitions SET record_count = record_count - ?, byte_count = byte_count - ?, "
+        "log_start_offset = max(log_start_offset, ifnull(?, log_start_offset)) "
+        "WHERE topic_id = ? AND partition = ?",
+        (records, size, log_start, topic_id, partition),
+    )
+
+
+def settle_log_start(conn: sqlite3.Connection, topic_id: int, partition: int) -> int:
+    """Set the log start to the first stored offset (the next offset when none is left)."""
+    first = first_offset(conn, topic_id, partition)
+    conn.execute(
+        "UPDATE partitions SET log_start_offset = max(log_start_offset, ifnull(?, next_offset)) "
+        "WHERE topic_id = ? AND partition = ?",
+        (first, topic_id, partition),
+    )
+    row = conn.execute(
+        "SELECT log_start_offset FROM partitions WHERE topic_id = ? AND partition = ?",
+        (topic_id, partition),
+    ).fetchone()
+    return int(row[0])
+
+
+def prune_time_index(
+    conn: sqlite3.Connection, topic_id: int, partition: int, log_start: int
+) -> None:
+    """Drop time-index rows below the log start, keeping the last one (lookups need it)."""
+    conn.execute(
+        'DELETE FROM time_index WHERE topic_id = ? AND partition = ? AND "offset" < ? '
+        "AND timestamp < (SELECT max(timestamp) FROM time_index WHERE topic_id = ? "
+        'AND partition = ? AND "offset" < ?)',
+        (topic_id, partition, log_start, topic_id, partition, log_start),
+    )
+
+
+# -- compaction ------------------------------------------------------------------------------
+
+
+def compaction_index_names(topic_id: int, partition: int) -> tuple[str, str]:
+    """Names of the two indexes a compacted partition has (from integers only)."""
+    table = log_table(topic_id, partition)
+    return f"{table}_by_key", f"{table}_tombstones"
+
+
+def create_compaction_indexes(conn: sqlite3.Connection, topic_id: int, partition: int) -> None:
+    """Index keys (latest record per key) and tombstones (by time) of a compacted partition."""
+    table = log_table(topic_id, partition)
+    by_key, tombstones = compaction_index_names(topic_id, partition)
+    conn.execute(f'CREATE INDEX IF NOT EXISTS {by_key} ON {table} (key, "offset")')
+    conn.execute(
+        f"CREATE INDEX IF NOT EXISTS {tombstones} ON {table} (timestamp) WHERE value IS NULL"
+    )
+
+
+def drop_compaction_indexes(conn: sqlite3.Connection, topic_id: int, partition: int) -> None:
+    """Remove the compaction indexes (the topic is no longer compacted)."""
+    for name in compaction_index_names(topic_id, partition):
+        conn.execute(f"DROP INDEX IF EXISTS {name}")
+
+
+def dirty_keys(
+    conn: sqlite3.Connection, topic_id: int, partition: int, low: int, high: int, limit: int
+) -> list[tuple[bytes, int]]:
+    """Keys written in ``[low, high)`` with the newest offset of each below ``high``.
+
+    Ordered by key, at most ``limit``; resume after the last key with :func:`dirty_keys_after`.
+    """
+    return conn.execute(
+        f'SELECT key, max("offset") FROM {log_table(topic_id, partition)} '
+        'WHERE "offset" >= ? AND "offset" < ? AND key IS NOT NULL '
+        "GROUP BY key ORDER BY key LIMIT ?",
+        (low, high, limit),
+    ).fetchall()
+
+
+def dirty_keys_after(
+    conn: sqlite3.Connection,
+    topic_id: int,
+    partition: int,
+    low: int,
+    high: int,
+    after: bytes,
+    limit: int,
+) -> list[tuple[bytes, int]]:
+    """:func:`dirty_keys` continued after key ``after``."""
+    return conn.execute(
+        f'SELECT key, max("offset") FROM {log_table(topic_id, partition)} '
+        'WHERE "offset" >= ? AND "offset" < ? AND key IS NOT NULL AND key > ? '
+        "GROUP BY key ORDER BY key LIMIT ?",
+        (low, high, after, limit),
+    ).fetchall()
+
+
+def latest_offset_of_key(
+    conn: sqlite3.Connection, topic_id: int, partition: int, key: bytes
+) -> int | None:
+    """The newest stored offset of ``key`` (through the key index)."""
+    row = conn.execute(
+        f'SELECT max("offset") FROM {log_table(topic_id, partition)} WHERE key = ?', (key,)
+    ).fetchone()
+    return None if row[0] is None else int(row[0])
+
+
+def delete_older_versions(
+    conn: sqlite3.Connection, topic_id: int, partition: int, key: bytes, newest: int
+) -> tuple[int, int]:
+    """Delete every record of ``key`` older than offset ``newest``; (records, bytes)."""
+    table = log_table(topic_id, partition)
+    row = conn.execute(
+        f"SELECT count(*), ifnull(sum({RECORD_SIZE}), 0) FROM {table} "
+        'WHERE key = ? AND "offset" < ?',
+        (key, newest),
+    ).fetchone()
+    if row[0]:
+        conn.execute(f'DELETE FROM {table} WHERE key = ? AND "offset" < ?', (key, newest))
+    return int(row[0]), int(row[1])
+
+
+def expired_tombstones(
+    conn: sqlite3.Connection, topic_id: int, partition: int, before_ms: int, below: int, limit: int
+) -> list[tuple[int, bytes, int]]:
+    """(offset, key, size) of tombstones older than ``before_ms`` below offset ``below``."""
+    return conn.execute(
+        f'SELECT "offset", key, {RECORD_SIZE} FROM {log_table(topic_id, partition)} '
+        'WHERE value IS NULL AND timestamp < ? AND "offset" < ? AND key IS NOT NULL '
+        'ORDER BY "offset" LIMIT ?',
+        (before_ms, below, limit),
+    ).fetchall()
+
+
+def delete_offset(conn: sqlite3.Connection, topic_id: int, partition: int, offset: int) -> None:
+    """Delete one record."""
+    conn.execute(f'DELETE FROM {log_table(topic_id, partition)} WHERE "offset" = ?', (offset,))
+
+
+def set_cleaned_offset(
+    conn: sqlite3.Connection, topic_id: int, partition: int, offset: int
+) -> None:
+    """Remember how far compaction got (never moves back)."""
+    conn.execute(
+        "UPDATE partitions SET cleaned_offset = max(cleaned_offset, ?) "
+        "WHERE topic_id = ? AND partition = ?",
+        (offset, topic_id, partition),
+    )
+
+
+def stored_totals(
+    conn: sqlite3.Connection, topic_id: int, partition: int
+) -> tuple[int, int, int | None, int | None]:
+    """(records, bytes, smallest offset, largest offset) by scanning the log (for checks)."""
+    row = conn.execute(
+        f'SELECT count(*), ifnull(sum({RECORD_SIZE}), 0), min("offset"), max("offset") '
+        f"FROM {log_table(topic_id, partition)}"
+    ).fetchone()
+    return int(row[0]), int(row[1]), row[2], row[3]
+
+
+# -- leases ----------------------------------------------------------------------------------
+
+
+class LeaseRow(NamedTuple):
+    """A row of ``maintenance_leases``."""
+
+    holder: str
+    boot_id: str
+    lease_expires: int
+
+
+def lease_get(conn: sqlite3.Connection, name: str) -> LeaseRow | None:
+    """The current holder of a maintenance lease."""
+    row = conn.execute(
+        "SELECT holder, boot_id, lease_expires FROM maintenance_leases WHERE name = ?", (name,)
+    ).fetchone()
+    return LeaseRow(*row) if row is not None else None
+
+
+def lease_put(conn: sqlite3.Connection, name: str, holder: str, boot_id: str, expires: int) -> None:
+    """Take or renew a maintenance lease."""
+    conn.execute(
+        "INSERT INTO maintenance_leases (name, holder, boot_id, lease_expires) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, boot_id = excluded.boot_id, "
+        "lease_expires = excluded.lease_expires",
+        (name, holder, boot_id, expires),
+    )
+
+
+def lease_delete(conn: sqlite3.Connection, name: str, holder: str) -> None:
+    """Give a lease back (only its holder can)."""
+    conn.execute("DELETE FROM maintenance_leases WHERE name = ? AND holder = ?", (name, holder))

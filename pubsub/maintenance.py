@@ -1,0 +1,171 @@
+"""Maintenance of the file: consistency checks, vacuum, online backup."""
+
+import os
+import re
+import sqlite3
+from typing import TYPE_CHECKING, NamedTuple
+
+from pubsub.db import catalog
+from pubsub.db import retention as sql
+from pubsub.db.connection import translate_error
+from pubsub.db.log import log_table
+from pubsub.db.transaction import ReadTransaction
+from pubsub.errors import AlreadyExistsError, StorageError
+
+if TYPE_CHECKING:
+    from pubsub.broker import Broker
+
+_LOG_TABLE = re.compile(r"^log_(\d+)_(\d+)$")
+
+
+class Problem(NamedTuple):
+    """Something ``db check`` found wrong."""
+
+    check: str  # integrity | foreign_keys | counters | offsets | tables | time_index
+    where: str
+    detail: str
+
+
+def check(broker: "Broker", *, quick: bool = False) -> list[Problem]:
+    """SQLite's integrity check plus pubsub's own invariants, in one consistent snapshot.
+
+    For each partition: its table exists; ``record_count`` and ``byte_count`` match what is
+    stored; stored offsets lie in ``[log_start_offset, next_offset)``; the time index points
+    below ``next_offset``. No log table lacks its partition; foreign keys hold.
+    """
+    problems: list[Problem] = []
+    conn = broker.connection
+    with ReadTransaction(conn, broker.path):
+        pragma = "quick_check" if quick else "integrity_check"
+        for (line,) in conn.execute(f"PRAGMA {pragma}"):
+            if line != "ok":
+                problems.append(Problem("integrity", "database", str(line)))
+        for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check"):
+            problems.append(
+                Problem("foreign_keys", str(table), f"row {rowid} refers to a missing {parent}")
+            )
+        tables = {
+            name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        expected: set[str] = set()
+        for topic in catalog.topic_list(conn):
+            for part in catalog.partitions_get(conn, topic.topic_id):
+                where = f"{topic.name}[{part.partition}]"
+                table = log_table(topic.topic_id, part.partition)
+                expected.add(table)
+                if table not in tables:
+                    problems.append(Problem("tables", where, f"table {table} is missing"))
+                    continue
+                records, size, low, high = sql.stored_totals(conn, topic.topic_id, part.partition)
+                if records != part.record_count or size != part.byte_count:
+                    problems.append(
+                        Problem(
+                            "counters",
+                            where,
+                            f"counters say {part.record_count} records / {part.byte_count} "
+                            f"bytes, the log holds {records} / {size}",
+                        )
+                    )
+                if high is not None and high >= part.next_offset:
+                    problems.append(
+                        Problem(
+                            "offsets",
+                            where,
+                            f"offset {high} is stored but next_offset is {part.next_offset}: "
+                            "it would be handed out again",
+                        )
+                    )
+                if low is not None and low < part.log_start_offset:
+                    problems.append(
+                        Problem(
+                            "offsets",
+                            where,
+                            f"offset {low} is stored below log_start_offset "
+                            f"{part.log_start_offset}",
+                        )
+                    )
+                if part.log_start_offset > part.next_offset:
+                    problems.append(
+                        Problem("offsets", where, "log_start_offset is past next_offset")
+                    )
+                bad_index = conn.execute(
+                    "SELECT count(*) FROM time_index WHERE topic_id = ? AND partition = ? "
+                    'AND "offset" >= ?',
+                    (topic.topic_id, part.partition, part.next_offset),
+                ).fetchone()[0]
+                if bad_index:
+                    problems.append(
+                        Problem("time_index", where, f"{bad_index} entries point past next_offset")
+                    )
+            if topic.partition_count != len(catalog.partitions_get(conn, topic.topic_id)):
+                problems.append(
+                    Problem("tables", topic.name, "partition rows do not match partition_count")
+                )
+        for table in sorted(tables):
+            if _LOG_TABLE.match(table) and table not in expected:
+                problems.append(Problem("tables", table, "log table of no partition"))
+    return problems
+
+
+def vacuum(broker: "Broker", *, full: bool = False) -> int:
+    """Return free pages to the file system; with ``full``, rebuild the file (VACUUM).
+
+    The incremental form runs in short transactions beside writers; a full VACUUM needs the
+    database to itself for its duration and up to twice its size in free space. Returns the
+    number of pages freed.
+    """
+    from pubsub.db.transaction import checkpoint_truncate
+    from pubsub.retention import incremental_vacuum
+
+    conn = broker.connection
+    if not full:
+        freed = incremental_vacuum(broker)
+        checkpoint_truncate(conn, broker.path)  # the file shrinks when the WAL is checkpointed
+        return freed
+    before = int(conn.execute("PRAGMA page_count").fetchone()[0])
+    try:
+        conn.execute("VACUUM")
+    except sqlite3.Error as exc:
+        raise translate_error(exc, path=broker.path) from exc
+    return before - int(conn.execute("PRAGMA page_count").fetchone()[0])
+
+
+def backup(broker: "Broker", target: str, *, mode: int = 0o600) -> int:
+    """Write a consistent, compacted copy of the database to ``target``; return its size.
+
+    Uses ``VACUUM INTO``, which reads one snapshot (writers go on) and writes a new file; the
+    copy is made under a temporary name, synced, and renamed into place, so ``target`` is
+    either complete or absent. A plain ``cp`` of a live WAL database can miss committed
+    transactions or copy a torn file.
+    """
+    target = os.path.abspath(target)
+    if os.path.exists(target):
+        raise AlreadyExistsError(
+            f"{target} already exists", hint="choose a new file name, or remove it first"
+        )
+    directory = os.path.dirname(target)
+    if not os.path.isdir(directory):
+        raise StorageError(f"directory {directory} does not exist")
+    temporary = os.path.join(directory, f".{os.path.basename(target)}.{os.getpid()}.tmp")
+    try:
+        broker.connection.execute("VACUUM INTO ?", (temporary,))
+        os.chmod(temporary, mode)
+        fd = os.open(temporary, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(temporary, target)
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except sqlite3.Error as exc:
+        raise translate_error(exc, path=broker.path) from exc
+    except OSError as exc:
+        raise StorageError(f"cannot write the backup {target}: {exc.strerror}") from exc
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return os.stat(target).st_size
