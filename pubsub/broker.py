@@ -744,13 +744,14 @@ class Broker:
 
     def watermarks(self, topic: str) -> dict[int, tuple[int, int]]:
         """Per partition: (log start offset, next offset)."""
-        meta = self._meta(topic)
-        with self._read():
-            marks = log.watermarks(self._conn, meta.topic_id)
-        if not marks:
-            self._forget(topic)
-            raise TopicNotFoundError(topic)
-        return {m.partition: (m.log_start_offset, m.next_offset) for m in marks}
+        for _attempt in range(2):
+            meta = self._meta(topic)
+            with self._read():
+                marks = log.watermarks(self._conn, meta.topic_id)
+            if marks:
+                return {m.partition: (m.log_start_offset, m.next_offset) for m in marks}
+            self._forget(topic)  # deleted, or deleted and created again: look once more
+        raise TopicNotFoundError(topic)
 
     def earliest_offset(self, topic: str, partition: int) -> int:
         """The first offset still stored (Kafka's log start offset)."""
@@ -839,8 +840,10 @@ class Broker:
                 _check_partition_range(partition, row.partition_count, 0, record=False)
                 rows.append((row.topic_id, partition, offset, metadata))
                 names[(row.topic_id, partition)] = f"{topic}[{partition}]"
+        from pubsub.membership import boot_id, lease_clock_ms
+
         group_id = groups.group_id_ensure(conn, group, self._clock())
-        owned = membership.live_owners(conn, group_id, names)
+        owned = membership.live_owners(conn, group_id, names, boot_id(), lease_clock_ms())
         if owned:
             busy = ", ".join(f"{names[key]} (member {member})" for key, member in owned.items())
             raise FencedError(

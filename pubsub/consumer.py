@@ -21,7 +21,7 @@ from pubsub import config as topic_config
 from pubsub.broker import Broker, cut_to_bytes, rows_bytes, to_records
 from pubsub.db.connection import DEFAULT_BUSY_TIMEOUT, SyncMode
 from pubsub.db.notify import ChangeWaiter
-from pubsub.errors import InvalidArgumentError
+from pubsub.errors import FencedError, InvalidArgumentError, TopicNotFoundError
 from pubsub.limits import DEFAULT_MAX_POLL_BYTES
 from pubsub.membership import (
     DEFAULT_MAX_POLL_INTERVAL,
@@ -216,11 +216,14 @@ class Consumer:
             self._positions.pop(tp, None)
             self._consumed.pop(tp, None)
             self._committed.pop(tp, None)
+        for tp in result.assigned:  # a placeholder until the real start is known below
+            self._positions.setdefault(tp, 0)
+            self._consumed.setdefault(tp, 0)
         if result.lost:
             names = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in result.lost)
             self.on_warning(
-                f"group {self.group}: this member's lease ran out and {names} moved to other "
-                "members; records read since the last commit may be processed again"
+                f"group {self.group}: this member's lease ran out and it lost {names}; it "
+                "rejoined, and records read since the last commit may be processed again"
             )
         self._assignment = sorted(self._membership.owned)
         fresh = []
@@ -232,6 +235,12 @@ class Consumer:
                 fresh.append(tp)
         if fresh:
             self._reset(fresh, self.auto_offset_reset)
+            starts = {tp: self._positions[tp] for tp in fresh}
+            try:
+                self._membership.commit_start_positions(starts)
+                self._committed.update(starts)
+            except FencedError:
+                pass  # moved on already: the next sync sorts it out
         if gone and self.on_revoke is not None:
             self.on_revoke(gone)
         if result.assigned and self.on_assign is not None:
@@ -241,7 +250,18 @@ class Consumer:
         """Follow the group: one cheap read per poll, a transaction when something changed."""
         membership = self._membership
         if membership is not None and membership.needs_sync():
-            self._apply(membership.sync(self._consumed))
+            # Without auto-commit the application commits what it processed; committing the
+            # positions on release would skip records it polled but has not processed yet.
+            self._apply(membership.sync(self._consumed, commit_released=self.auto_commit))
+
+    def keepalive(self) -> None:
+        """Tell the group this consumer is still making progress between polls.
+
+        A member that neither polls nor calls this for ``max_poll_interval`` seconds leaves
+        its group; call it while processing a record takes long.
+        """
+        if self._membership is not None:
+            self._membership.keepalive()
 
     @property
     def assignment(self) -> list[TopicPartition]:
@@ -318,6 +338,12 @@ class Consumer:
         self._stop = stop
         return dict(stop)
 
+    def pending_assignment(self) -> float | None:
+        """Partitions on their way to this group member: None when there are none, else the
+        seconds until their current owners' leases run out (0: free now; the next poll takes
+        them). A live owner usually hands them over sooner, at its next poll."""
+        return self._membership.pending() if self._membership is not None else None
+
     @property
     def at_end(self) -> bool:
         """True when every partition was read up to the offsets of :meth:`stop_at_end`."""
@@ -327,7 +353,7 @@ class Consumer:
         done = all(
             self._positions[tp] >= stop.get(tp, self._positions[tp]) for tp in self._assignment
         )
-        return done and (self._membership is None or not self._membership.pending())
+        return done and self.pending_assignment() is None
 
     def _targets(self, partitions: Iterable[TopicPartition] | None) -> list[TopicPartition]:
         if partitions is None:
@@ -350,6 +376,7 @@ class Consumer:
 
     def _poll(self, timeout: float, max_records: int | None) -> list[Record]:
         self._check_open()
+        self._sync_group()  # first: lost partitions must not be auto-committed
         self._maybe_auto_commit()
         limit = self.max_poll_records if max_records is None else max_records
         if limit < 1:
@@ -381,14 +408,36 @@ class Consumer:
                     continue
                 return
             consumed = self._consumed
-            for record in records:
-                consumed[TopicPartition(record[0], record[1])] = record[2] + 1
-                yield record
+            handed = 0
+            try:
+                for record in records:
+                    consumed[TopicPartition(record[0], record[1])] = record[2] + 1
+                    handed += 1
+                    yield record
+            finally:
+                if handed < len(records):
+                    # Left early (break, exception): fetch the rest again next time.
+                    for record in records[handed:]:
+                        tp = TopicPartition(record[0], record[1])
+                        if tp in self._positions and tp in consumed:
+                            self._positions[tp] = min(self._positions[tp], consumed[tp])
             consumed.update(self._positions)
 
     def _fetch(self, limit: int) -> list[Record]:
         if not self._assignment:
             return []
+        try:
+            return self._fetch_assigned(limit)
+        except TopicNotFoundError as exc:
+            if self._membership is None:
+                raise
+            # A subscribed topic was deleted: its partitions leave the assignment.
+            self.on_warning(f"group {self.group}: {exc.message}; dropping its partitions")
+            self._broker.refresh(exc.topic)
+            self._apply(self._membership.sync(self._consumed, force=True))
+            return []
+
+    def _fetch_assigned(self, limit: int) -> list[Record]:
         broker = self._broker
         stop = self._stop
         marks: dict[str, dict[int, tuple[int, int]]] = {}
@@ -553,7 +602,13 @@ class Consumer:
             self.auto_commit
             and time.monotonic() - self._last_auto_commit >= self.auto_commit_interval
         ):
-            self.commit()
+            try:
+                self.commit()
+            except FencedError as exc:
+                self._last_auto_commit = time.monotonic()
+                self.on_warning(f"{exc.message}; the next poll rejoins")
+                if self._membership is not None:
+                    self._apply(self._membership.sync(self._consumed, commit_released=False))
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -122,9 +122,7 @@ def _describe(conn: "sqlite3.Connection", name: str, group_id: int, generation: 
     owner_of: dict[tuple[str, int], str] = {}
     rebalancing = False
     members_rows = membership.members_get(conn, group_id)
-    live_ids = {
-        m.member_id for m in members_rows if m.boot_id == boot and m.lease_expires >= now_lease
-    }
+    live_ids = set(membership.live_member_ids(conn, group_id, boot, now_lease))
     for row in assignments:
         if row.owner_member is not None and row.owner_member in live_ids:
             owned_by.setdefault(row.owner_member, []).append(
@@ -324,10 +322,9 @@ def delete_group_offsets(broker: "Broker", name: str, topic: str) -> int:
         topic_row = catalog.topic_get_by_name(conn, topic)
         if topic_row is None:
             raise TopicNotFoundError(topic)
-        now_lease, boot = lease_clock_ms(), boot_id()
+        live = set(membership.live_member_ids(conn, row[0], boot_id(), lease_clock_ms()))
         for member in membership.members_get(conn, row[0]):
-            live = member.boot_id == boot and member.lease_expires >= now_lease
-            if live and topic in json.loads(member.topics):
+            if member.member_id in live and topic in json.loads(member.topics):
                 raise GroupNotEmptyError(
                     f"live member {member.member_id} of group {name!r} consumes {topic!r}",
                     hint="stop its consumers first (or wait for their session timeout)",

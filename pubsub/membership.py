@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from pubsub.db import catalog, groups, membership
-from pubsub.db.connection import connect, translate_error
+from pubsub.db.connection import connect
 from pubsub.db.membership import PartitionKey
 from pubsub.db.transaction import ReadScope, WriteTransaction
 from pubsub.errors import FencedError, PubsubError
@@ -45,8 +45,8 @@ _boot_id: str | None = None
 def boot_id() -> str:
     """An identifier of the current boot of this machine (Linux: the kernel's boot_id).
 
-    Elsewhere, the boot time to the nearest minute, computed from the wall and monotonic
-    clocks (a wall-clock jump there makes leases look expired early, never late).
+    Where the kernel offers none, a constant: a lease from before a reboot is then recognised
+    by being further ahead of the clock than any session can be (see ``db.membership.LIVE``).
     """
     global _boot_id  # noqa: PLW0603  (computed once per process)
     if _boot_id is None:
@@ -54,7 +54,7 @@ def boot_id() -> str:
             with open(_BOOT_ID_PATH, encoding="ascii") as handle:
                 _boot_id = handle.read().strip()
         except OSError:
-            _boot_id = f"boot-{round((time.time() - time.monotonic()) / 60)}"
+            _boot_id = "no-boot-id"
     return _boot_id
 
 
@@ -73,40 +73,26 @@ def assign(
 ) -> dict[PartitionKey, str]:
     """Give each partition to one of its eligible members: balanced, then sticky.
 
-    When every member subscribes to every partition, each gets ``n // m`` or ``n // m + 1``
-    partitions. A partition stays with its previous member when that keeps the balance.
+    The most constrained partitions (fewest eligible members) are placed first, each with the
+    least-loaded eligible member, so members with narrow subscriptions still get their share;
+    when every member subscribes to everything, counts differ by at most one. Among the
+    least-loaded candidates the partition's previous member wins, so a rebalance moves only
+    what it must.
     """
     names = sorted(set(members))
-    if not names:
-        return {}
-    base, extra = divmod(len(partitions), len(names))
     counts = dict.fromkeys(names, 0)
-    above = 0  # members already holding base + 1
     result: dict[PartitionKey, str] = {}
-
-    def can_take(member: str) -> bool:
-        return counts[member] < base or (counts[member] == base and above < extra)
-
-    def give(member: str, key: PartitionKey) -> None:
-        nonlocal above
-        if counts[member] == base:
-            above += 1
-        counts[member] += 1
-        result[key] = member
-
-    ordered = sorted(partitions)
-    for key, eligible in ordered:
-        before = previous.get(key)
-        if before is not None and before in counts and before in eligible and can_take(before):
-            give(before, key)
-    for key, eligible in ordered:
-        if key in result:
-            continue
+    for key, eligible in sorted(partitions, key=lambda item: (len(item[1]), item[0])):
         candidates = [name for name in names if name in eligible]
         if not candidates:
             continue
-        open_ = [name for name in candidates if can_take(name)] or candidates
-        give(min(open_, key=lambda name: (counts[name], name)), key)
+        fewest = min(counts[name] for name in candidates)
+        least = [name for name in candidates if counts[name] == fewest]
+        before = previous.get(key)
+        chosen = before if before in least else least[0]
+        assert chosen is not None
+        counts[chosen] += 1
+        result[key] = chosen
     return result
 
 
@@ -117,6 +103,10 @@ class SyncResult(NamedTuple):
     revoked: list[TopicPartition]
     lost: list[TopicPartition]  # taken away without a clean release (this member expired)
     committed: dict[TopicPartition, int]  # committed offsets of the assigned partitions
+
+
+def _new_member_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class Membership:
@@ -142,7 +132,7 @@ class Membership:
         self.max_poll_interval = max_poll_interval
         self._lease_clock = lease_clock
         self.boot = boot_id()
-        self.member_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.member_id = _new_member_id()
         self.client = json.dumps(
             {
                 "host": socket.gethostname(),
@@ -165,6 +155,10 @@ class Membership:
     def _write(self) -> WriteTransaction:
         return WriteTransaction(self.broker.connection, self.broker.busy_timeout, self.broker.path)
 
+    def now_lease(self) -> int:
+        """The lease clock, in ms."""
+        return self._lease_clock()
+
     def _lease(self) -> int:
         return self._lease_clock() + self.session_ms
 
@@ -175,40 +169,51 @@ class Membership:
             self._heartbeat.start()
         return result
 
-    def sync(self, consumed: Mapping[TopicPartition, int], *, force: bool = False) -> SyncResult:
+    def keepalive(self) -> None:
+        """Tell the heartbeat the consumer is making progress (between polls)."""
+        self.last_poll = time.monotonic()
+
+    def sync(
+        self,
+        consumed: Mapping[TopicPartition, int],
+        *,
+        force: bool = False,
+        commit_released: bool = True,
+    ) -> SyncResult:
         """Catch up with the group in one transaction.
 
-        Removes expired members, rejoins if this member was removed, rebalances if membership
-        changed, releases partitions that moved away (committing ``consumed`` for them first)
-        and takes partitions that are now free.
+        Renews this member's lease (or rejoins, with a new id, if it was removed), removes
+        members that are no longer live, rebalances if membership or the subscribed
+        partitions changed, releases partitions that moved away (committing ``consumed`` for
+        them first, if ``commit_released``) and takes partitions that are now free. The
+        member's state changes only once the transaction committed.
         """
         before = dict(self.owned)
-        lost: list[TopicPartition] = []
         broker = self.broker
+        member_id = self.member_id
+        lost: list[TopicPartition] = []
         with self._write() as conn:
             now_ms = broker.now()
-            if self.group_id is None:
-                self.group_id = groups.group_id_ensure(conn, self.group, now_ms)
-            group_id = self.group_id
-            if groups.group_id_get(conn, self.group) != group_id:  # the group was deleted
-                self.group_id = group_id = groups.group_id_ensure(conn, self.group, now_ms)
-            expired = membership.members_expire(conn, group_id, self.boot, self._lease_clock())
-            present = membership.member_renew(
-                conn, group_id, self.member_id, self.boot, self._lease(), now_ms
+            group_id = groups.group_id_get(conn, self.group)
+            if group_id is None:  # new, or deleted while we were away
+                group_id = groups.group_id_ensure(conn, self.group, now_ms)
+            present = group_id == self.group_id and membership.member_renew(
+                conn, group_id, member_id, self.boot, self._lease(), now_ms
             )
-            joined = False
-            if not present:
+            # Renewed first: a member that was merely slow keeps what nobody took.
+            expired = membership.members_expire(conn, group_id, self.boot, self._lease_clock())
+            joined = not present
+            if joined:
                 if before:
-                    lost = sorted(before)  # expired and replaced: nothing may be committed
+                    lost = sorted(before)  # removed while away: nothing may be committed
                     before = {}
-                    self.owned = {}
-                self._member_gone.clear()
-                self._left.clear()
+                if self.group_id is not None:
+                    member_id = _new_member_id()  # a new incarnation, fenced from the old
                 membership.member_insert(
                     conn,
                     group_id,
                     membership.MemberRow(
-                        self.member_id,
+                        member_id,
                         self.client,
                         json.dumps(self.topics),
                         self.session_ms,
@@ -218,63 +223,84 @@ class Membership:
                         now_ms,
                     ),
                 )
-                joined = True
             if expired or joined or force or _coverage_changed(conn, group_id):
                 rebalance(conn, group_id)
-                self.generation = membership.generation_bump(conn, group_id)
+                generation = membership.generation_bump(conn, group_id)
             else:
-                self.generation = int(
+                generation = int(
                     conn.execute(
                         "SELECT generation FROM consumer_groups WHERE group_id = ?", (group_id,)
                     ).fetchone()[0]
                 )
-            self._release(conn, group_id, consumed)
-            membership.assignments_take(conn, group_id, self.member_id, now_ms)
+            self._release(conn, group_id, member_id, consumed if commit_released else {})
+            membership.assignments_take(conn, group_id, member_id, now_ms)
             owned = {
                 TopicPartition(topic, partition): topic_id
                 for topic_id, topic, partition in membership.assignments_owned(
-                    conn, group_id, self.member_id
+                    conn, group_id, member_id
                 )
             }
-            assigned = sorted(set(owned) - set(before))
+            # A re-created topic keeps its name but not its id: revoke and assign it anew.
+            assigned = sorted(tp for tp, tid in owned.items() if before.get(tp) != tid)
+            revoked = sorted(tp for tp, tid in before.items() if owned.get(tp) != tid)
             committed: dict[TopicPartition, int] = {}
             if assigned:
-                rows = groups.offsets_get(conn, self.group)
                 wanted = set(assigned)
-                for row in rows:
+                for row in groups.offsets_get(conn, self.group):
                     tp = TopicPartition(row.topic, row.partition)
-                    if tp in wanted:
+                    if tp in wanted and owned.get(tp) == row.topic_id:
                         committed[tp] = row.committed_offset
+        self.group_id = group_id
+        self.member_id = member_id
+        self.generation = generation
         self.owned = owned
-        revoked = sorted(set(before) - set(owned))
+        self._member_gone.clear()
+        self._left.clear()
+        self.last_poll = time.monotonic()
         return SyncResult(assigned, revoked, lost, committed)
 
     def _release(
-        self, conn: sqlite3.Connection, group_id: int, consumed: Mapping[TopicPartition, int]
+        self,
+        conn: sqlite3.Connection,
+        group_id: int,
+        member_id: str,
+        consumed: Mapping[TopicPartition, int],
     ) -> None:
         """Commit what was consumed of the partitions moving away, then let them go."""
         leaving = {
             (row.topic_id, row.partition): TopicPartition(row.topic, row.partition)
             for row in membership.assignments_get(conn, group_id)
-            if row.owner_member == self.member_id and row.target_member != self.member_id
+            if row.owner_member == member_id and row.target_member != member_id
         }
         rows = [
             (topic_id, partition, consumed[tp], None)
             for (topic_id, partition), tp in leaving.items()
-            if tp in consumed
+            if tp in consumed and self.owned.get(tp) == topic_id
         ]
         if rows:
             groups.offsets_commit(conn, group_id, rows, self.broker.now())
-        membership.assignments_release(conn, group_id, self.member_id)
+        membership.assignments_release(conn, group_id, member_id)
+
+    def commit_start_positions(self, positions: Mapping[TopicPartition, int]) -> None:
+        """Record where newly assigned partitions without a committed offset start.
+
+        Otherwise a member that stops before committing anything (a failed ``--exec``, a
+        crash) would leave the next owner to reset again: with ``latest``, past the records
+        it was meant to process.
+        """
+        if positions:
+            with self._write() as conn:
+                self.commit_locked(conn, positions)
 
     def needs_sync(self) -> bool:
         """One cheap read: did the group change in a way that concerns this member?"""
         self.last_poll = time.monotonic()
         if self.group_id is None or self._member_gone.is_set() or self._left.is_set():
             return True
+        now = self._lease_clock()
         with ReadScope(self.broker.path):
             state = membership.sync_state(
-                self.broker.connection, self.group_id, self.member_id, self.boot
+                self.broker.connection, self.group_id, self.member_id, self.boot, now
             )
         if state is None:
             return True
@@ -283,27 +309,27 @@ class Membership:
             state.generation != self.generation
             or state.foreign_members > 0
             or state.actionable > 0
-            or (state.earliest_lease is not None and state.earliest_lease < self._lease_clock())
+            or (state.earliest_lease is not None and state.earliest_lease < now)
         )
 
     def seconds_until_check(self) -> float | None:
-        """When the next lease of this boot runs out (so a waiting member looks again)."""
+        """When the next live lease runs out (so a waiting member looks again)."""
         if self._earliest_lease is None:
             return None
         return max(0.0, (self._earliest_lease - self._lease_clock()) / 1000) + 0.01
 
-    def pending(self) -> bool:
-        """Partitions target this member but are still owned by another live member."""
+    def pending(self) -> float | None:
+        """Partitions targeted to this member that it does not own yet: None if none, else how
+        many seconds until the last of their live owners' leases runs out (0: they are free,
+        the next sync takes them)."""
         if self.group_id is None:
-            return False
+            return None
+        now = self._lease_clock()
         with ReadScope(self.broker.path):
-            row = self.broker.connection.execute(
-                "SELECT count(*) FROM group_assignments AS a JOIN group_members AS m "
-                "ON m.group_id = a.group_id AND m.member_id = a.owner_member "
-                "WHERE a.group_id = ? AND a.target_member = ? AND a.owner_member != ?",
-                (self.group_id, self.member_id, self.member_id),
-            ).fetchone()
-        return bool(row[0])
+            lease = membership.pending_lease(
+                self.broker.connection, self.group_id, self.member_id, self.boot, now
+            )
+        return None if lease is None else max(0.0, (lease - now) / 1000)
 
     def commit(self, offsets: Mapping[TopicPartition, int], metadata: str | None = None) -> None:
         """Commit offsets, refused unless this member owns every partition (one transaction)."""
@@ -328,7 +354,7 @@ class Membership:
                     f"{self.group!r}"
                 )
             keys[(topic_id, tp.partition)] = tp
-        owners = membership.live_owners(conn, self.group_id, keys)
+        owners = membership.live_owners(conn, self.group_id, keys, self.boot, self._lease_clock())
         refused = [tp for key, tp in keys.items() if owners.get(key) != self.member_id]
         if refused:
             names = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in refused)
@@ -339,7 +365,7 @@ class Membership:
         groups.offsets_commit(
             conn,
             self.group_id,
-            [(keys_id[0], keys_id[1], offsets[tp], metadata) for keys_id, tp in keys.items()],
+            [(key[0], key[1], offsets[tp], metadata) for key, tp in keys.items()],
             self.broker.now(),
         )
 
@@ -353,7 +379,11 @@ class Membership:
             group_id = self.group_id
             if consumed and not self._member_gone.is_set():
                 owners = membership.live_owners(
-                    conn, group_id, [(tid, tp.partition) for tp, tid in self.owned.items()]
+                    conn,
+                    group_id,
+                    [(tid, tp.partition) for tp, tid in self.owned.items()],
+                    self.boot,
+                    self._lease_clock(),
                 )
                 rows = [
                     (topic_id, tp.partition, consumed[tp], None)
@@ -374,22 +404,24 @@ class Membership:
 
 
 def _coverage_changed(conn: sqlite3.Connection, group_id: int) -> bool:
-    """Did a subscribed topic gain partitions (or vanish) since the last rebalance?"""
+    """Did the subscribed partitions change (a topic grew, vanished or was re-created)?"""
     topics: set[str] = set()
     for member in membership.members_get(conn, group_id):
         topics.update(json.loads(member.topics))
-    if not topics:
-        return False
-    wanted = 0
+    wanted: set[PartitionKey] = set()
     for name in topics:
         row = catalog.topic_get_by_name(conn, name)
         if row is not None:
-            wanted += row.partition_count
-    have = conn.execute(
-        "SELECT count(*) FROM group_assignments WHERE group_id = ? AND target_member IS NOT NULL",
-        (group_id,),
-    ).fetchone()[0]
-    return bool(have != wanted)
+            wanted.update((row.topic_id, p) for p in range(row.partition_count))
+    have = {
+        (int(topic_id), int(partition))
+        for topic_id, partition in conn.execute(
+            "SELECT topic_id, partition FROM group_assignments "
+            "WHERE group_id = ? AND target_member IS NOT NULL",
+            (group_id,),
+        )
+    }
+    return have != wanted
 
 
 def rebalance(conn: sqlite3.Connection, group_id: int) -> None:
@@ -420,8 +452,9 @@ class _Heartbeat(threading.Thread):
     """Renews the member's lease from its own connection while the consumer keeps polling.
 
     It also expires dead members (so their partitions move on even while this member is busy)
-    and notices subscribed topics that gained partitions. After ``max_poll_interval`` without
-    a poll it leaves the group, as Kafka's consumer does.
+    and notices subscribed topics whose partitions changed. After ``max_poll_interval``
+    without a poll (or :meth:`Membership.keepalive`) it leaves the group, as Kafka's consumer
+    does. It never waits for the lock longer than a beat, and retries soon after a miss.
     """
 
     def __init__(self, member: Membership) -> None:
@@ -438,29 +471,31 @@ class _Heartbeat(threading.Thread):
     def run(self) -> None:
         member = self.member
         broker = member.broker
+        wait_for_lock = min(broker.busy_timeout, self.interval)
         try:
-            conn = connect(broker.path, sync=broker.sync, busy_timeout=broker.busy_timeout)
+            conn = connect(broker.path, sync=broker.sync, busy_timeout=wait_for_lock)
         except PubsubError:
             return
         try:
-            while not self._stop_event.wait(self.interval):
+            pause = self.interval
+            while not self._stop_event.wait(pause):
                 try:
-                    self._beat(conn)
+                    self._beat(conn, wait_for_lock)
+                    pause = self.interval
                 except PubsubError:
-                    continue  # busy or I/O: try again at the next beat
-                except sqlite3.Error as exc:
-                    if isinstance(translate_error(exc), PubsubError):
-                        continue
+                    pause = self.interval / 4  # busy or I/O: try again soon
         finally:
             conn.close()
 
-    def _beat(self, conn: sqlite3.Connection) -> None:
+    def _beat(self, conn: sqlite3.Connection, wait_for_lock: float) -> None:
         member = self.member
-        group_id = member.group_id
-        if group_id is None or member.lost_membership:
+        if member.lost_membership:
             return
         broker = member.broker
-        with WriteTransaction(conn, broker.busy_timeout, broker.path):
+        with WriteTransaction(conn, wait_for_lock, broker.path):
+            group_id = member.group_id  # read under the lock: a sync may just have moved it
+            if group_id is None:
+                return
             if time.monotonic() - member.last_poll > member.max_poll_interval:
                 if membership.member_delete(conn, group_id, member.member_id):
                     rebalance(conn, group_id)
@@ -473,7 +508,7 @@ class _Heartbeat(threading.Thread):
             ):
                 member._member_gone.set()
                 return
-            expired = membership.members_expire(conn, group_id, member.boot, member._lease_clock())
+            expired = membership.members_expire(conn, group_id, member.boot, member.now_lease())
             if expired or _coverage_changed(conn, group_id):
                 rebalance(conn, group_id)
                 membership.generation_bump(conn, group_id)

@@ -41,7 +41,10 @@ if TYPE_CHECKING:
     from pubsub.broker import Broker
 
 #: Aim for write transactions of about this long, so that producers wait little.
-TARGET_BATCH_SECONDS = 0.02
+TARGET_BATCH_SECONDS = 0.01
+#: Pause between two of the sweep's transactions, so that writers polling for the lock
+#: (every millisecond at most) get it before the sweep takes it again.
+YIELD_SECONDS = 0.002
 #: A retention lease not renewed for this long is taken over by the next sweep.
 LEASE_MS = 60_000
 #: The WAL is checkpointed and truncated after a sweep that left it larger than this.
@@ -300,6 +303,7 @@ class Sweeper:
             self._batcher.measured(records, time.monotonic() - began)
             total_records += records
             total_bytes += size
+            time.sleep(YIELD_SECONDS)
         return total_records, total_bytes
 
     def _compact(
@@ -339,6 +343,7 @@ class Sweeper:
             self._batcher.measured(max(records, len(keys)) * 10, time.monotonic() - began)
             total[0] += records
             total[1] += size
+            time.sleep(YIELD_SECONDS)
             if len(keys) < limit:
                 break
             after = keys[-1][0]
@@ -392,11 +397,15 @@ def _consumed_below(
         (topic_id, partition),
     ):
         readers[row[0]] = int(row[1])
+    now_lease, boot = lease_clock_ms(), boot_id()
     for name, group_id in conn.execute("SELECT name, group_id FROM consumer_groups"):
         if name in readers:
             continue
+        live = set(membership.live_member_ids(conn, group_id, boot, now_lease))
         subscribed = any(
-            topic in json.loads(m.topics) for m in membership.members_get(conn, group_id)
+            topic in json.loads(m.topics)
+            for m in membership.members_get(conn, group_id)
+            if m.member_id in live
         )
         has_topic = bool(
             conn.execute(

@@ -48,30 +48,44 @@ def parse_time(text: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _apply_offset(consumer: "Consumer", spec: str, has_group: bool) -> None:
-    """Position the consumer as ``-o`` says."""
+def parse_offset(spec: str) -> tuple[str, int]:
+    """``-o`` as (kind, value): beginning, end, stored, offset N, last N, or time T (ms)."""
     value = spec.strip()
     if value in ("beginning", "earliest"):
-        consumer.seek_to_beginning()
-    elif value in ("end", "latest"):
-        consumer.seek_to_end()
-    elif value == "stored":
-        if not has_group:
-            fail("-o stored needs a group", "add --group NAME, or use -o beginning")
-    elif value.startswith("@"):
-        consumer.seek_to_time(parse_time(value[1:]))
-    elif _NUMBER.match(value):
+        return "beginning", 0
+    if value in ("end", "latest"):
+        return "end", 0
+    if value == "stored":
+        return "stored", 0
+    if value.startswith("@"):
+        return "time", parse_time(value[1:])
+    if _NUMBER.match(value):
         number = int(value)
-        if number >= 0:
-            for tp in consumer.assignment:
-                consumer.seek(tp, number)
-        else:
-            consumer.seek_from_end(-number)
+        return ("offset", number) if number >= 0 else ("last", -number)
+    fail(
+        f"invalid offset {spec!r}",
+        "use beginning, end, stored, N (an offset), -N (N before the end) or @TIME",
+    )
+
+
+def _apply_offset(
+    consumer: "Consumer", where: tuple[str, int], partitions: "list[TopicPartition]"
+) -> None:
+    """Position ``partitions`` as ``-o`` says."""
+    kind, value = where
+    if not partitions or kind == "stored":
+        return
+    if kind == "beginning":
+        consumer.seek_to_beginning(partitions)
+    elif kind == "end":
+        consumer.seek_to_end(partitions)
+    elif kind == "time":
+        consumer.seek_to_time(value, partitions)
+    elif kind == "offset":
+        for tp in partitions:
+            consumer.seek(tp, value)
     else:
-        fail(
-            f"invalid offset {spec!r}",
-            "use beginning, end, stored, N (an offset), -N (N before the end) or @TIME",
-        )
+        consumer.seek_from_end(value, partitions)
 
 
 def consume(
@@ -206,7 +220,8 @@ def consume(
     from pubsub.consumer import Consumer
 
     formatter = make_formatter(output_format, null_terminated)
-    if offset == "stored" and group is None:
+    where = parse_offset(offset) if offset is not None else None
+    if where is not None and where[0] == "stored" and group is None:
         fail("-o stored needs a group", "add --group NAME, or use -o beginning")
     runner = None
     if exec_command is not None:
@@ -220,6 +235,8 @@ def consume(
     interrupt_on_sigterm()
     consumer: Consumer | None = None
     try:
+        if dead_letter is not None:
+            broker.describe_topic(dead_letter)  # must exist before any record fails
         partitions = None
         if partition:
             partitions = [(topic, p) for p in dict.fromkeys(partition)]
@@ -234,10 +251,19 @@ def consume(
             on_warning=warn,
             session_timeout=session_timeout,
         )
-        if dead_letter is not None:
-            broker.describe_topic(dead_letter)  # must exist before any record fails
-        if offset is not None:
-            _apply_offset(consumer, offset, group is not None)
+        if where is not None:
+            # -o applies once to each partition this run reads, also to partitions a group
+            # hands over later; after that a partition continues from where it is.
+            positioned: set[TopicPartition] = set()
+            member = consumer
+
+            def position(partitions: "list[TopicPartition]") -> None:
+                fresh = [tp for tp in partitions if tp not in positioned]
+                positioned.update(fresh)
+                _apply_offset(member, where, fresh)
+
+            position(consumer.assignment)
+            consumer.on_assign = position
         if not follow:
             consumer.stop_at_end()
         batches = _batches(consumer, max_messages, follow, timeout)
@@ -255,9 +281,10 @@ def consume(
 #: partitions over between polls.
 EXEC_BATCH = 20
 
-#: Without --follow, how long a group member waits for partitions another member is still
-#: handing over before it exits.
-HANDOVER_WAIT = 5.0
+#: Without --follow, a group member waits for partitions another member is handing over:
+#: until the holder's lease has run out plus this margin, and never longer than the limit.
+HANDOVER_MARGIN = 2.0
+HANDOVER_LIMIT = 120.0
 
 
 def _batches(
@@ -282,10 +309,18 @@ def _batches(
                 continue
             if consumer.at_end:
                 return
+            pending = consumer.pending_assignment()
+            if pending is None:
+                return
             now = time.monotonic()
             if handover_until is None:
-                handover_until = now + HANDOVER_WAIT
+                # A live owner releases at its next poll; a dead one once its lease runs out.
+                handover_until = now + min(pending + HANDOVER_MARGIN, HANDOVER_LIMIT)
             elif now >= handover_until:
+                warn(
+                    "partitions due to this member are still held by other members; "
+                    "leaving them for the next run"
+                )
                 return
             continue
         idle_since = time.monotonic()
@@ -302,6 +337,8 @@ def _commit(consumer: "Consumer", offsets: "dict[TopicPartition, int] | None" = 
     try:
         consumer.commit(offsets)
     except FencedError as exc:
+        if consumer.member_id is None:
+            raise  # not a member (-p with --group): the group's members own these partitions
         warn(f"{exc.message}; continuing with the partitions this member still owns")
         return False
     return True
@@ -327,6 +364,23 @@ def _write(
         # Record where the group stands even if it read nothing (a new group starting at
         # --reset latest must not fall back to earliest on its next run).
         _commit(consumer)
+
+
+#: While an --exec command runs, the worker tells its group it is alive this often (s).
+KEEPALIVE_SECONDS = 5.0
+#: On Ctrl-C or SIGTERM, how long an --exec command gets to finish after SIGTERM (s).
+EXEC_GRACE = 10.0
+
+
+def _rewind(consumer: "Consumer", unprocessed: "list[Record]") -> None:
+    """Fetch ``unprocessed`` again: move each partition back to its first one still owned."""
+    first: dict[TopicPartition, int] = {}
+    for record in unprocessed:
+        first.setdefault(record.topic_partition, record.offset)
+    owned = set(consumer.assignment)
+    for tp, offset in first.items():
+        if tp in owned:
+            consumer.seek(tp, offset)
 
 
 class ExecFailedError(PubsubError):
@@ -374,27 +428,55 @@ class _Exec:
                 env[_env_name(name).encode()] = value
         return env
 
-    def attempt(self, record: "Record", attempt: int) -> str | None:
-        """Run the command once; None on success, else what went wrong."""
+    def attempt(self, consumer: "Consumer", record: "Record", attempt: int) -> str | None:
+        """Run the command once; None on success, else what went wrong.
+
+        The command runs in its own session. On Ctrl-C or SIGTERM it gets SIGTERM (its whole
+        process group), EXEC_GRACE seconds to finish, then SIGKILL; the record is not
+        committed. While it runs, the group is told the worker is alive.
+        """
+        import signal
         import subprocess
 
-        done = subprocess.run(
+        child = subprocess.Popen(
             ["/bin/sh", "-c", self.command],
-            input=record.value or b"",
+            stdin=subprocess.PIPE,
             env=self.environment(record, attempt),
-            check=False,
+            start_new_session=True,
         )
-        if done.returncode == 0:
+        payload: bytes | None = record.value or b""
+        try:
+            while True:
+                try:
+                    child.communicate(payload, timeout=KEEPALIVE_SECONDS)
+                    break
+                except subprocess.TimeoutExpired:
+                    payload = None  # already handed over; communicate keeps feeding it
+                    consumer.keepalive()
+        except KeyboardInterrupt:
+            for sig, wait in ((signal.SIGTERM, EXEC_GRACE), (signal.SIGKILL, None)):
+                try:
+                    os.killpg(child.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    child.wait(timeout=wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+            raise
+        if child.returncode == 0:
             return None
-        if done.returncode < 0:
-            return f"killed by signal {-done.returncode}"
-        return f"exit status {done.returncode}"
+        if child.returncode < 0:
+            return f"killed by signal {-child.returncode}"
+        return f"exit status {child.returncode}"
 
-    def process(self, record: "Record") -> tuple[str | None, int]:
+    def process(self, consumer: "Consumer", record: "Record") -> tuple[str | None, int]:
         """Run with retries; (error or None, attempts made)."""
         error: str | None = None
         for attempt in range(1, self.retries + 2):
-            error = self.attempt(record, attempt)
+            consumer.keepalive()
+            error = self.attempt(consumer, record, attempt)
             if error is None:
                 return None, attempt
             if attempt <= self.retries:
@@ -408,19 +490,18 @@ class _Exec:
 
     def run(self, consumer: "Consumer", batches: "Iterator[list[Record]]") -> None:
         from pubsub.errors import FencedError
-        from pubsub.records import Message, TopicPartition
+        from pubsub.records import Message
 
         for records in batches:
-            lost: set[TopicPartition] = set()
-            for record in records:
+            for index, record in enumerate(records):
                 tp = record.topic_partition
-                if tp in lost:
-                    continue  # the group moved this partition away: its new owner goes on
-                error, attempts = self.process(record)
+                error, attempts = self.process(consumer, record)
                 done = {tp: record.offset + 1}
                 if error is None:
                     if self.group is not None and not _commit(consumer, done):
-                        lost.add(tp)
+                        # The group moved on: fetch again after syncing, from what is left.
+                        _rewind(consumer, records[index + 1 :])
+                        break
                     continue
                 if self.dead_letter is None:
                     raise ExecFailedError(
@@ -446,8 +527,8 @@ class _Exec:
                         consumer._broker.produce_batch(self.dead_letter, [message])
                 except FencedError as exc:
                     warn(f"{exc.message}; the new owner will retry the record")
-                    lost.add(tp)
-                    continue
+                    _rewind(consumer, records[index + 1 :])
+                    break
                 warn(
                     f"{record.topic}[{record.partition}]@{record.offset}: moved to "
                     f"{self.dead_letter} after {attempts} attempt(s) ({error})"

@@ -10,6 +10,14 @@ from typing import NamedTuple
 
 PartitionKey = tuple[int, int]  # (topic_id, partition)
 
+#: A member is live when its lease belongs to this boot, has not run out, and is not further
+#: ahead than one session (a value from another clock base, e.g. before a reboot on a system
+#: without a boot id). Used with the parameters :boot and :now; ``m`` is group_members.
+LIVE = (
+    "(m.boot_id = :boot AND m.lease_expires >= :now "
+    "AND m.lease_expires <= :now + m.session_timeout_ms + 1000)"
+)
+
 
 class MemberRow(NamedTuple):
     """A row of ``group_members``."""
@@ -90,13 +98,12 @@ def member_delete(conn: sqlite3.Connection, group_id: int, member_id: str) -> bo
 def members_expire(
     conn: sqlite3.Connection, group_id: int, boot_id: str, now_lease: int
 ) -> list[str]:
-    """Remove members whose lease ran out (or belongs to another boot); return their ids."""
+    """Remove members that are not live (see :data:`LIVE`); return their ids."""
     expired = [
         row[0]
         for row in conn.execute(
-            "SELECT member_id FROM group_members WHERE group_id = ? "
-            "AND (boot_id != ? OR lease_expires < ?)",
-            (group_id, boot_id, now_lease),
+            f"SELECT member_id FROM group_members AS m WHERE group_id = :group AND NOT {LIVE}",
+            {"group": group_id, "boot": boot_id, "now": now_lease},
         )
     ]
     for member_id in expired:
@@ -204,47 +211,79 @@ def assignments_owned(
 
 
 def sync_state(
-    conn: sqlite3.Connection, group_id: int, member_id: str, boot_id: str
+    conn: sqlite3.Connection, group_id: int, member_id: str, boot_id: str, now_lease: int
 ) -> SyncState | None:
     """The cheap per-poll read; None if the group row is gone."""
     row = conn.execute(
         "SELECT g.generation, "
         "(SELECT min(m.lease_expires) FROM group_members AS m "
-        " WHERE m.group_id = g.group_id AND m.boot_id = :boot), "
+        f" WHERE m.group_id = g.group_id AND {LIVE}), "
         "(SELECT count(*) FROM group_members AS m "
-        " WHERE m.group_id = g.group_id AND m.boot_id != :boot), "
+        f" WHERE m.group_id = g.group_id AND NOT {LIVE}), "
         "(SELECT count(*) FROM group_assignments AS a WHERE a.group_id = g.group_id AND ("
         "  (a.owner_member = :me AND (a.target_member IS NULL OR a.target_member != :me))"
         "  OR (a.target_member = :me AND (a.owner_member IS NULL OR a.owner_member NOT IN "
         "      (SELECT member_id FROM group_members WHERE group_id = g.group_id))))) "
         "FROM consumer_groups AS g WHERE g.group_id = :group",
-        {"boot": boot_id, "me": member_id, "group": group_id},
+        {"boot": boot_id, "me": member_id, "group": group_id, "now": now_lease},
     ).fetchone()
     return SyncState(*row) if row is not None else None
 
 
 def live_owners(
-    conn: sqlite3.Connection, group_id: int, keys: Iterable[PartitionKey]
+    conn: sqlite3.Connection,
+    group_id: int,
+    keys: Iterable[PartitionKey],
+    boot_id: str,
+    now_lease: int,
 ) -> dict[PartitionKey, str]:
-    """The live member owning each of ``keys`` (partitions owned by nobody are left out)."""
+    """The live member owning each of ``keys`` (partitions owned by nobody live are left out)."""
     wanted = set(keys)
     owners: dict[PartitionKey, str] = {}
     for topic_id, partition, owner in conn.execute(
         "SELECT a.topic_id, a.partition, a.owner_member FROM group_assignments AS a "
         "JOIN group_members AS m ON m.group_id = a.group_id AND m.member_id = a.owner_member "
-        "WHERE a.group_id = ?",
-        (group_id,),
+        f"WHERE a.group_id = :group AND {LIVE}",
+        {"group": group_id, "boot": boot_id, "now": now_lease},
     ):
         if (topic_id, partition) in wanted:
             owners[(topic_id, partition)] = owner
     return owners
 
 
-def live_member_count(conn: sqlite3.Connection, group_id: int, boot_id: str, now_lease: int) -> int:
+def live_member_ids(
+    conn: sqlite3.Connection, group_id: int, boot_id: str, now_lease: int
+) -> list[str]:
     """Members whose lease has not run out."""
-    row = conn.execute(
-        "SELECT count(*) FROM group_members WHERE group_id = ? AND boot_id = ? "
-        "AND lease_expires >= ?",
-        (group_id, boot_id, now_lease),
-    ).fetchone()
-    return int(row[0])
+    rows = conn.execute(
+        f"SELECT member_id FROM group_members AS m WHERE group_id = :group AND {LIVE} "
+        "ORDER BY member_id",
+        {"group": group_id, "boot": boot_id, "now": now_lease},
+    ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+def live_member_count(conn: sqlite3.Connection, group_id: int, boot_id: str, now_lease: int) -> int:
+    """How many members are live."""
+    return len(live_member_ids(conn, group_id, boot_id, now_lease))
+
+
+def pending_lease(
+    conn: sqlite3.Connection, group_id: int, member_id: str, boot_id: str, now_lease: int
+) -> int | None:
+    """For partitions targeted to this member but not owned by it: None if there are none,
+    else the latest lease expiry among their live owners (``now_lease`` if none is live, so
+    the next sync can take them at once)."""
+    rows = conn.execute(
+        "SELECT a.owner_member, m.lease_expires, "
+        f"CASE WHEN m.member_id IS NOT NULL AND {LIVE} THEN 1 ELSE 0 END "
+        "FROM group_assignments AS a LEFT JOIN group_members AS m "
+        "ON m.group_id = a.group_id AND m.member_id = a.owner_member "
+        "WHERE a.group_id = :group AND a.target_member = :me "
+        "AND (a.owner_member IS NULL OR a.owner_member != :me)",
+        {"group": group_id, "me": member_id, "boot": boot_id, "now": now_lease},
+    ).fetchall()
+    if not rows:
+        return None
+    leases = [int(lease) for _, lease, live in rows if live]
+    return max(leases) if leases else now_lease

@@ -196,3 +196,70 @@ def test_workers_share_the_work(db_path: Path, tmp_path: Path) -> None:
     assert len(lines) == 120  # no record ran twice: hand-overs were clean
     assert len({pid for _, _, pid in lines}) >= 2  # the work was shared
     assert committed(db_path) == dict.fromkeys(range(6), 20)
+
+
+def test_failed_record_is_retried_next_run_even_with_reset_latest(db_path: Path) -> None:
+    with Broker(db_path) as broker:
+        broker.create_topic("jobs")
+    env = cli_env(db_path)
+    worker = subprocess.Popen(
+        [PUBSUB, "consume", "jobs", "-g", "g", "--reset", "latest", "-f", "--retries", "0",
+         "--exec", "exit 3"],
+        env=env,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while not committed(db_path) and time.monotonic() < deadline:
+        time.sleep(0.05)  # it joined and recorded where it starts
+    with Broker(db_path) as broker:
+        broker.produce("jobs", b"job")
+    _, err = worker.communicate(timeout=30)
+    assert worker.returncode == 8, err
+    assert committed(db_path) == {0: 0}
+    again = run_cli(db_path, "consume", "jobs", "-g", "g", "--reset", "latest", "--exec", "cat")
+    assert again.returncode == 0 and again.stdout == b"job"
+
+
+def test_sigterm_reaches_the_running_command(jobs: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "trapped"
+    started = tmp_path / "started"
+    command = (
+        f"trap 'echo term > {marker}; exit 143' TERM; touch {started}; while :; do sleep 0.05; done"
+    )
+    worker = subprocess.Popen(
+        [PUBSUB, "consume", "jobs", "-g", "g", "--exec", command],
+        env=cli_env(jobs),
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 20
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGTERM)
+    _, err = worker.communicate(timeout=30)
+    assert worker.returncode == 130, err
+    assert marker.read_text() == "term\n"  # the command got SIGTERM and could clean up
+    assert committed(jobs) == {0: 0}  # the interrupted record stays uncommitted
+
+
+def test_offset_flag_applies_to_partitions_handed_over_later(db_path: Path) -> None:
+    with Broker(db_path) as broker:
+        broker.create_topic("t", partitions=4)
+        for p in range(4):
+            broker.produce_batch("t", [b"v"] * 10, partition=p)
+    env = cli_env(db_path)
+    first = subprocess.Popen(
+        [PUBSUB, "consume", "t", "-g", "g", "-f"], env=env, stdout=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 20
+    while committed(db_path) != dict.fromkeys(range(4), 10) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        second = run_cli(
+            db_path, "consume", "t", "-g", "g", "-o", "beginning", "-f", "--timeout", "3"
+        )
+    finally:
+        first.terminate()
+        first.communicate(timeout=30)
+    assert second.returncode == 0, second.stderr
+    # It got half the partitions from the first member, and read them from the beginning.
+    assert second.stdout == b"v\n" * 20

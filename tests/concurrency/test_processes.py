@@ -87,8 +87,9 @@ def test_concurrent_first_open_migrates_once(tmp_path: Path) -> None:
         start = time.time() + 0.8
         outputs = finish(start_workers([["open", str(db), str(start)] for _ in range(6)]))
         applied = [out.strip() for out in outputs]
-        every = ",".join(str(v) for v in range(1, SCHEMA_VERSION + 1))
-        assert sorted(applied) == ["", "", "", "", "", every], applied
+        # Each migration was applied by exactly one process (they may take turns).
+        versions_applied = [int(v) for out in applied for v in out.split(",") if v]
+        assert sorted(versions_applied) == list(range(1, SCHEMA_VERSION + 1)), applied
         conn = sqlite3.connect(db)
         versions = conn.execute("SELECT version FROM schema_migrations").fetchall()
         assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]

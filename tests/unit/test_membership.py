@@ -10,14 +10,16 @@ from pathlib import Path
 import pytest
 
 from pubsub import Broker, Consumer, FencedError, TopicPartition
-from pubsub.membership import assign, boot_id
+from pubsub.membership import assign, boot_id, lease_clock_ms
 
 SESSION = 60.0  # seconds; the fake clock jumps past it, real time never gets near it
 
 
 class FakeLeaseClock:
+    """Starts at the real lease clock, so that code reading the real one agrees until a jump."""
+
     def __init__(self) -> None:
-        self.now = 1_000_000
+        self.now = lease_clock_ms()
 
     def __call__(self) -> int:
         return self.now
@@ -267,3 +269,85 @@ def test_membership_tables_are_cleaned_up(topic: Path) -> None:
     owners = conn.execute("SELECT count(*) FROM group_assignments WHERE owner_member IS NOT NULL")
     assert owners.fetchone() == (0,)
     conn.close()
+
+
+def test_assign_gives_narrow_subscribers_their_share() -> None:
+    partitions = [((1, p), frozenset({"A"})) for p in range(4)] + [
+        ((2, p), frozenset({"A", "B"})) for p in range(2)
+    ]
+    fresh = assign(partitions, ["A", "B"], {})
+    assert sorted(fresh.values()).count("B") == 2
+    sticky = assign(partitions, ["A", "B"], dict.fromkeys([k for k, _ in partitions], "A"))
+    assert [k for k, m in sticky.items() if m == "B"] == [(2, 0), (2, 1)]
+
+
+def test_auto_commit_after_a_lost_lease_rejoins(topic: Path) -> None:
+    clock = FakeLeaseClock()
+    warnings: list[str] = []
+    a = member(topic, clock, auto_commit_interval=0, on_warning=warnings.append)
+    a.poll(max_records=6)
+    b = member(topic, clock)
+    clock.now += int(SESSION * 1000) + 1
+    with Broker(topic) as broker, broker.connection:
+        broker.connection.execute(
+            "UPDATE group_members SET lease_expires = ? WHERE member_id = ?",
+            (clock.now + 60_000, b.member_id),
+        )
+    b.poll(timeout=0)
+    assert parts(b) == set(range(6))
+    old_id = a.member_id
+    for _ in range(3):
+        a.poll(timeout=0)  # never raises: the lost partitions are dropped before committing
+        b.poll(timeout=0)
+    assert a.member_id != old_id  # a new incarnation
+    assert parts(a) and parts(a).isdisjoint(parts(b))
+    assert any("lease ran out" in w for w in warnings)
+    a.close()
+    b.close()
+
+
+def test_dead_member_does_not_block_outside_commits(topic: Path) -> None:
+    clock = FakeLeaseClock()
+    a = member(topic, clock)
+    a._membership._heartbeat.stop()  # type: ignore[union-attr]
+    with Broker(topic) as broker, broker.connection:
+        broker.connection.execute("UPDATE group_members SET lease_expires = 0")  # it died
+        broker.commit_offsets("g", {("t", 0): 5})
+        assert broker.committed_offsets("g")[("t", 0)] == 5
+        assert broker.describe_group("g").state == "empty"
+
+
+def test_iteration_stopped_early_fetches_the_rest_again(topic: Path) -> None:
+    with Broker(topic) as broker:
+        consumer = broker.consumer(partitions=[("t", 0)], iter_timeout=0, max_poll_records=10)
+        seen = []
+        for record in consumer:
+            seen.append(record.offset)
+            if record.offset == 2:
+                break
+        seen.extend(record.offset for record in consumer)
+        assert seen == list(range(10))
+
+
+def test_deleted_and_recreated_topics(db_path: Path) -> None:
+    with Broker(db_path) as broker:
+        broker.create_topic("x")
+        broker.create_topic("y")
+        broker.produce_batch("x", [b"x"] * 2)
+        broker.produce_batch("y", [b"old"] * 3)
+    warnings: list[str] = []
+    consumer = Consumer(
+        db_path, ["x", "y"], group="g", session_timeout=SESSION, on_warning=warnings.append
+    )
+    assert len(consumer.poll()) == 5
+    with Broker(db_path) as broker:
+        broker.delete_topic("x")
+        broker.delete_topic("y")
+        broker.create_topic("y")
+        broker.produce_batch("y", [b"new"] * 2)
+    got = []
+    for _ in range(4):
+        got.extend(r.value for r in consumer.poll(timeout=0))
+    assert got == [b"new", b"new"]  # the new y from its start; x dropped, not fatal
+    assert consumer.assignment == [("y", 0)]
+    consumer.close()
