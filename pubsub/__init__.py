@@ -21,6 +21,8 @@ __version__ = "0.1.0"
 # Names are imported on first use (PEP 562): the CLI imports this package on every run and
 # most commands need only a few of these modules.
 _EXPORTS = {
+    "AsyncConsumer": "pubsub.aio",
+    "AsyncProducer": "pubsub.aio",
     "Broker": "pubsub.broker",
     "DatabaseInfo": "pubsub.broker",
     "Consumer": "pubsub.consumer",
@@ -56,6 +58,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
+    from pubsub.aio import AsyncConsumer, AsyncProducer
     from pubsub.broker import Broker, DatabaseInfo
     from pubsub.consumer import Consumer, OffsetReset, PubsubWarning
     from pubsub.errors import (
@@ -107,6 +110,8 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AlreadyExistsError",
+    "AsyncConsumer",
+    "AsyncProducer",
     "Broker",
     "BusyError",
     "Consumer",

@@ -127,6 +127,7 @@ class Consumer:
         self.on_assign = on_assign
         self.on_revoke = on_revoke
         self._membership: Membership | None = None
+        self._committer: _BackgroundCommitter | None = None
         try:
             if session_timeout <= 0:
                 raise InvalidArgumentError("session_timeout must be positive")
@@ -146,7 +147,7 @@ class Consumer:
                 self._assignment = self._resolve(topics, partitions)
                 self._subscription = list(self._assignment)
                 self._start_positions(self._assignment)
-            self._waiter = ChangeWaiter(self._broker.connection)
+            self._waiter = ChangeWaiter(self._broker.connection, self._broker.path)
         except BaseException:
             if self._membership is not None:
                 self._membership.leave(None)
@@ -250,6 +251,7 @@ class Consumer:
         """Follow the group: one cheap read per poll, a transaction when something changed."""
         membership = self._membership
         if membership is not None and membership.needs_sync():
+            self._flush_async()  # commits requested for partitions about to be released
             # Without auto-commit the application commits what it processed; committing the
             # positions on release would skip records it polled but has not processed yet.
             self._apply(membership.sync(self._consumed, commit_released=self.auto_commit))
@@ -567,6 +569,34 @@ class Consumer:
         self._committed.update(offsets)
         self._last_auto_commit = time.monotonic()
 
+    def commit_async(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+        """Commit in the background: return at once, commit as soon as the lock allows.
+
+        For a consumer that must not wait for the commit's fsync between two records (live
+        tailing). Requests are merged: only the newest offsets of each partition are written.
+        Failures (a partition moved to another member) go to ``on_warning``. Pending commits
+        are written before a rebalance releases partitions and before :meth:`close` returns.
+        """
+        self._check_open()
+        if self.group is None:
+            raise InvalidArgumentError("this consumer has no group, so it has nothing to commit")
+        if offsets is None:
+            offsets = {
+                tp: offset
+                for tp, offset in self._consumed.items()
+                if self._committed.get(tp) != offset
+            }
+        if not offsets:
+            return
+        if self._committer is None:
+            self._committer = _BackgroundCommitter(self)
+        self._committer.submit(offsets)
+        self._committed.update(offsets)
+
+    def _flush_async(self) -> None:
+        if self._committer is not None:
+            self._committer.flush()
+
     def send_and_commit(
         self,
         topic: str,
@@ -626,12 +656,16 @@ class Consumer:
             return
         wanted = commit if commit is not None else self.auto_commit
         try:
+            self._flush_async()
+            if self._committer is not None:
+                self._committer.stop()
             if self._membership is not None:
                 self._membership.leave(self._consumed if wanted else None)
             elif wanted:
                 self.commit()
         finally:
             self._closed = True
+            self._waiter.close()
             self._close_broker()
 
     def _close_broker(self) -> None:
@@ -650,3 +684,69 @@ class Consumer:
         # After an exception the records in flight may not have been processed: do not
         # commit them.
         self.close(commit=None if exc_type is None else False)
+
+
+class _BackgroundCommitter:
+    """Writes a consumer's offset commits from a thread with its own connection."""
+
+    def __init__(self, consumer: Consumer) -> None:
+        import threading
+
+        self._consumer = consumer
+        self._lock = threading.Condition()
+        self._pending: dict[TopicPartition, int] = {}
+        self._busy = False
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="pubsub-committer", daemon=True)
+        self._thread.start()
+
+    def submit(self, offsets: dict[TopicPartition, int]) -> None:
+        with self._lock:
+            self._pending.update(offsets)
+            self._lock.notify_all()
+
+    def flush(self) -> None:
+        """Wait until everything submitted so far is written (or failed)."""
+        with self._lock:
+            while self._pending or self._busy:
+                self._lock.wait(1.0)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            self._lock.notify_all()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        from pubsub.db.connection import connect
+        from pubsub.db.transaction import WriteTransaction
+        from pubsub.errors import PubsubError
+
+        consumer = self._consumer
+        broker = consumer._broker
+        conn = connect(broker.path, sync=broker.sync, busy_timeout=broker.busy_timeout)
+        conn.execute("PRAGMA wal_autocheckpoint = 0")  # leave checkpoints to the writers
+        try:
+            while True:
+                with self._lock:
+                    while not self._pending and not self._stopping:
+                        self._lock.wait()
+                    if not self._pending:
+                        return
+                    offsets, self._pending = self._pending, {}
+                    self._busy = True
+                try:
+                    with WriteTransaction(conn, broker.busy_timeout, broker.path) as write:
+                        if consumer._membership is not None:
+                            consumer._membership.commit_locked(write, offsets)
+                        else:
+                            assert consumer.group is not None
+                            broker.commit_offsets_locked(write, consumer.group, offsets)
+                except PubsubError as exc:
+                    consumer.on_warning(f"background commit failed: {exc.message}")
+                finally:
+                    with self._lock:
+                        self._busy = False
+                        self._lock.notify_all()
+        finally:
+            conn.close()

@@ -270,7 +270,7 @@ def consume(
         if runner is not None:
             runner.run(consumer, batches)
         else:
-            _write(consumer, batches, formatter, group is not None)
+            _write(consumer, batches, formatter, group is not None, follow)
     finally:
         if consumer is not None:
             consumer.close(commit=False)
@@ -349,6 +349,7 @@ def _write(
     batches: "Iterator[list[Record]]",
     formatter: "Callable[[list[Record]], bytes]",
     commit: bool,
+    follow: bool,
 ) -> None:
     out = sys.stdout.buffer
     for records in batches:
@@ -358,7 +359,11 @@ def _write(
         except BrokenPipeError:
             silence_stdout()
             raise
-        if commit:
+        if commit and follow:
+            # Following: commit in the background, so that the next record is not held up
+            # by this commit's fsync (and its wait for the producers' write lock).
+            consumer.commit_async()
+        elif commit:
             _commit(consumer)
     if commit:
         # Record where the group stands even if it read nothing (a new group starting at

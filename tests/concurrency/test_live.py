@@ -1,0 +1,197 @@
+"""Live tailing across processes: wake-ups, checkpoints, idle cost, asyncio, rebalances."""
+
+import asyncio
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pubsub import AsyncConsumer, AsyncProducer, Broker
+from pubsub.db.notify import ChangeWaiter
+from tests.helpers import PUBSUB, cli_env
+
+pytestmark = pytest.mark.concurrency
+
+
+def read_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    assert ready, "no record arrived in time"
+    return proc.stdout.readline()
+
+
+def produce_in_another_process(db: Path, value: str) -> None:
+    subprocess.run([PUBSUB, "produce", "t", value], env=cli_env(db), check=True)
+
+
+@pytest.mark.parametrize("fallback", [False, True], ids=["inotify", "polling"])
+def test_follower_is_woken_by_another_process(db_path: Path, fallback: bool) -> None:
+    with Broker(db_path) as broker:
+        broker.create_topic("t")
+    env = cli_env(db_path, **({"PUBSUB_NO_INOTIFY": "1"} if fallback else {}))
+    follower = subprocess.Popen(
+        [PUBSUB, "consume", "t", "-f"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        for i in range(5):
+            produce_in_another_process(db_path, f"r{i}")
+            assert read_line(follower, 10) == f"r{i}\n".encode()
+    finally:
+        follower.terminate()
+        follower.communicate(timeout=10)
+
+
+def test_follower_survives_checkpoints_and_vacuum(db_path: Path) -> None:
+    with Broker(db_path) as broker:
+        broker.create_topic("t")
+    follower = subprocess.Popen(
+        [PUBSUB, "consume", "t", "-f"],
+        env=cli_env(db_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        produce_in_another_process(db_path, "before")
+        assert read_line(follower, 10) == b"before\n"
+        with Broker(db_path) as broker:
+            assert broker.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
+        assert (db_path.parent / (db_path.name + "-wal")).stat().st_size == 0
+        produce_in_another_process(db_path, "after truncate")
+        assert read_line(follower, 10) == b"after truncate\n"
+        with Broker(db_path) as broker:
+            broker.vacuum(full=True)
+        produce_in_another_process(db_path, "after vacuum")
+        assert read_line(follower, 10) == b"after vacuum\n"
+    finally:
+        follower.terminate()
+        follower.communicate(timeout=10)
+
+
+def test_idle_follower_costs_nothing(db_path: Path) -> None:
+    with Broker(db_path) as broker:
+        broker.create_topic("t")
+    follower = subprocess.Popen(
+        [PUBSUB, "consume", "t", "-f"],
+        env=cli_env(db_path),
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(1.0)  # started
+        fields = Path(f"/proc/{follower.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        before = int(fields[11]) + int(fields[12])
+        time.sleep(2.0)
+        fields = Path(f"/proc/{follower.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        used = (int(fields[11]) + int(fields[12]) - before) / os.sysconf("SC_CLK_TCK")
+        assert used < 0.2, f"an idle follower used {used:.2f} s of CPU in 2 s"
+    finally:
+        follower.terminate()
+        follower.wait(timeout=10)
+
+
+def test_waiter_uses_inotify_on_linux(db_path: Path) -> None:
+    with Broker(db_path) as broker:
+        waiter = ChangeWaiter(broker.connection, str(db_path))
+        try:
+            assert waiter.uses_inotify == sys.platform.startswith("linux")
+            started = time.monotonic()
+            assert waiter.wait(0.2) is False
+            assert time.monotonic() - started >= 0.19
+        finally:
+            waiter.close()
+
+
+def test_asyncio_consumer_never_blocks_the_loop(db_path: Path) -> None:
+    with Broker(db_path) as broker:
+        broker.create_topic("t", partitions=2)
+
+    async def scenario() -> tuple[float, list[bytes]]:
+        worst = 0.0
+        stop = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal worst
+            last = time.monotonic()
+            while not stop.is_set():
+                await asyncio.sleep(0.01)
+                now = time.monotonic()
+                worst = max(worst, now - last - 0.01)
+                last = now
+
+        tick = asyncio.create_task(ticker())
+        got: list[bytes] = []
+        async with AsyncConsumer(db_path, "t", group="g", session_timeout=5) as consumer:
+            # Another process produces while the consumer waits and reads.
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                "import sys, time\n"
+                "from pubsub import Broker\n"
+                "with Broker(sys.argv[1]) as b:\n"
+                "    for i in range(20):\n"
+                "        time.sleep(0.02)\n"
+                "        b.produce('t', b'v%d' % i)\n",
+                str(db_path),
+            )
+            async for record in consumer:
+                assert record.value is not None
+                got.append(record.value)
+                if len(got) == 20:
+                    break
+            await consumer.commit()
+            await proc.wait()
+        async with AsyncProducer(db_path) as producer:
+            meta = await producer.produce("t", b"async", partition=0)
+            assert meta.topic == "t"
+            result = await producer.produce_batch("t", [b"a", b"b"])
+            assert len(result) == 2
+        stop.set()
+        await tick
+        return worst, got
+
+    worst, got = asyncio.run(scenario())
+    assert sorted(got) == sorted(b"v%d" % i for i in range(20))
+    assert worst < 0.05, f"the event loop was blocked for {worst * 1000:.0f} ms"
+    with Broker(db_path) as broker:
+        assert sum(broker.committed_offsets("g").values()) == 20
+
+
+def test_clean_leave_is_noticed_at_once(db_path: Path) -> None:
+    with Broker(db_path) as broker:
+        broker.create_topic("t", partitions=4)
+    env = cli_env(db_path)
+    members = [
+        subprocess.Popen(
+            [PUBSUB, "consume", "t", "-g", "g", "-f", "--session-timeout", "30"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        for _ in range(2)
+    ]
+    try:
+        with Broker(db_path) as broker:
+
+            def owners() -> set[str | None]:
+                if not broker.list_groups():
+                    return set()  # the members have not joined yet
+                return {p.owner for p in broker.describe_group("g").partitions}
+
+            deadline = time.monotonic() + 30
+            while not (len(owners()) == 2 and None not in owners()):
+                assert time.monotonic() < deadline, "members never shared the partitions"
+                time.sleep(0.05)
+            members[0].send_signal(signal.SIGTERM)
+            members[0].wait(timeout=30)
+            left = time.monotonic()
+            while not (len(owners()) == 1 and None not in owners()):
+                assert time.monotonic() - left < 5, "the survivor waited for the session timeout"
+                time.sleep(0.02)
+    finally:
+        for proc in members:
+            if proc.poll() is None:
+                proc.terminate()
+            proc.wait(timeout=30)
