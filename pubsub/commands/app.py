@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "group": ("pubsub.commands.group", "app", True),
     "retention": ("pubsub.commands.retention", "app", True),
     "config": ("pubsub.commands.config", "app", True),
+    "bench": ("pubsub.commands.bench", "app", True),
     "db": ("pubsub.commands.db", "app", True),
 }
 

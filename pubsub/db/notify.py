@@ -81,6 +81,7 @@ class ChangeWaiter:
         "_first_event",
         "_last_event",
         "_names",
+        "_path",
         "_poller",
         "_settle_until",
         "_version",
@@ -99,13 +100,20 @@ class ChangeWaiter:
         self._settle_until = 0.0
         self._delay = 0.005  # learned: how long a commit takes to show after its WAL write
         wanted = use_inotify and os.environ.get("PUBSUB_NO_INOTIFY") != "1"
-        if wanted and path and path != ":memory:":
-            self._watch(os.path.abspath(path))
+        # The watch is set up at the first wait: closing an inotify descriptor can take
+        # milliseconds, which a reader that never waits (a one-shot command) should not pay.
+        self._path = os.path.abspath(path) if wanted and path and path != ":memory:" else None
 
     @property
     def uses_inotify(self) -> bool:
         """True when waits sleep on inotify events rather than polling."""
+        self._ensure_watch()
         return self._fd is not None
+
+    def _ensure_watch(self) -> None:
+        if self._path is not None:
+            path, self._path = self._path, None
+            self._watch(path)
 
     def _watch(self, path: str) -> None:
         libc = _inotify_libc()
@@ -145,6 +153,7 @@ class ChangeWaiter:
 
         Returns True when the database changed since the last :meth:`mark` or :meth:`wait`.
         """
+        self._ensure_watch()
         if self._fd is None:
             return self._poll_wait(timeout)
         return self._inotify_wait(timeout)
@@ -219,6 +228,7 @@ class ChangeWaiter:
 
     def fileno(self) -> int | None:
         """The inotify descriptor (readable when the database directory changed), or None."""
+        self._ensure_watch()
         return self._fd
 
     def drain(self) -> bool:

@@ -1,0 +1,509 @@
+"""The workloads of ``pubsub bench``: pubsub and raw ``sqlite3`` side by side, in one run.
+
+Each workload runs through pubsub and then the same work done with nothing but Python's
+``sqlite3`` on an identical table (WAL, the same ``synchronous``, one rowid table per
+partition), so the result is a ratio that means something on any machine. Producers and
+consumers run as separate processes (``python -c``), reporting JSON on stdout.
+"""
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NamedTuple
+
+__all__ = ["BenchResult", "Workload", "run"]
+
+TOPIC = "bench"
+
+
+class Workload(NamedTuple):
+    """What to measure."""
+
+    kind: str  # produce | consume | e2e | cli
+    records: int = 200_000
+    size: int = 100
+    partitions: int = 1
+    batch: int = 1000
+    producers: int = 1
+    consumers: int = 1
+    sync: str = "full"
+    work_us: int = 0  # per-record work of a consumer (sleep), for consume
+    rate: int = 1000  # records/s, for e2e
+    seconds: float = 5.0  # for e2e
+    runs: int = 20  # for cli
+
+
+class BenchResult(NamedTuple):
+    """One measured row."""
+
+    name: str
+    records: int
+    seconds: float
+    raw_seconds: float | None
+    latency_ms: dict[str, float]
+    raw_latency_ms: dict[str, float]
+    note: str
+
+    @property
+    def rate(self) -> float:
+        """Records per second through pubsub."""
+        return self.records / self.seconds if self.seconds else 0.0
+
+    @property
+    def raw_rate(self) -> float | None:
+        """Records per second through raw sqlite3."""
+        return self.records / self.raw_seconds if self.raw_seconds else None
+
+    @property
+    def ratio(self) -> float | None:
+        """pubsub's rate / raw sqlite3's rate (for the cli workload: pubsub time / baseline)."""
+        if self.raw_seconds is None or not self.seconds:
+            return None
+        return self.raw_seconds / self.seconds
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50, p99 and max of latencies in ms."""
+    if not values:
+        return {}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+    return {"p50": at(0.5), "p99": at(0.99), "max": ordered[-1]}
+
+
+# -- the worker processes ------------------------------------------------------------------
+
+_PRODUCE = r"""
+import json, os, sys, time
+from pubsub import Broker
+db, sync = sys.argv[1], sys.argv[5]
+share, size, batch, seed = (int(a) for a in sys.argv[2:5] + sys.argv[6:7])
+value = os.urandom(size // 2).hex().encode()[:size].ljust(size, b"x")
+lat = []
+with Broker(db, sync=sync) as broker:
+    start_at = float(sys.argv[7])
+    while time.time() < start_at:
+        time.sleep(0.001)
+    started = time.perf_counter()
+    done = 0
+    while done < share:
+        n = min(batch, share - done)
+        t = time.perf_counter()
+        if n == 1:
+            broker.produce("bench", value)
+        else:
+            broker.produce_batch("bench", [value] * n)
+        lat.append((time.perf_counter() - t) * 1000)
+        done += n
+    print(json.dumps({"records": done, "seconds": time.perf_counter() - started, "lat": lat}))
+"""
+
+_RAW_PRODUCE = r"""
+import json, os, sqlite3, sys, time
+db, sync = sys.argv[1], sys.argv[5]
+share, size, batch, seed = (int(a) for a in sys.argv[2:5] + sys.argv[6:7])
+partitions = int(sys.argv[8])
+value = os.urandom(size // 2).hex().encode()[:size].ljust(size, b"x")
+conn = sqlite3.connect(db, isolation_level=None, timeout=60)
+conn.execute(f"PRAGMA synchronous={sync}")
+lat = []
+start_at = float(sys.argv[7])
+while time.time() < start_at:
+    time.sleep(0.001)
+started = time.perf_counter()
+done = 0
+turn = seed
+while done < share:
+    n = min(batch, share - done)
+    table = f"log_{turn % partitions}"
+    turn += 1
+    t = time.perf_counter()
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(
+        f"INSERT INTO {table} (timestamp, key, value, headers) VALUES (?, NULL, ?, NULL)",
+        [(1, value)] * n,
+    )
+    conn.execute("COMMIT")
+    lat.append((time.perf_counter() - t) * 1000)
+    done += n
+print(json.dumps({"records": done, "seconds": time.perf_counter() - started, "lat": lat}))
+"""
+
+_CONSUME = r"""
+import json, sys, time
+from pubsub import Consumer
+db, batch, work_us, sync = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+group = sys.argv[5]
+lat = []
+count = 0
+with Consumer(db, "bench", group=group, max_poll_records=batch, auto_commit=False, sync=sync,
+              session_timeout=30) as consumer:
+    consumer.stop_at_end()
+    start_at = float(sys.argv[6])
+    while time.time() < start_at:
+        time.sleep(0.001)
+    started = time.perf_counter()
+    idle = 0
+    while True:
+        t = time.perf_counter()
+        records = consumer.poll(0.05)
+        if records:
+            idle = 0
+            if work_us:
+                for _ in records:
+                    time.sleep(work_us / 1e6)
+            consumer.commit()
+            lat.append((time.perf_counter() - t) * 1000)
+            count += len(records)
+        elif consumer.at_end:
+            idle += 1
+            if idle >= 3:
+                break
+    seconds = time.perf_counter() - started
+print(json.dumps({"records": count, "seconds": seconds, "lat": lat}))
+"""
+
+_RAW_CONSUME = r"""
+import json, sqlite3, sys, time
+db, batch, work_us, sync = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+index, workers, partitions = int(sys.argv[5]), int(sys.argv[7]), int(sys.argv[8])
+conn = sqlite3.connect(db, isolation_level=None, timeout=60)
+conn.execute(f"PRAGMA synchronous={sync}")
+mine = [p for p in range(partitions) if p % workers == index]
+start_at = float(sys.argv[6])
+while time.time() < start_at:
+    time.sleep(0.001)
+started = time.perf_counter()
+lat = []
+count = 0
+for p in mine:
+    offset = 0
+    while True:
+        t = time.perf_counter()
+        rows = conn.execute(
+            f'SELECT "offset", timestamp, key, value, headers FROM log_{p} '
+            'WHERE "offset" >= ? ORDER BY "offset" LIMIT ?', (offset, batch)).fetchall()
+        if not rows:
+            break
+        if work_us:
+            for _ in rows:
+                time.sleep(work_us / 1e6)
+        offset = rows[-1][0] + 1
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO offsets (p, next) VALUES (?, ?) "
+                     "ON CONFLICT (p) DO UPDATE SET next = excluded.next", (p, offset))
+        conn.execute("COMMIT")
+        lat.append((time.perf_counter() - t) * 1000)
+        count += len(rows)
+print(json.dumps({"records": count, "seconds": time.perf_counter() - started, "lat": lat}))
+"""
+
+
+def _spawn(code: str, *args: object) -> "subprocess.Popen[str]":
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _collect(procs: "list[subprocess.Popen[str]]") -> tuple[int, float, list[float]]:
+    """Total records, the slowest worker's seconds, and every latency sample."""
+    records, seconds, lat = 0, 0.0, []
+    for proc in procs:
+        out, err = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"a benchmark worker failed: {err.strip()[-500:]}")
+        data = json.loads(out.strip().splitlines()[-1])
+        records += data["records"]
+        seconds = max(seconds, data["seconds"])
+        lat.extend(data["lat"])
+    return records, seconds, lat
+
+
+def _raw_db(path: Path, partitions: int, sync: str) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={sync}")
+    for p in range(partitions):
+        conn.execute(
+            f'CREATE TABLE log_{p} ("offset" INTEGER PRIMARY KEY, timestamp INTEGER NOT NULL, '
+            "key BLOB, value BLOB, headers TEXT)"
+        )
+    conn.execute("CREATE TABLE offsets (p INTEGER PRIMARY KEY, next INTEGER)")
+    conn.close()
+
+
+def _pubsub_db(path: Path, partitions: int, sync: str) -> None:
+    from pubsub import Broker
+
+    with Broker(path, sync="normal" if sync == "normal" else "full") as broker:
+        broker.create_topic(TOPIC, partitions=partitions)
+
+
+@contextmanager
+def _workdir(db: str | None) -> Iterator[Path]:
+    if db is not None:
+        path = Path(db).resolve().parent
+        yield path
+        return
+    path = Path(tempfile.mkdtemp(prefix="pubsub-bench-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _fresh(path: Path) -> Path:
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    return path
+
+
+def _produce(
+    workload: Workload, directory: Path, db_name: str | None
+) -> tuple[int, float, list[float], float, list[float]]:
+    producers = max(1, workload.producers)
+    share = workload.records // producers
+    db = _fresh(directory / (db_name or "pubsub-bench.db"))
+    _pubsub_db(db, workload.partitions, workload.sync)
+    start = time.time() + 0.5
+    procs = [
+        _spawn(_PRODUCE, db, share, workload.size, workload.batch, workload.sync, i, start)
+        for i in range(producers)
+    ]
+    records, seconds, lat = _collect(procs)
+    raw = _fresh(directory / "raw-bench.db")
+    _raw_db(raw, workload.partitions, workload.sync)
+    start = time.time() + 0.5
+    procs = [
+        _spawn(
+            _RAW_PRODUCE,
+            raw,
+            share,
+            workload.size,
+            workload.batch,
+            workload.sync,
+            i,
+            start,
+            workload.partitions,
+        )
+        for i in range(producers)
+    ]
+    _, raw_seconds, raw_lat = _collect(procs)
+    _fresh(raw)
+    return records, seconds, lat, raw_seconds, raw_lat
+
+
+def _fill(workload: Workload, directory: Path, db_name: str | None) -> tuple[Path, Path]:
+    """A pubsub database and a raw one holding the same records, for consuming."""
+    from pubsub import Broker
+
+    db = _fresh(directory / (db_name or "pubsub-bench.db"))
+    _pubsub_db(db, workload.partitions, workload.sync)
+    value = os.urandom(workload.size // 2).hex().encode()[: workload.size]
+    per = workload.records // workload.partitions
+    with Broker(db, sync="normal") as broker:
+        for p in range(workload.partitions):
+            for start in range(0, per, 20_000):
+                broker.produce_batch(TOPIC, [value] * min(20_000, per - start), partition=p)
+        broker.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    import sqlite3
+
+    raw = _fresh(directory / "raw-bench.db")
+    _raw_db(raw, workload.partitions, workload.sync)
+    conn = sqlite3.connect(raw, isolation_level=None)
+    for p in range(workload.partitions):
+        conn.execute("BEGIN")
+        conn.executemany(
+            f"INSERT INTO log_{p} (timestamp, key, value, headers) VALUES (1, NULL, ?, NULL)",
+            [(value,)] * per,
+        )
+        conn.execute("COMMIT")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return db, raw
+
+
+def _consume(
+    workload: Workload, directory: Path, db_name: str | None
+) -> tuple[int, float, list[float], float, list[float]]:
+    db, raw = _fill(workload, directory, db_name)
+    consumers = max(1, workload.consumers)
+    start = time.time() + 1.0
+    procs = [
+        _spawn(_CONSUME, db, workload.batch, workload.work_us, workload.sync, "bench-group", start)
+        for _ in range(consumers)
+    ]
+    records, seconds, lat = _collect(procs)
+    start = time.time() + 0.5
+    procs = [
+        _spawn(
+            _RAW_CONSUME,
+            raw,
+            workload.batch,
+            workload.work_us,
+            workload.sync,
+            i,
+            start,
+            consumers,
+            workload.partitions,
+        )
+        for i in range(consumers)
+    ]
+    _, raw_seconds, raw_lat = _collect(procs)
+    _fresh(raw)
+    return records, seconds, lat, raw_seconds, raw_lat
+
+
+def _e2e(
+    workload: Workload, directory: Path, db_name: str | None
+) -> tuple[int, float, list[float]]:
+    from pubsub import Broker
+
+    db = _fresh(directory / (db_name or "pubsub-bench.db"))
+    _pubsub_db(db, workload.partitions, workload.sync)
+    follower = _spawn(
+        r"""
+import json, struct, sys, time
+from pubsub import Consumer
+db, count = sys.argv[1], int(sys.argv[2])
+unpack = struct.Struct("<q").unpack_from
+lat = []
+with Consumer(db, "bench", auto_offset_reset="latest", max_poll_records=1000) as c:
+    print("ready", flush=True)
+    deadline = time.monotonic() + 300
+    while len(lat) < count and time.monotonic() < deadline:
+        records = c.poll(timeout=1.0)
+        now = time.monotonic_ns()
+        lat.extend((now - unpack(r.value)[0]) / 1e6 for r in records)
+print(json.dumps({"records": len(lat), "seconds": 0, "lat": lat}))
+""",
+        db,
+        int(workload.rate * workload.seconds),
+    )
+    assert follower.stdout is not None
+    follower.stdout.readline()
+    import struct
+
+    pack = struct.Struct("<q").pack
+    pad = b"x" * max(0, workload.size - 8)
+    sent = 0
+    with Broker(db, sync="normal" if workload.sync == "normal" else "full") as broker:
+        tick = 0.001 if workload.rate >= 1000 else 1.0 / workload.rate
+        per_tick = max(1, workload.rate // 1000)
+        started = time.monotonic()
+        next_tick = started
+        while (
+            time.monotonic() - started < workload.seconds
+            and sent < workload.rate * workload.seconds
+        ):
+            now = time.monotonic_ns()
+            broker.produce_batch(TOPIC, [pack(now) + pad] * per_tick)
+            sent += per_tick
+            next_tick += tick
+            delay = next_tick - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        seconds = time.monotonic() - started
+    if sent < workload.rate * workload.seconds:
+        follower.kill()
+    _records, _, lat = _collect([follower])
+    return sent, seconds, lat
+
+
+def _cli(workload: Workload, directory: Path) -> tuple[float, float, float]:
+    from pubsub import Broker
+
+    db = _fresh(directory / "cli-bench.db")
+    with Broker(db) as broker:
+        broker.create_topic(TOPIC)
+    import compileall
+
+    compileall.compile_dir(str(Path(__file__).parent), quiet=1)
+    pubsub = str(Path(sys.executable).with_name("pubsub"))
+    commands = {
+        "pubsub": [pubsub, "--db", str(db), "produce", TOPIC, "v"],
+        "typer": [sys.executable, "-c", "import typer"],
+        "pass": [sys.executable, "-c", "pass"],
+    }
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(workload.runs):
+        for name, command in commands.items():
+            started = time.perf_counter()
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+            times[name].append(time.perf_counter() - started)
+    return (
+        statistics.median(times["pubsub"]),
+        statistics.median(times["typer"]),
+        statistics.median(times["pass"]),
+    )
+
+
+def run(
+    workload: Workload, *, db: str | None = None, progress: Callable[[str], None] | None = None
+) -> BenchResult:
+    """Measure one workload; the database is temporary unless ``db`` is given."""
+    say = progress or (lambda message: None)
+    db_name = Path(db).name if db else None
+    with _workdir(db) as directory:
+        if workload.kind == "produce":
+            say(f"producing {workload.records:,} records with {workload.producers} process(es)")
+            records, seconds, lat, raw_seconds, raw_lat = _produce(workload, directory, db_name)
+            return BenchResult(
+                "produce", records, seconds, raw_seconds, percentiles(lat), percentiles(raw_lat),
+                f"latency: per produce_batch call of {workload.batch} record(s)",
+            )  # fmt: skip
+        if workload.kind == "consume":
+            say(f"consuming {workload.records:,} records with {workload.consumers} process(es)")
+            records, seconds, lat, raw_seconds, raw_lat = _consume(workload, directory, db_name)
+            return BenchResult(
+                "consume", records, seconds, raw_seconds, percentiles(lat), percentiles(raw_lat),
+                f"latency: per poll of up to {workload.batch} records plus its commit",
+            )  # fmt: skip
+        if workload.kind == "e2e":
+            say(f"sending {workload.rate:,} records/s for {workload.seconds:g} s to a follower")
+            sent, seconds, lat = _e2e(workload, directory, db_name)
+            return BenchResult(
+                "e2e", sent, seconds, None, percentiles(lat), {},
+                "latency: from the producer's call to the follower holding the record",
+            )  # fmt: skip
+        if workload.kind == "cli":
+            say(f"timing {workload.runs} one-shot 'pubsub produce' processes")
+            pubsub_s, typer_s, pass_s = _cli(workload, directory)
+            return BenchResult(
+                "cli", 1, pubsub_s, typer_s, {}, {},
+                f"median of {workload.runs}; raw column: python -c 'import typer' "
+                f"({typer_s * 1000:.1f} ms), python -c pass {pass_s * 1000:.1f} ms",
+            )  # fmt: skip
+    raise ValueError(f"unknown workload {workload.kind!r}")
+
+
+def as_dict(result: BenchResult) -> dict[str, Any]:
+    """A JSON-friendly view of a result."""
+    return {
+        "workload": result.name,
+        "records": result.records,
+        "seconds": result.seconds,
+        "rate": result.rate,
+        "raw_seconds": result.raw_seconds,
+        "raw_rate": result.raw_rate,
+        "ratio": result.ratio,
+        "latency_ms": result.latency_ms,
+        "raw_latency_ms": result.raw_latency_ms,
+        "note": result.note,
+    }
