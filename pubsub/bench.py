@@ -328,7 +328,7 @@ def _fill(workload: Workload, directory: Path, db_name: str | None) -> tuple[Pat
     _raw_db(raw, workload.partitions, workload.sync)
     conn = sqlite3.connect(raw, isolation_level=None)
     for p in range(workload.partitions):
-        conn.execute("BEGIN")
+        conn.execute("BEGIN IMMEDIATE")
         conn.executemany(
             f"INSERT INTO log_{p} (timestamp, key, value, headers) VALUES (1, NULL, ?, NULL)",
             [(value,)] * per,

@@ -429,15 +429,53 @@ class Broker:
         (nothing is written), :class:`~pubsub.errors.TopicNotFoundError`,
         :class:`~pubsub.errors.BusyError` after the busy timeout.
         """
-        batch = _Batch()
-        batch.values = [_as_bytes(value, "value", 0)]
-        batch.key_const = _as_bytes(key, "key", 0)
-        batch.header_const = encode_headers(headers)
+        value_b = _as_bytes(value, "value", 0)
+        key_b = _as_bytes(key, "key", 0)
+        header_raw = encode_headers(headers)
         if partition is not None:
-            batch.partition_const = _check_partition_type(partition, 0)
+            _check_partition_type(partition, 0)
         if timestamp is not None:
-            batch.timestamps = [_check_timestamp(timestamp, 0)]
-        return self._append(topic, batch)[0]
+            _check_timestamp(timestamp, 0)
+        # One record is the common case of shell loops and request handlers: a short path.
+        size = (
+            (len(value_b) if value_b is not None else 0)
+            + (len(key_b) if key_b is not None else 0)
+            + _headers_size(header_raw)
+        )
+        cached = topic in self._topics
+        meta = self._meta(topic)
+        for _attempt in range(5):
+            try:
+                if size > meta.max_message_bytes:
+                    raise _too_large(meta, 0, size)
+                if meta.compacted and key_b is None:
+                    raise _needs_key(meta, 0)
+                if partition is not None:
+                    chosen = _check_partition_range(partition, meta.partitions, 0)
+                elif key_b is not None:
+                    chosen = partition_for_key(key_b, meta.partitions)
+                else:
+                    chosen = self._round_robin.next(meta.partitions)
+            except InvalidRecordError:
+                if not cached:  # the record may be valid under newer metadata
+                    raise
+            else:
+                try:
+                    with self._write() as conn:
+                        state = log.append_state(conn, meta.topic_id, chosen)
+                        if state is None or state.config_version != meta.config_version:
+                            raise _StaleMetadata
+                        ts = self._clock() if timestamp is None else timestamp
+                        offset = log.append_one(
+                            conn, meta.topic_id, chosen, state, key_b, value_b, header_raw, ts, size
+                        )
+                    return RecordMetadata(topic, chosen, offset, ts)
+                except (_StaleMetadata, TopicDeletedError):
+                    pass
+            cached = False
+            self._forget(topic)
+            meta = self._meta(topic)
+        raise PubsubError(f"topic {topic!r} kept changing while producing; retry")
 
     def produce_batch(
         self,
@@ -649,12 +687,7 @@ class Broker:
                 else next((i for i, key in enumerate(batch.keys) if key is None), None)
             )
             if missing is not None:
-                raise InvalidRecordError(
-                    f"topic {meta.name!r} is compacted (cleanup.policy=compact): every record "
-                    "needs a key",
-                    index=missing,
-                    hint="give a key (-k KEY, -K SEP, or key= in the API)",
-                )
+                raise _needs_key(meta, missing)
         count = meta.partitions
         if batch.partitions is None:
             if batch.partition_const is not None:
@@ -1105,6 +1138,14 @@ def rows_bytes(rows: Sequence[Sequence[object]]) -> int:
     """Bytes of the keys and values of stored rows (C-level loops)."""
     return sum(map(len, filter(None, map(_value_of, rows)))) + sum(
         map(len, filter(None, map(_key_of, rows)))
+    )
+
+
+def _needs_key(meta: _TopicMeta, index: int) -> InvalidRecordError:
+    return InvalidRecordError(
+        f"topic {meta.name!r} is compacted (cleanup.policy=compact): every record needs a key",
+        index=index,
+        hint="give a key (-k KEY, -K SEP, or key= in the API)",
     )
 
 

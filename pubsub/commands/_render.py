@@ -42,3 +42,30 @@ def table(
 def fields(pairs: Sequence[tuple[str, object]], *, title: str | None = None) -> None:
     """Print name/value pairs as a two-column table."""
     table(("", ""), [(name, value) for name, value in pairs], title=title, show_header=False)
+
+
+class Status:
+    """A spinner with a message on stderr while long work runs (terminal only)."""
+
+    def __init__(self, message: str) -> None:
+        import sys
+
+        self._status = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+
+            self._status = Console(stderr=True).status(message)
+
+    def __enter__(self) -> Status:
+        if self._status is not None:
+            self._status.start()
+        return self
+
+    def update(self, message: str) -> None:
+        """Change the message."""
+        if self._status is not None:
+            self._status.update(message)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._status is not None:
+            self._status.stop()

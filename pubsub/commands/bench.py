@@ -33,23 +33,11 @@ Db = Annotated[
 
 
 def _run(workload: "Workload", db: str | None, as_json: bool) -> None:
-    import sys
-
     from pubsub.bench import as_dict, run
+    from pubsub.commands._render import Status
 
-    progress = None
-    status = None
-    if sys.stderr.isatty():
-        from rich.console import Console
-
-        status = Console(stderr=True).status("benchmarking…")
-        status.start()
-        progress = status.update
-    try:
-        result = run(workload, db=db, progress=progress)
-    finally:
-        if status is not None:
-            status.stop()
+    with Status("benchmarking…") as status:
+        result = run(workload, db=db, progress=status.update)
     if as_json or not stdout_is_tty():
         write_json_lines([{**as_dict(result), "parameters": workload._asdict()}])
         return

@@ -104,6 +104,40 @@ def append(
     return base
 
 
+def append_one(
+    conn: sqlite3.Connection,
+    topic_id: int,
+    partition: int,
+    state: AppendState,
+    key: bytes | None,
+    value: bytes | None,
+    headers: str | None,
+    timestamp: int,
+    size: int,
+) -> int:
+    """:func:`append` for a single record (fewer steps); returns its offset."""
+    offset = state.next_offset
+    conn.execute(
+        f'INSERT INTO {log_table(topic_id, partition)} ("offset", timestamp, key, value, headers) '
+        "VALUES (?, ?, ?, ?, ?)",
+        (offset, timestamp, key, value, headers),
+    )
+    running = state.max_timestamp
+    if timestamp > running:
+        running = timestamp
+        conn.execute(
+            'INSERT INTO time_index (topic_id, partition, timestamp, "offset") VALUES (?, ?, ?, ?)',
+            (topic_id, partition, timestamp, offset),
+        )
+    conn.execute(
+        "UPDATE partitions SET next_offset = ?, max_timestamp = ?, "
+        "record_count = record_count + 1, byte_count = byte_count + ? "
+        "WHERE topic_id = ? AND partition = ?",
+        (offset + 1, running, size, topic_id, partition),
+    )
+    return offset
+
+
 def read_range(
     conn: sqlite3.Connection, topic_id: int, partition: int, offset: int, end: int, limit: int
 ) -> list[RecordRow]:
