@@ -11,7 +11,7 @@ SUM    := $(shell cksum pyproject.toml 2>/dev/null | cut -d' ' -f1)
 BASE   := $(VENV)/.installed-$(SUM)
 EXTRAS := $(VENV)/.installed-test-$(SUM)
 
-.PHONY: demo test lint types unit fmt bench clean
+.PHONY: demo test lint types unit fmt bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ test: lint types unit
 fmt: $(EXTRAS)
 	$(BIN)/ruff check --fix pubsub tests examples benchmarks
 	$(BIN)/ruff format pubsub tests examples benchmarks
+
+docs: $(BASE)
+	$(BIN)/python -m pubsub.commands.clidoc > docs/cli.md
 
 bench: $(EXTRAS)
 	$(BIN)/python benchmarks/bench_core.py

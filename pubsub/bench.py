@@ -126,14 +126,21 @@ done = 0
 turn = seed
 while done < share:
     n = min(batch, share - done)
-    table = f"log_{turn % partitions}"
+    p = turn % partitions
     turn += 1
     t = time.perf_counter()
+    # The same row pubsub writes: explicit offset from a counter, timestamp, key, value,
+    # headers; the counter read and advanced in the same transaction.
     conn.execute("BEGIN IMMEDIATE")
+    base = conn.execute("SELECT next FROM offsets WHERE p = ?", (p,)).fetchone()
+    base = base[0] if base else 0
+    now = time.time_ns() // 1_000_000
     conn.executemany(
-        f"INSERT INTO {table} (timestamp, key, value, headers) VALUES (?, NULL, ?, NULL)",
-        [(1, value)] * n,
+        f'INSERT INTO log_{p} ("offset", timestamp, key, value, headers) VALUES (?, ?, ?, ?, ?)',
+        [(base + i, now, None, value, None) for i in range(n)],
     )
+    conn.execute("INSERT INTO offsets (p, next) VALUES (?, ?) "
+                 "ON CONFLICT (p) DO UPDATE SET next = excluded.next", (p, base + n))
     conn.execute("COMMIT")
     lat.append((time.perf_counter() - t) * 1000)
     done += n
@@ -274,10 +281,14 @@ def _fresh(path: Path) -> Path:
     return path
 
 
+Say = Callable[[str, float], None]
+
+
 def _produce(
-    workload: Workload, directory: Path, db_name: str | None
+    workload: Workload, directory: Path, db_name: str | None, say: Say
 ) -> tuple[int, float, list[float], float, list[float]]:
     producers = max(1, workload.producers)
+    say(f"pubsub: {workload.records:,} records, {producers} producer(s)", 0.0)
     share = workload.records // producers
     db = _fresh(directory / (db_name or "pubsub-bench.db"))
     _pubsub_db(db, workload.partitions, workload.sync)
@@ -287,6 +298,7 @@ def _produce(
         for i in range(producers)
     ]
     records, seconds, lat = _collect(procs)
+    say(f"raw sqlite3: {workload.records:,} records, {producers} producer(s)", 0.5)
     raw = _fresh(directory / "raw-bench.db")
     _raw_db(raw, workload.partitions, workload.sync)
     start = time.time() + 0.5
@@ -305,6 +317,7 @@ def _produce(
         for i in range(producers)
     ]
     _, raw_seconds, raw_lat = _collect(procs)
+    say("done", 1.0)
     _fresh(raw)
     return records, seconds, lat, raw_seconds, raw_lat
 
@@ -340,16 +353,19 @@ def _fill(workload: Workload, directory: Path, db_name: str | None) -> tuple[Pat
 
 
 def _consume(
-    workload: Workload, directory: Path, db_name: str | None
+    workload: Workload, directory: Path, db_name: str | None, say: Say
 ) -> tuple[int, float, list[float], float, list[float]]:
+    say(f"filling both databases with {workload.records:,} records", 0.0)
     db, raw = _fill(workload, directory, db_name)
     consumers = max(1, workload.consumers)
+    say(f"pubsub: {consumers} consumer(s)", 0.3)
     start = time.time() + 1.0
     procs = [
         _spawn(_CONSUME, db, workload.batch, workload.work_us, workload.sync, "bench-group", start)
         for _ in range(consumers)
     ]
     records, seconds, lat = _collect(procs)
+    say(f"raw sqlite3: {consumers} consumer(s)", 0.65)
     start = time.time() + 0.5
     procs = [
         _spawn(
@@ -366,12 +382,13 @@ def _consume(
         for i in range(consumers)
     ]
     _, raw_seconds, raw_lat = _collect(procs)
+    say("done", 1.0)
     _fresh(raw)
     return records, seconds, lat, raw_seconds, raw_lat
 
 
 def _e2e(
-    workload: Workload, directory: Path, db_name: str | None
+    workload: Workload, directory: Path, db_name: str | None, say: Say
 ) -> tuple[int, float, list[float]]:
     from pubsub import Broker
 
@@ -408,6 +425,9 @@ print(json.dumps({"records": len(lat), "seconds": 0, "lat": lat}))
         per_tick = max(1, workload.rate // 1000)
         started = time.monotonic()
         next_tick = started
+        reported = started
+        what = f"{workload.rate:,} records/s to a follower"
+        say(what, 0.0)
         while (
             time.monotonic() - started < workload.seconds
             and sent < workload.rate * workload.seconds
@@ -416,7 +436,11 @@ print(json.dumps({"records": len(lat), "seconds": 0, "lat": lat}))
             broker.produce_batch(TOPIC, [pack(now) + pad] * per_tick)
             sent += per_tick
             next_tick += tick
-            delay = next_tick - time.monotonic()
+            now_s = time.monotonic()
+            if now_s - reported >= 0.2:
+                reported = now_s
+                say(what, min(1.0, (now_s - started) / workload.seconds))
+            delay = next_tick - now_s
             if delay > 0:
                 time.sleep(delay)
         seconds = time.monotonic() - started
@@ -426,7 +450,7 @@ print(json.dumps({"records": len(lat), "seconds": 0, "lat": lat}))
     return sent, seconds, lat
 
 
-def _cli(workload: Workload, directory: Path) -> tuple[float, float, float]:
+def _cli(workload: Workload, directory: Path, say: Say) -> tuple[float, float, float]:
     from pubsub import Broker
 
     db = _fresh(directory / "cli-bench.db")
@@ -442,7 +466,8 @@ def _cli(workload: Workload, directory: Path) -> tuple[float, float, float]:
         "pass": [sys.executable, "-c", "pass"],
     }
     times: dict[str, list[float]] = {name: [] for name in commands}
-    for _ in range(workload.runs):
+    for run in range(workload.runs):
+        say(f"one-shot processes, run {run + 1} of {workload.runs}", run / workload.runs)
         for name, command in commands.items():
             started = time.perf_counter()
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
@@ -455,36 +480,42 @@ def _cli(workload: Workload, directory: Path) -> tuple[float, float, float]:
 
 
 def run(
-    workload: Workload, *, db: str | None = None, progress: Callable[[str], None] | None = None
+    workload: Workload,
+    *,
+    db: str | None = None,
+    progress: Callable[[str, float], None] | None = None,
 ) -> BenchResult:
-    """Measure one workload; the database is temporary unless ``db`` is given."""
-    say = progress or (lambda message: None)
+    """Measure one workload; the database is temporary unless ``db`` is given.
+
+    ``progress`` is called with (what now, share done from 0 to 1) as the run moves on.
+    """
+    say = progress or (lambda message, done: None)
     db_name = Path(db).name if db else None
     with _workdir(db) as directory:
         if workload.kind == "produce":
-            say(f"producing {workload.records:,} records with {workload.producers} process(es)")
-            records, seconds, lat, raw_seconds, raw_lat = _produce(workload, directory, db_name)
+            records, seconds, lat, raw_seconds, raw_lat = _produce(
+                workload, directory, db_name, say
+            )
             return BenchResult(
                 "produce", records, seconds, raw_seconds, percentiles(lat), percentiles(raw_lat),
                 f"latency: per produce_batch call of {workload.batch} record(s)",
             )  # fmt: skip
         if workload.kind == "consume":
-            say(f"consuming {workload.records:,} records with {workload.consumers} process(es)")
-            records, seconds, lat, raw_seconds, raw_lat = _consume(workload, directory, db_name)
+            records, seconds, lat, raw_seconds, raw_lat = _consume(
+                workload, directory, db_name, say
+            )
             return BenchResult(
                 "consume", records, seconds, raw_seconds, percentiles(lat), percentiles(raw_lat),
                 f"latency: per poll of up to {workload.batch} records plus its commit",
             )  # fmt: skip
         if workload.kind == "e2e":
-            say(f"sending {workload.rate:,} records/s for {workload.seconds:g} s to a follower")
-            sent, seconds, lat = _e2e(workload, directory, db_name)
+            sent, seconds, lat = _e2e(workload, directory, db_name, say)
             return BenchResult(
                 "e2e", sent, seconds, None, percentiles(lat), {},
                 "latency: from the producer's call to the follower holding the record",
             )  # fmt: skip
         if workload.kind == "cli":
-            say(f"timing {workload.runs} one-shot 'pubsub produce' processes")
-            pubsub_s, typer_s, pass_s = _cli(workload, directory)
+            pubsub_s, typer_s, pass_s = _cli(workload, directory, say)
             return BenchResult(
                 "cli", 1, pubsub_s, typer_s, {}, {},
                 f"median of {workload.runs}; raw column: python -c 'import typer' "

@@ -925,16 +925,19 @@ class Broker:
         dry_run: bool = False,
         vacuum: bool = False,
         wal_cap: int = 64 * 1024 * 1024,
+        progress: Callable[[float, float, str], None] | None = None,
     ) -> "RetentionReport":
         """Apply every topic's retention and compaction once (see :mod:`pubsub.retention`).
 
         With ``dry_run`` nothing is deleted and the report says what would be. With ``vacuum``
         freed pages are returned to the file system afterwards. The WAL is checkpointed and
-        truncated if it is larger than ``wal_cap`` bytes.
+        truncated if it is larger than ``wal_cap`` bytes. ``progress`` is called with
+        (partitions done, partitions in all, what now) as the sweep moves on.
         """
         from pubsub.retention import Sweeper
 
-        return Sweeper(self, dry_run=dry_run, vacuum=vacuum, wal_cap=wal_cap).run(topics)
+        sweeper = Sweeper(self, dry_run=dry_run, vacuum=vacuum, wal_cap=wal_cap, progress=progress)
+        return sweeper.run(topics)
 
     def check(self, *, quick: bool = False) -> "list[Problem]":
         """Integrity check plus pubsub's invariants; an empty list means all is well."""
@@ -942,17 +945,27 @@ class Broker:
 
         return maintenance.check(self, quick=quick)
 
-    def vacuum(self, *, full: bool = False) -> int:
+    def vacuum(
+        self, *, full: bool = False, progress: Callable[[float, float], None] | None = None
+    ) -> int:
         """Return free pages to the file system (``full``: rebuild the file); pages freed."""
         from pubsub import maintenance
 
-        return maintenance.vacuum(self, full=full)
+        return maintenance.vacuum(self, full=full, progress=progress)
 
-    def backup(self, path: str | os.PathLike[str]) -> int:
-        """Write a consistent copy to a new file ``path`` while writers go on; its size."""
+    def backup(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        progress: Callable[[float, float], None] | None = None,
+    ) -> int:
+        """Write a consistent copy to a new file ``path`` while writers go on; its size.
+
+        ``progress`` is called with (bytes written, bytes expected) while it runs.
+        """
         from pubsub import maintenance
 
-        return maintenance.backup(self, os.fspath(path))
+        return maintenance.backup(self, os.fspath(path), progress=progress)
 
     def list_groups(self) -> "list[GroupInfo]":
         """Every consumer group: state, members, offsets and lag."""

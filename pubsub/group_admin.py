@@ -154,23 +154,26 @@ def _describe(conn: "sqlite3.Connection", name: str, group_id: int, generation: 
     committed = {(r.topic, r.partition): r.committed_offset for r in groups.offsets_get(conn, name)}
     topic_names = {t for t, _ in committed} | subscribed | {r.topic for r in assignments}
     partitions = []
-    for topic in sorted(topic_names):
-        topic_row = catalog.topic_get_by_name(conn, topic)
-        if topic_row is None:
-            continue
-        for marks in log.watermarks(conn, topic_row.topic_id):
-            offset = committed.get((topic, marks.partition))
-            partitions.append(
-                PartitionLag(
-                    topic=topic,
-                    partition=marks.partition,
-                    committed_offset=offset,
-                    log_start_offset=marks.log_start_offset,
-                    log_end_offset=marks.next_offset,
-                    lag=None if offset is None else max(0, marks.next_offset - offset),
-                    owner=owner_of.get((topic, marks.partition)),
-                )
+    # One query for the watermarks of every topic involved (a group may span hundreds).
+    marks = conn.execute(
+        "SELECT t.name, p.partition, p.log_start_offset, p.next_offset "
+        "FROM topics AS t JOIN partitions AS p ON p.topic_id = t.topic_id "
+        "WHERE t.name IN (SELECT value FROM json_each(?)) ORDER BY t.name, p.partition",
+        (json.dumps(sorted(topic_names)),),
+    ).fetchall()
+    for topic, partition, log_start, next_offset in marks:
+        offset = committed.get((topic, partition))
+        partitions.append(
+            PartitionLag(
+                topic=topic,
+                partition=partition,
+                committed_offset=offset,
+                log_start_offset=log_start,
+                log_end_offset=next_offset,
+                lag=None if offset is None else max(0, next_offset - offset),
+                owner=owner_of.get((topic, partition)),
             )
+        )
     state = "empty" if not live_ids else ("rebalancing" if rebalancing else "stable")
     return GroupInfo(name, state, generation, tuple(members), tuple(partitions))
 

@@ -1,8 +1,11 @@
 """Maintenance of the file: consistency checks, vacuum, online backup."""
 
+import contextlib
 import os
 import re
 import sqlite3
+import threading
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
 from pubsub.db import catalog
@@ -107,7 +110,42 @@ def check(broker: "Broker", *, quick: bool = False) -> list[Problem]:
     return problems
 
 
-def vacuum(broker: "Broker", *, full: bool = False) -> int:
+Progress = Callable[[float, float], None]
+
+
+@contextlib.contextmanager
+def _watch_size(path: str, expected: int, progress: Progress | None) -> Iterator[None]:
+    """Report the growing size of ``path`` against ``expected`` while one statement runs."""
+    if progress is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.1):
+            try:
+                size = os.stat(path).st_size
+            except OSError:
+                continue
+            progress(min(size, expected), expected)
+
+    watcher = threading.Thread(target=watch, name="pubsub-progress", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+    progress(expected, expected)
+
+
+def _used_bytes(conn: sqlite3.Connection) -> int:
+    pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+    free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+    return (pages - free) * int(conn.execute("PRAGMA page_size").fetchone()[0])
+
+
+def vacuum(broker: "Broker", *, full: bool = False, progress: Progress | None = None) -> int:
     """Return free pages to the file system; with ``full``, rebuild the file (VACUUM).
 
     The incremental form runs in short transactions beside writers; a full VACUUM needs the
@@ -130,13 +168,16 @@ def vacuum(broker: "Broker", *, full: bool = False) -> int:
     return before - int(conn.execute("PRAGMA page_count").fetchone()[0])
 
 
-def backup(broker: "Broker", target: str, *, mode: int = 0o600) -> int:
+def backup(
+    broker: "Broker", target: str, *, mode: int = 0o600, progress: Progress | None = None
+) -> int:
     """Write a consistent, compacted copy of the database to ``target``; return its size.
 
     Uses ``VACUUM INTO``, which reads one snapshot (writers go on) and writes a new file; the
     copy is made under a temporary name, synced, and renamed into place, so ``target`` is
     either complete or absent. A plain ``cp`` of a live WAL database can miss committed
-    transactions or copy a torn file.
+    transactions or copy a torn file. ``progress`` is called with (bytes written, bytes
+    expected).
     """
     target = os.path.abspath(target)
     if os.path.exists(target):
@@ -148,7 +189,8 @@ def backup(broker: "Broker", target: str, *, mode: int = 0o600) -> int:
         raise StorageError(f"directory {directory} does not exist")
     temporary = os.path.join(directory, f".{os.path.basename(target)}.{os.getpid()}.tmp")
     try:
-        broker.connection.execute("VACUUM INTO ?", (temporary,))
+        with _watch_size(temporary, _used_bytes(broker.connection), progress):
+            broker.connection.execute("VACUUM INTO ?", (temporary,))
         os.chmod(temporary, mode)
         fd = os.open(temporary, os.O_RDONLY)
         try:

@@ -109,8 +109,14 @@ class Sweeper:
         vacuum: bool = False,
         wal_cap: int = DEFAULT_WAL_CAP,
         lease_clock: Callable[[], int] = lease_clock_ms,
+        progress: Callable[[float, float, str], None] | None = None,
     ) -> None:
         self.broker = broker
+        #: Called with (partitions done, partitions in all, what now) as the sweep moves on;
+        #: within a partition the first number grows with the share of the prefix deleted.
+        self._progress = progress or (lambda done, total, what: None)
+        self._done = 0.0
+        self._total = 0.0
         self.dry_run = dry_run
         self.vacuum = vacuum
         self.wal_cap = wal_cap
@@ -171,18 +177,23 @@ class Sweeper:
             if reason is not None:
                 return RetentionReport((), False, started, broker.now(), 0, False, reason)
         reports: list[PartitionReport] = []
+        self._total = float(sum(row.partition_count for row in rows))
         try:
             for row in rows:
                 with ReadScope(broker.path):
                     config = effective_config(catalog.configs_get(broker.connection, row.topic_id))
                 for partition in range(row.partition_count):
+                    self._progress(self._done, self._total, f"{row.name}/{partition}")
                     done = self._partition(row.name, row.topic_id, partition, config)
                     if done is not None:
                         reports.append(done)
+                    self._done += 1
+            self._progress(self._done, self._total, "")
             vacuumed = 0
             checkpointed = False
             if not self.dry_run:
                 if self.vacuum:
+                    self._progress(self._done, self._total, "vacuum")
                     vacuumed = incremental_vacuum(broker)
                 # Freed pages leave the file only when the WAL is checkpointed.
                 checkpointed = cap_wal(broker, 0 if vacuumed else self.wal_cap)
@@ -287,6 +298,7 @@ class Sweeper:
     def _delete_prefix(self, topic_id: int, partition: int, target: int) -> tuple[int, int]:
         """Delete everything below ``target`` in short transactions."""
         total_records = total_bytes = 0
+        start: int | None = None
         while True:
             began = time.monotonic()
             with self._write() as conn:
@@ -294,6 +306,8 @@ class Sweeper:
                 if state is None or state.log_start_offset >= target:
                     break
                 low = state.log_start_offset
+                if start is None:
+                    start = low
                 high = sql.offset_after(conn, topic_id, partition, low, self._batcher.rows)
                 high = target if high is None else min(high, target)
                 records, size = sql.delete_range(conn, topic_id, partition, low, high)
@@ -303,6 +317,8 @@ class Sweeper:
             self._batcher.measured(records, time.monotonic() - began)
             total_records += records
             total_bytes += size
+            share = (high - start) / max(1, target - start)
+            self._progress(self._done + min(1.0, share), self._total, "")
             time.sleep(YIELD_SECONDS)
         return total_records, total_bytes
 
@@ -444,12 +460,20 @@ def _compaction_estimate(
     return int(older[0]) + int(stones[0]), int(older[1]) + int(stones[1])
 
 
-def incremental_vacuum(broker: "Broker", pages_per_step: int = 2048) -> int:
-    """Return free pages to the file system in short steps; the number of pages freed."""
+def incremental_vacuum(
+    broker: "Broker",
+    pages_per_step: int = 2048,
+    progress: Callable[[float, float], None] | None = None,
+) -> int:
+    """Return free pages to the file system in short steps; the number of pages freed.
+
+    ``progress`` is called with (pages freed, free pages at the start) after each step.
+    """
     from pubsub.db.transaction import run_script_immediate
 
     conn = broker.connection
     freed = 0
+    total = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
     while True:
         before = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
         if before == 0:
@@ -459,6 +483,8 @@ def incremental_vacuum(broker: "Broker", pages_per_step: int = 2048) -> int:
         )
         after = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
         freed += before - after
+        if progress is not None:
+            progress(min(freed, total), max(total, freed))
         if after >= before:
             return freed
 

@@ -104,3 +104,71 @@ def all_records(broker: Broker, topic: str) -> dict[int, list[tuple[int, bytes |
             offset = batch[-1].offset + 1
         out[partition] = recs
     return out
+
+
+class Terminal:
+    """A real process on a pseudo-terminal (stdin, stdout and stderr), for what only a
+    terminal gets: tables, the live dashboard, progress bars, key presses."""
+
+    def __init__(self, args: list[str], env: dict[str, str], *, rows: int = 40, cols: int = 120):
+        import fcntl
+        import pty
+        import struct
+        import termios
+
+        self.primary, replica = pty.openpty()
+        fcntl.ioctl(replica, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        env = dict(env, COLUMNS=str(cols), LINES=str(rows), TERM="xterm-256color")
+
+        def controlling_terminal() -> None:
+            # A session of its own with the pty as its terminal, so Ctrl-C sent through it
+            # becomes SIGINT for the process, as in a real shell.
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        self.proc = subprocess.Popen(
+            args,
+            stdin=replica,
+            stdout=replica,
+            stderr=replica,
+            env=env,
+            preexec_fn=controlling_terminal,  # noqa: PLW1509 - only setsid and one ioctl
+        )
+        os.close(replica)
+        self.output = b""
+
+    def read_until(self, needle: bytes, timeout: float = 20.0, count: int = 1) -> bool:
+        """Read output until ``needle`` was seen ``count`` times (False on timeout or EOF)."""
+        import select
+        import time
+
+        deadline = time.monotonic() + timeout
+        while self.output.count(needle) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            ready, _, _ = select.select([self.primary], [], [], remaining)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(self.primary, 65536)
+            except OSError:
+                return False
+            if not chunk:
+                return False
+            self.output += chunk
+        return True
+
+    def send(self, data: bytes) -> None:
+        os.write(self.primary, data)
+
+    def finish(self, timeout: float = 20.0) -> int:
+        """Drain the output until the process exits; its exit code."""
+        self.read_until(b"\0never\0", timeout=timeout)
+        code = self.proc.wait(timeout=timeout)
+        os.close(self.primary)
+        return code
+
+    @property
+    def text(self) -> str:
+        return self.output.decode("utf-8", "replace")

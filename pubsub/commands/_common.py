@@ -162,13 +162,66 @@ def human_ms(ms: int) -> str:
     return f"{ms}ms"
 
 
+def human_age(now_ms: int, then_ms: int | None) -> str:
+    """How long ago ``then_ms`` was: '3s', '5m', '2h', '4d' (empty for None)."""
+    if then_ms is None:
+        return ""
+    seconds = max(0, now_ms - then_ms) // 1000
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+_TIME_ZONE = {"utc": False}
+
+
+def use_utc(utc: bool) -> None:
+    """Show times in tables in UTC (``--utc``) instead of the local time zone."""
+    _TIME_ZONE["utc"] = utc
+
+
 def iso_time(ms: int | None) -> str:
-    """Milliseconds since the epoch as local ISO-8601 time."""
+    """Milliseconds since the epoch as ISO-8601 time: local with its offset, or UTC (``Z``)."""
     if ms is None:
         return ""
-    from datetime import datetime
+    from datetime import UTC, datetime
 
+    if _TIME_ZONE["utc"]:
+        moment = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+        return moment.replace("+00:00", "Z")
     return datetime.fromtimestamp(ms / 1000).astimezone().isoformat(timespec="seconds")
+
+
+def _names(ctx: typer.Context, sql: str, incomplete: str) -> list[str]:
+    """Names for shell completion, read from the database; nothing on any problem."""
+    import sqlite3
+
+    root = ctx.find_root()
+    path = (root.params.get("db") if root.params else None) or os.environ.get(
+        "PUBSUB_DB", "pubsub.db"
+    )
+    if not os.path.exists(path):
+        return []
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.5)
+        try:
+            names = [row[0] for row in conn.execute(sql)]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return []
+    return [name for name in names if name.startswith(incomplete)]
+
+
+def complete_topic(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion of topic names."""
+    return _names(ctx, "SELECT name FROM topics ORDER BY name", incomplete)
+
+
+def complete_group(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion of consumer group names."""
+    return _names(ctx, "SELECT name FROM consumer_groups ORDER BY name", incomplete)
 
 
 def exit_code_of(error: PubsubError) -> int:

@@ -46,6 +46,8 @@ class RecordReader:
         self._max_records = max_records
         self._max_bytes = max_bytes
         self.interrupted = False
+        #: Bytes taken from the stream so far (for a progress bar).
+        self.bytes_read = 0
         try:
             self._fd: int | None = stream.fileno()
         except (OSError, AttributeError, io.UnsupportedOperation, ValueError):
@@ -88,6 +90,7 @@ class RecordReader:
                 chunk = self._read()
                 if not chunk:
                     break
+                self.bytes_read += len(chunk)
                 data = partial + chunk if partial else chunk
                 parts = data.split(delimiter)
                 partial = parts.pop()

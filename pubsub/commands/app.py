@@ -9,6 +9,7 @@ Errors become output and an exit code in exactly one place, :class:`PubsubGroup.
 """
 
 import importlib
+import inspect
 import sys
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -21,6 +22,7 @@ from pubsub.commands._common import (
     SyncChoice,
     report_error,
     silence_stdout,
+    use_utc,
 )
 from pubsub.errors import PubsubError
 
@@ -33,6 +35,9 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "retention": ("pubsub.commands.retention", "app", True),
     "config": ("pubsub.commands.config", "app", True),
     "bench": ("pubsub.commands.bench", "app", True),
+    "stats": ("pubsub.commands.stats", "stats", False),
+    "metrics": ("pubsub.commands.metrics", "metrics", False),
+    "top": ("pubsub.commands.top", "top", False),
     "db": ("pubsub.commands.db", "app", True),
 }
 
@@ -45,11 +50,13 @@ Topics with partitions, offsets, keys, headers and timestamps; consumer groups w
 offsets; no daemon: every process that opens the file is a full client.
 """
 
-EPILOG = (
-    "Examples: pubsub topic create orders --partitions 3 | "
-    "echo hello | pubsub produce orders | "
-    "pubsub consume orders --group billing --format json"
-)
+EPILOG = """
+Examples:
+
+  pubsub topic create orders --partitions 3
+  echo hello | pubsub produce orders
+  pubsub consume orders --group billing --format json
+"""
 
 
 class PubsubGroup(TyperGroup):
@@ -147,6 +154,14 @@ def root(
             help="Seconds a write waits for another writer before failing (exit 5).",
         ),
     ] = 10.0,
+    utc: Annotated[
+        bool,
+        typer.Option(
+            "--utc",
+            envvar="PUBSUB_UTC",
+            help="Show times in tables in UTC instead of the local time zone.",
+        ),
+    ] = False,
     version: Annotated[
         bool,
         typer.Option(
@@ -156,6 +171,8 @@ def root(
 ) -> None:
     """A Kafka-shaped durable message log in one SQLite file."""
     ctx.obj = State(db, sync.value, busy_timeout)
+    if utc:
+        use_utc(True)
 
 
 def _wanted(argv: Sequence[str]) -> str | None:
@@ -200,6 +217,30 @@ def make_app(only: str | None = None) -> typer.Typer:
     return app
 
 
+def reflow(text: str | None) -> str | None:
+    """Help text with each prose paragraph on one line (the terminal wraps it).
+
+    Rich keeps the line breaks of a docstring, which were made for the source file, not for
+    the terminal. Paragraphs with indented lines (examples) keep theirs.
+    """
+    if not text:
+        return text
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(
+        p if any(line[:1].isspace() for line in p.splitlines()) else " ".join(p.split("\n"))
+        for p in paragraphs
+    )
+
+
+def tidy_help(command: Any) -> Any:
+    """Reflow the help of ``command`` and every command under it."""
+    command.help = reflow(command.help)
+    command.epilog = reflow(command.epilog)
+    for child in getattr(command, "commands", {}).values():
+        tidy_help(child)
+    return command
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """The ``pubsub`` console script."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -207,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     only = None if any(k.endswith("_COMPLETE") for k in _completion_env()) else _wanted(args)
     app = make_app(only)
     command = typer.main.get_command(app)
+    if "--help" in args or "-h" in args or not args:
+        tidy_help(command)
     command.main(args=args, prog_name="pubsub")
 
 

@@ -17,7 +17,9 @@ app = typer.Typer(
 
 Records = Annotated[int, typer.Option("--records", "-n", min=1, help="Records to move.")]
 Size = Annotated[int, typer.Option("--size", "-s", min=8, help="Bytes per value.")]
-Partitions = Annotated[int, typer.Option("--partitions", "-P", min=1, max=1024)]
+Partitions = Annotated[
+    int, typer.Option("--partitions", "-P", min=1, max=1024, help="Partitions of the topic.")
+]
 Batch = Annotated[int, typer.Option("--batch", "-b", min=1, help="Records per call / poll.")]
 Sync = Annotated[
     SyncChoice, typer.Option("--sync", case_sensitive=False, help="Durability to measure.")
@@ -34,10 +36,14 @@ Db = Annotated[
 
 def _run(workload: "Workload", db: str | None, as_json: bool) -> None:
     from pubsub.bench import as_dict, run
-    from pubsub.commands._render import Status
+    from pubsub.commands._render import Progress
 
-    with Status("benchmarking…") as status:
-        result = run(workload, db=db, progress=status.update)
+    with Progress("benchmarking", 1.0, unit="fraction", delay=0) as bar:
+        result = run(
+            workload,
+            db=db,
+            progress=lambda what, done: bar.update(done, description=what),
+        )
     if as_json or not stdout_is_tty():
         write_json_lines([{**as_dict(result), "parameters": workload._asdict()}])
         return
@@ -98,8 +104,11 @@ def bench_produce(
 ) -> None:
     """Produce records (in batches, from N processes) vs raw executemany.
 
-    Examples: pubsub bench produce | pubsub bench produce --batch 1 -n 5000 | pubsub bench
-    produce --producers 4 --partitions 8 --db /mnt/sdcard/test.db
+    Examples:
+
+      pubsub bench produce
+      pubsub bench produce --batch 1 -n 5000
+      pubsub bench produce --producers 4 --partitions 8 --db /mnt/sdcard/test.db
     """
     from pubsub.bench import Workload
 
@@ -128,8 +137,10 @@ def bench_consume(
 ) -> None:
     """Consume as a group committing every poll vs raw range reads that commit an offset.
 
-    Examples: pubsub bench consume | pubsub bench consume --consumers 4 --partitions 8
-    --work-us 100
+    Examples:
+
+      pubsub bench consume
+      pubsub bench consume --consumers 4 --partitions 8 --work-us 100
     """
     from pubsub.bench import Workload
 
@@ -145,7 +156,9 @@ def bench_consume(
 @app.command("e2e")
 def bench_e2e(
     rate: Annotated[int, typer.Option("--rate", min=1, help="Records per second.")] = 1000,
-    seconds: Annotated[float, typer.Option("--seconds", min=0.5)] = 5.0,
+    seconds: Annotated[
+        float, typer.Option("--seconds", min=0.5, help="How long to produce.")
+    ] = 5.0,
     size: Size = 100,
     sync: Sync = SyncChoice.full,
     db: Db = None,
@@ -153,7 +166,10 @@ def bench_e2e(
 ) -> None:
     """End-to-end latency: this process produces at a rate, a follower process reads.
 
-    Examples: pubsub bench e2e --rate 1000 | pubsub bench e2e --sync normal --rate 10000
+    Examples:
+
+      pubsub bench e2e --rate 1000
+      pubsub bench e2e --sync normal --rate 10000
     """
     from pubsub.bench import Workload
 
@@ -162,12 +178,16 @@ def bench_e2e(
 
 @app.command("cli")
 def bench_cli(
-    runs: Annotated[int, typer.Option("--runs", min=3)] = 20,
+    runs: Annotated[
+        int, typer.Option("--runs", min=3, help="Processes to start (the median is shown).")
+    ] = 20,
     as_json: JsonOption = False,
 ) -> None:
     """Start-up: one-shot 'pubsub produce t v' processes vs python -c 'import typer'.
 
-    Examples: pubsub bench cli --runs 50
+    Examples:
+
+      pubsub bench cli --runs 50
     """
     from pubsub.bench import Workload
 

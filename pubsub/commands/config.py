@@ -29,7 +29,9 @@ def _show(values: dict[str, str], as_json: bool) -> None:
 def config_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Show the defaults for new topics.
 
-    Examples: pubsub config list
+    Examples:
+
+      pubsub config list
     """
     with state(ctx).broker() as broker:
         _show(broker.defaults(), as_json)
@@ -46,7 +48,9 @@ def config_set(
 ) -> None:
     """Set defaults for topics created from now on (existing topics keep theirs).
 
-    Examples: pubsub config set retention.ms=7d retention.bytes=1GiB
+    Examples:
+
+      pubsub config set retention.ms=7d retention.bytes=1GiB
     """
     from pubsub import config
 
@@ -65,7 +69,9 @@ def config_unset(
 ) -> None:
     """Remove defaults (new topics then keep everything unless told otherwise).
 
-    Examples: pubsub config unset retention.ms
+    Examples:
+
+      pubsub config unset retention.ms
     """
     if not keys:
         fail("give at least one KEY")

@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pubsub.commands._common import fail, interrupt_on_sigterm, silence_stdout, state, warn
+from pubsub.commands._common import (
+    complete_topic,
+    fail,
+    interrupt_on_sigterm,
+    silence_stdout,
+    state,
+    warn,
+)
 from pubsub.errors import PubsubError
 
 if TYPE_CHECKING:
@@ -90,7 +97,12 @@ def _apply_offset(
 
 def consume(
     ctx: typer.Context,
-    topic: Annotated[str, typer.Argument(help="The topic to read.", show_default=False)],
+    topic: Annotated[
+        str,
+        typer.Argument(
+            help="The topic to read.", show_default=False, autocompletion=complete_topic
+        ),
+    ],
     offset: Annotated[
         str | None,
         typer.Option(
@@ -212,9 +224,12 @@ def consume(
     Several processes consuming with the same --group share the partitions; one that exits
     hands its partitions over at once, one that dies loses them after --session-timeout.
 
-    Examples: pubsub consume orders -o -10 | pubsub consume jobs -g workers -f | pubsub
-    consume orders --format '%p:%o %k=%s\\n' | pubsub consume jobs -g workers --exec
-    ./handle.sh --dead-letter jobs-failed
+    Examples:
+
+      pubsub consume orders -o -10
+      pubsub consume jobs -g workers -f
+      pubsub consume orders --format '%p:%o %k=%s\\n'
+      pubsub consume jobs -g workers --exec ./handle.sh --dead-letter jobs-failed
     """
     from pubsub.commands._formats import make_formatter
     from pubsub.consumer import Consumer

@@ -25,7 +25,12 @@ app = typer.Typer(
 def db_info(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Show the path, file and WAL size, schema and SQLite versions and durability mode.
 
-    Does not create the file. Examples: pubsub db info | pubsub --db /var/lib/app.db db info --json
+    Does not create the file.
+
+    Examples:
+
+      pubsub db info
+      pubsub --db /var/lib/app.db db info --json
     """
     with state(ctx).broker(create=False) as broker:
         info = broker.info()
@@ -67,7 +72,10 @@ def db_check(
     between the log start and the next offset, the time index points into the log; no table
     without its partition; foreign keys hold.
 
-    Examples: pubsub db check | pubsub db check --quick --json
+    Examples:
+
+      pubsub db check
+      pubsub db check --quick --json
     """
     with state(ctx).broker() as broker:
         problems = broker.check(quick=quick)
@@ -99,11 +107,19 @@ def db_vacuum(
 ) -> None:
     """Return free pages to the file system (online, in short steps).
 
-    Examples: pubsub db vacuum | pubsub db vacuum --full
+    Examples:
+
+      pubsub db vacuum
+      pubsub db vacuum --full
     """
-    with state(ctx).broker() as broker:
+    from pubsub.commands._render import Progress
+
+    with (
+        state(ctx).broker() as broker,
+        Progress("vacuum", unit="bytes" if full else "pages") as bar,
+    ):
         before = broker.info().file_bytes
-        pages = broker.vacuum(full=full)
+        pages = broker.vacuum(full=full, progress=lambda done, total: bar.update(done, total=total))
         after = broker.info().file_bytes
     note(f"freed {pages:,} pages: {human_bytes(before)} -> {human_bytes(after)}")
 
@@ -118,8 +134,12 @@ def db_backup(
     Uses VACUUM INTO (one snapshot, compacted); the file appears only when complete. Never
     copy a live database with cp: the WAL holds committed data the main file does not.
 
-    Examples: pubsub db backup /backups/app-$(date +%F).db
+    Examples:
+
+      pubsub db backup /backups/app-$(date +%F).db
     """
-    with state(ctx).broker() as broker:
-        size = broker.backup(path)
+    from pubsub.commands._render import Progress
+
+    with state(ctx).broker() as broker, Progress("backup", unit="bytes") as bar:
+        size = broker.backup(path, progress=lambda done, total: bar.update(done, total=total))
     note(f"backup written: {path} ({human_bytes(size)})")

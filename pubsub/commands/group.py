@@ -6,6 +6,7 @@ import typer
 
 from pubsub.commands._common import (
     JsonOption,
+    complete_group,
     fail,
     iso_time,
     note,
@@ -51,7 +52,10 @@ def _group_json(group: "GroupInfo", *, detail: bool) -> dict[str, Any]:
 def group_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List groups: state, live members, topics and total lag.
 
-    Examples: pubsub group list | pubsub group list --json | jq 'select(.lag > 1000)'
+    Examples:
+
+      pubsub group list
+      pubsub group list --json | jq 'select(.lag > 1000)'
     """
     with state(ctx).broker() as broker:
         groups = broker.list_groups()
@@ -70,12 +74,15 @@ def group_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
 @app.command("describe")
 def group_describe(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The group.")],
+    name: Annotated[str, typer.Argument(help="The group.", autocompletion=complete_group)],
     as_json: JsonOption = False,
 ) -> None:
     """Show a group's partitions (committed offset, log end, lag, owner) and its members.
 
-    Examples: pubsub group describe billing | pubsub group describe billing --json
+    Examples:
+
+      pubsub group describe billing
+      pubsub group describe billing --json
     """
     with state(ctx).broker() as broker:
         group = broker.describe_group(name)
@@ -141,7 +148,7 @@ def _parse_topics(specs: list[str]) -> dict[str, list[int] | None]:
 @app.command("reset-offsets")
 def group_reset_offsets(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The group.")],
+    name: Annotated[str, typer.Argument(help="The group.", autocompletion=complete_group)],
     topic: Annotated[
         list[str] | None,
         typer.Option(
@@ -198,8 +205,10 @@ def group_reset_offsets(
     Exactly one of --to-earliest, --to-latest, --to-offset, --shift-by, --to-datetime,
     --by-duration, --to-current. New offsets are clamped to what the log holds.
 
-    Examples: pubsub group reset-offsets billing --topic orders --to-earliest | pubsub group
-    reset-offsets billing --all-topics --by-duration 1h --execute
+    Examples:
+
+      pubsub group reset-offsets billing --topic orders --to-earliest
+      pubsub group reset-offsets billing --all-topics --by-duration 1h --execute
     """
     from pubsub import config
     from pubsub.commands.consume import parse_time
@@ -269,11 +278,14 @@ def _print_plan(plan: "list[OffsetChange]", *, as_json: bool) -> None:
 
 @app.command("delete")
 def group_delete(
-    ctx: typer.Context, name: Annotated[str, typer.Argument(help="The group.")]
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The group.", autocompletion=complete_group)],
 ) -> None:
     """Delete a group and all its committed offsets (refused while it has live members).
 
-    Examples: pubsub group delete old-reports
+    Examples:
+
+      pubsub group delete old-reports
     """
     with state(ctx).broker() as broker:
         broker.delete_group(name)
@@ -283,12 +295,14 @@ def group_delete(
 @app.command("delete-offsets")
 def group_delete_offsets(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The group.")],
+    name: Annotated[str, typer.Argument(help="The group.", autocompletion=complete_group)],
     topic: Annotated[str, typer.Option("--topic", "-t", help="The topic.")],
 ) -> None:
     """Delete a group's committed offsets on one topic (refused while a live member reads it).
 
-    Examples: pubsub group delete-offsets billing --topic orders
+    Examples:
+
+      pubsub group delete-offsets billing --topic orders
     """
     with state(ctx).broker() as broker:
         count = broker.delete_group_offsets(name, topic)

@@ -3,15 +3,22 @@
 import os
 import sys
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pubsub.commands._common import fail, interrupt_on_sigterm, silence_stdout, state
+from pubsub.commands._common import (
+    complete_topic,
+    fail,
+    interrupt_on_sigterm,
+    silence_stdout,
+    state,
+)
 from pubsub.errors import InvalidArgumentError, InvalidRecordError, TopicNotFoundError
 
 if TYPE_CHECKING:
     from pubsub.broker import Broker
+    from pubsub.commands._render import Progress
     from pubsub.records import Message
 
 
@@ -40,7 +47,12 @@ def _parse_header(text: str) -> tuple[str, bytes]:
 
 def produce(
     ctx: typer.Context,
-    topic: Annotated[str, typer.Argument(help="The topic to write to.", show_default=False)],
+    topic: Annotated[
+        str,
+        typer.Argument(
+            help="The topic to write to.", show_default=False, autocompletion=complete_topic
+        ),
+    ],
     values: Annotated[
         list[str] | None,
         typer.Argument(
@@ -112,8 +124,11 @@ def produce(
     invalid record, everything before it is kept, nothing after it is written, and the
     command fails naming the line.
 
-    Examples: pubsub produce orders '{"id": 1}' -k customer-9 | seq 1000 | pubsub produce
-    numbers | pubsub consume a --format json | pubsub produce b --format json
+    Examples:
+
+      pubsub produce orders '{"id": 1}' -k customer-9
+      seq 1000 | pubsub produce numbers
+      pubsub consume a --format json | pubsub produce b --format json
     """
     key_bytes = os.fsencode(key) if key is not None else None
     headers = [_parse_header(h) for h in header or ()]
@@ -158,17 +173,42 @@ def _produce_stdin(
     interrupt_on_sigterm()
     stream = sys.stdin.buffer
     reader = RecordReader(stream, b"\0" if null_delimited else b"\n", linger=linger_ms / 1000)
+    progress = _file_progress(stream, writer.topic)
     line = 1
-    for batch in reader:
-        if input_format is InputFormat.json:
-            writer.write_json(batch, first_line=line)
-        elif separator is not None:
-            writer.write_keyed(batch, separator, first_line=line)
-        else:
-            writer.write(batch, first_line=line, from_stdin=True)
-        line += len(batch)
+    try:
+        for batch in reader:
+            if input_format is InputFormat.json:
+                writer.write_json(batch, first_line=line)
+            elif separator is not None:
+                writer.write_keyed(batch, separator, first_line=line)
+            else:
+                writer.write(batch, first_line=line, from_stdin=True)
+            line += len(batch)
+            if progress is not None:
+                progress.update(reader.bytes_read)
+    finally:
+        if progress is not None:
+            progress.close()
     if reader.interrupted:
         raise KeyboardInterrupt
+
+
+def _file_progress(stream: Any, topic: str) -> "Progress | None":
+    """A progress bar when stdin is a regular file and stderr a terminal (else None)."""
+    import stat
+
+    if not sys.stderr.isatty():
+        return None
+    try:
+        info = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+        return None
+    from pubsub.commands._render import Progress
+
+    position = os.lseek(stream.fileno(), 0, os.SEEK_CUR)
+    return Progress(f"producing to {topic}", info.st_size - position, unit="bytes")
 
 
 class _Writer:

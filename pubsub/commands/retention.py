@@ -92,15 +92,26 @@ def retention_run(
     started while one is going (overlapping cron jobs) does nothing. Without --json on a
     terminal it prints a table of the partitions it changed and a summary line.
 
-    Examples: pubsub retention run | pubsub retention run --dry-run --topic logs | pubsub
-    retention run --vacuum --json >> /var/log/pubsub-retention.jsonl
+    Examples:
+
+      pubsub retention run
+      pubsub retention run --dry-run --topic logs
+      pubsub retention run --vacuum --json >> /var/log/pubsub-retention.jsonl
     """
     from pubsub import config
 
     cap = config.parse_size(wal_cap)
     interrupt_on_sigterm()
-    with state(ctx).broker() as broker:
-        report = broker.run_retention(topic or None, dry_run=dry_run, vacuum=vacuum, wal_cap=cap)
+    from pubsub.commands._render import Progress
+
+    with state(ctx).broker() as broker, Progress("retention", unit="partitions") as bar:
+
+        def progress(done: float, total: float, what: str) -> None:
+            bar.update(done, total=total, description=f"retention {what}" if what else None)
+
+        report = broker.run_retention(
+            topic or None, dry_run=dry_run, vacuum=vacuum, wal_cap=cap, progress=progress
+        )
     if as_json or not stdout_is_tty():
         write_json_lines([_report_json(report)])
         note(summary(report))

@@ -7,6 +7,7 @@ import typer
 
 from pubsub.commands._common import (
     JsonOption,
+    complete_topic,
     fail,
     human_bytes,
     human_ms,
@@ -136,8 +137,10 @@ def topic_create(
 ) -> None:
     """Create a topic.
 
-    Examples: pubsub topic create orders --partitions 3 --retention 7d | pubsub topic create
-    state --config cleanup.policy=compact --if-not-exists
+    Examples:
+
+      pubsub topic create orders --partitions 3 --retention 7d
+      pubsub topic create state --config cleanup.policy=compact --if-not-exists
     """
     values = _config_from_options(retention, retention_bytes, max_message_bytes, config)
     with state(ctx).broker(create=True) as broker:
@@ -154,7 +157,10 @@ def topic_create(
 def topic_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List topics: partitions, records, bytes and retention.
 
-    Examples: pubsub topic list | pubsub topic list --json | jq -r .name
+    Examples:
+
+      pubsub topic list
+      pubsub topic list --json | jq -r .name
     """
     with state(ctx).broker() as broker:
         topics = broker.list_topics()
@@ -183,12 +189,15 @@ def topic_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
 @app.command("describe")
 def topic_describe(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The topic.")],
+    name: Annotated[str, typer.Argument(help="The topic.", autocompletion=complete_topic)],
     as_json: JsonOption = False,
 ) -> None:
     """Show a topic's configuration and, per partition, offsets, records and bytes.
 
-    Examples: pubsub topic describe orders | pubsub topic describe orders --json
+    Examples:
+
+      pubsub topic describe orders
+      pubsub topic describe orders --json
     """
     with state(ctx).broker() as broker:
         topic = broker.describe_topic(name)
@@ -229,7 +238,7 @@ def topic_describe(
 @app.command("alter")
 def topic_alter(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The topic.")],
+    name: Annotated[str, typer.Argument(help="The topic.", autocompletion=complete_topic)],
     partitions: Annotated[
         int | None,
         typer.Option("--partitions", "-P", help="Grow to this many partitions.", min=1),
@@ -248,8 +257,10 @@ def topic_alter(
 ) -> None:
     """Add partitions or change a topic's configuration.
 
-    Examples: pubsub topic alter orders --partitions 6 | pubsub topic alter orders
-    --retention 3d --delete-config retention.bytes
+    Examples:
+
+      pubsub topic alter orders --partitions 6
+      pubsub topic alter orders --retention 3d --delete-config retention.bytes
     """
     values = _config_from_options(retention, retention_bytes, max_message_bytes, config)
     if partitions is None and not values and not delete_config:
@@ -267,7 +278,7 @@ def topic_alter(
 @app.command("delete")
 def topic_delete(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The topic.")],
+    name: Annotated[str, typer.Argument(help="The topic.", autocompletion=complete_topic)],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     if_exists: Annotated[
         bool, typer.Option("--if-exists", help="Succeed if the topic does not exist.")
@@ -277,7 +288,9 @@ def topic_delete(
 
     Asks for confirmation on a terminal; in a script, --yes is required.
 
-    Examples: pubsub topic delete scratch --yes
+    Examples:
+
+      pubsub topic delete scratch --yes
     """
     with state(ctx).broker() as broker:
         try:

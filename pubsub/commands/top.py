@@ -1,0 +1,103 @@
+"""``pubsub top``: a live dashboard of topics and groups (rates, lag, sparklines)."""
+
+import collections
+import sys
+import time
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from pubsub.commands._common import state, stdout_is_tty, write_json_lines
+
+if TYPE_CHECKING:
+    from pubsub.stats import Stats
+
+HISTORY = 30
+BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: "collections.abc.Sequence[float]") -> str:
+    """Unicode block characters for a series (empty when there is none)."""
+    if not values:
+        return ""
+    top = max(values)
+    if top <= 0:
+        return BARS[0] * len(values)
+    return "".join(BARS[min(len(BARS) - 1, int(v / top * (len(BARS) - 1) + 0.5))] for v in values)
+
+
+class Rates:
+    """Records per second per topic, from the change of its next offsets between snapshots."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, tuple[float, int]] = {}
+        self.history: dict[str, collections.deque[float]] = {}
+
+    def update(self, stats: "Stats", now: float) -> dict[str, float]:
+        current: dict[str, float] = {}
+        for topic in stats.topics:
+            produced = sum(p.next_offset for p in topic.partitions)
+            before = self.last.get(topic.name)
+            rate = 0.0
+            if before is not None and now > before[0]:
+                rate = max(0.0, (produced - before[1]) / (now - before[0]))
+            self.last[topic.name] = (now, produced)
+            self.history.setdefault(topic.name, collections.deque(maxlen=HISTORY)).append(rate)
+            current[topic.name] = rate
+        return current
+
+
+def top(
+    ctx: typer.Context,
+    interval: Annotated[
+        float, typer.Option("--interval", "-i", min=0.2, help="Seconds between refreshes.")
+    ] = 1.0,
+    iterations: Annotated[
+        int | None,
+        typer.Option("--iterations", "-n", min=1, help="Stop after this many refreshes."),
+    ] = None,
+) -> None:
+    """A live dashboard of topics (records, size, rate, sparkline) and groups (lag).
+
+    Press q (or Ctrl-C) to leave. When stdout is not a terminal it prints one snapshot as
+    JSON, like 'pubsub stats'.
+
+    Examples:
+
+      pubsub top
+      pubsub top --interval 5
+    """
+    from pubsub.commands.stats import stats_json
+    from pubsub.stats import collect
+
+    settings = state(ctx)
+    with settings.broker() as broker:
+        if not stdout_is_tty():
+            write_json_lines([stats_json(collect(broker))])
+            return
+        from pubsub.commands import _render
+
+        rates = Rates()
+        keys = _render.KeyReader(sys.stdin)
+        count = 0
+        try:
+            with keys, _render.live() as screen:
+                while True:
+                    snapshot = collect(broker)
+                    current = rates.update(snapshot, time.monotonic())
+                    screen.update(
+                        _render.dashboard(
+                            snapshot,
+                            current,
+                            {name: sparkline(list(h)) for name, h in rates.history.items()},
+                            settings.db,
+                        ),
+                        refresh=True,
+                    )
+                    count += 1
+                    if iterations is not None and count >= iterations:
+                        return
+                    if keys.wait_for("q", interval):
+                        return
+        except KeyboardInterrupt:
+            return

@@ -1,0 +1,184 @@
+"""Statistics for operators: sizes, ages, produce rates, lag — without scanning the logs.
+
+Everything comes from the counters every append and delete keeps (``partitions``), one
+indexed lookup per partition for its oldest record, and the time index for rates: the
+records produced in the last minute are ``next_offset`` minus the first offset whose
+timestamp is within that minute, found in O(log n).
+"""
+
+import json
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, NamedTuple
+
+from pubsub.db import catalog
+from pubsub.db.log import log_table
+from pubsub.db.transaction import ReadTransaction
+
+if TYPE_CHECKING:
+    from pubsub.broker import Broker
+    from pubsub.group_admin import GroupInfo
+
+
+class PartitionStats(NamedTuple):
+    """One partition: size, offsets, ages (ms) and recent produce rates (records/s)."""
+
+    topic: str
+    partition: int
+    records: int
+    bytes: int
+    log_start_offset: int
+    next_offset: int
+    oldest_ms: int | None  # timestamp of the oldest stored record
+    newest_ms: int | None  # the largest timestamp written
+    rate_1m: float
+    rate_1h: float
+
+
+class TopicStats(NamedTuple):
+    """A topic and its partitions."""
+
+    name: str
+    partitions: tuple[PartitionStats, ...]
+
+    @property
+    def records(self) -> int:
+        """Records stored."""
+        return sum(p.records for p in self.partitions)
+
+    @property
+    def bytes(self) -> int:
+        """Bytes of keys, values and headers stored."""
+        return sum(p.bytes for p in self.partitions)
+
+    @property
+    def rate_1m(self) -> float:
+        """Records per second produced over the last minute."""
+        return sum(p.rate_1m for p in self.partitions)
+
+    @property
+    def rate_1h(self) -> float:
+        """Records per second produced over the last hour."""
+        return sum(p.rate_1h for p in self.partitions)
+
+    @property
+    def oldest_ms(self) -> int | None:
+        """Timestamp of the oldest stored record."""
+        values = [p.oldest_ms for p in self.partitions if p.oldest_ms is not None]
+        return min(values) if values else None
+
+    @property
+    def newest_ms(self) -> int | None:
+        """The largest timestamp written."""
+        values = [p.newest_ms for p in self.partitions if p.newest_ms is not None]
+        return max(values) if values else None
+
+
+class Stats(NamedTuple):
+    """A snapshot of the database: topics, groups and the file."""
+
+    taken_ms: int
+    topics: tuple[TopicStats, ...]
+    groups: "tuple[GroupInfo, ...]"
+    file_bytes: int
+    wal_bytes: int
+    last_retention_ms: int | None
+
+
+_SNAPSHOT = """
+SELECT t.name, p.topic_id, p.partition, p.log_start_offset, p.next_offset, p.max_timestamp,
+       p.record_count, p.byte_count,
+       (SELECT i."offset" FROM time_index AS i
+         WHERE i.topic_id = p.topic_id AND i.partition = p.partition AND i.timestamp >= :minute
+         ORDER BY i.timestamp LIMIT 1),
+       (SELECT i."offset" FROM time_index AS i
+         WHERE i.topic_id = p.topic_id AND i.partition = p.partition AND i.timestamp >= :hour
+         ORDER BY i.timestamp LIMIT 1)
+FROM topics AS t JOIN partitions AS p ON p.topic_id = t.topic_id
+WHERE :names IS NULL OR t.name IN (SELECT value FROM json_each(:names))
+ORDER BY t.name, p.partition
+"""
+
+
+def _rate(first: int | None, end: int, window_ms: int) -> float:
+    """Records per second produced since ``first`` (None: nothing within the window).
+
+    ``first`` is the offset where the partition's running maximum timestamp first reached the
+    window's start: every record before it is older, so with in-order timestamps it is the
+    first record of the window. Records deleted since still count: they were produced.
+    """
+    if first is None:
+        return 0.0
+    return (end - first) / (window_ms / 1000)
+
+
+def collect(broker: "Broker", topics: Iterable[str] | None = None) -> Stats:
+    """One consistent snapshot of every (or the named) topic's statistics, and the groups'.
+
+    One statement reads every partition's counters and its two time-index lookups; then one
+    indexed step per non-empty partition finds its oldest record.
+    """
+    from pubsub.errors import TopicNotFoundError
+    from pubsub.group_admin import list_groups
+
+    now = broker.now()
+    conn = broker.connection
+    wanted = None if topics is None else list(dict.fromkeys(topics))
+    by_topic: dict[str, list[PartitionStats]] = {}
+    with ReadTransaction(conn, broker.path):
+        names = {row.name for row in catalog.topic_list(conn)}
+        for name in wanted or ():
+            if name not in names:
+                raise TopicNotFoundError(name)
+        rows = conn.execute(
+            _SNAPSHOT,
+            {
+                "minute": now - 60_000,
+                "hour": now - 3_600_000,
+                "names": None if wanted is None else json.dumps(wanted),
+            },
+        )
+        for (
+            name, topic_id, partition, start, end, max_ts, records, nbytes, first_1m, first_1h,
+        ) in rows.fetchall():  # fmt: skip
+            oldest = None
+            if records:
+                row = conn.execute(
+                    f"SELECT timestamp FROM {log_table(topic_id, partition)} "
+                    'ORDER BY "offset" LIMIT 1'
+                ).fetchone()
+                oldest = None if row is None else int(row[0])
+            by_topic.setdefault(name, []).append(
+                PartitionStats(
+                    topic=name,
+                    partition=partition,
+                    records=records,
+                    bytes=nbytes,
+                    log_start_offset=start,
+                    next_offset=end,
+                    oldest_ms=oldest,
+                    newest_ms=None if max_ts < 0 else max_ts,
+                    rate_1m=_rate(first_1m, end, 60_000),
+                    rate_1h=_rate(first_1h, end, 3_600_000),
+                )
+            )
+        result = [TopicStats(name, tuple(parts)) for name, parts in by_topic.items()]
+        last = conn.execute("SELECT max(finished_ms) FROM retention_runs").fetchone()[0]
+    groups = list_groups(broker)
+    if wanted is not None:
+        groups = [g for g in groups if set(g.topics) & set(wanted)]
+
+    def size(path: str) -> int:
+        try:
+            return os.stat(path).st_size
+        except FileNotFoundError:
+            return 0
+
+    return Stats(
+        taken_ms=now,
+        topics=tuple(result),
+        groups=tuple(groups),
+        file_bytes=size(broker.path),
+        wal_bytes=size(broker.path + "-wal"),
+        last_retention_ms=None if last is None else int(last),
+    )
