@@ -11,7 +11,7 @@ SUM    := $(shell cksum pyproject.toml 2>/dev/null | cut -d' ' -f1)
 BASE   := $(VENV)/.installed-$(SUM)
 EXTRAS := $(VENV)/.installed-test-$(SUM)
 
-.PHONY: demo test lint types unit fmt bench docs clean
+.PHONY: demo test lint types unit soak fmt bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ unit: $(EXTRAS)
 	$(BIN)/pytest -q
 
 test: lint types unit
+
+# The fault suites at full counts (thousands of kills, trials and fuzz cases; about an hour).
+soak: $(EXTRAS)
+	PUBSUB_SOAK=1 $(BIN)/pytest -q --timeout 3600 tests/reliability
 
 fmt: $(EXTRAS)
 	$(BIN)/ruff check --fix pubsub tests examples benchmarks

@@ -1,0 +1,206 @@
+"""The oracle of the fault suites: what was acknowledged, checked against what is stored.
+
+A workload records outside the database every acknowledged produce and every consumed and
+committed offset (workers print them to stdout, one line each, flushed before anything else
+happens). After the faults, :func:`check_log` and the group checks verify:
+
+- I1 ``PRAGMA integrity_check`` is ok;
+- I2 every acknowledged record is present (or, where a mode allows it, only a suffix of
+  each partition's acknowledged records is missing);
+- I3 per partition, offsets strictly increase, are never reused, and every stored offset is
+  between the log start and the next offset;
+- I4 a group's committed offsets never decrease;
+- I5 every record below a group's final committed offset was delivered at least once;
+- I6 no partition was owned by two live members at once.
+
+Each check raises ``AssertionError`` with the first counter-example and returns numbers for the
+summary table (see ``conftest.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: (topic, partition, offset) -> value bytes, for acknowledged records
+Acked = Mapping[tuple[str, int, int], bytes]
+
+
+def scale(test: int, soak: int) -> int:
+    """The count for this run: ``test`` in ``make test``, ``soak`` in ``make soak``."""
+    return soak if os.environ.get("PUBSUB_SOAK") else test
+
+
+def integrity(db: Path) -> None:
+    """I1: SQLite's full integrity check on a fresh connection."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = [r[0] for r in conn.execute("PRAGMA integrity_check")]
+    finally:
+        conn.close()
+    assert rows == ["ok"], f"integrity_check of {db}: {rows[:5]}"
+
+
+@dataclass
+class Stored:
+    """What the file holds, read with plain sqlite3 (not through pubsub's own code)."""
+
+    #: (topic, partition) -> (log_start_offset, next_offset)
+    partitions: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+    #: (topic, partition) -> {offset: value}
+    records: dict[tuple[str, int], dict[int, bytes | None]] = field(default_factory=dict)
+    #: (group, topic, partition) -> committed offset
+    committed: dict[tuple[str, str, int], int] = field(default_factory=dict)
+
+
+def read_stored(db: Path) -> Stored:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    stored = Stored()
+    try:
+        rows = conn.execute(
+            "SELECT t.name, t.topic_id, p.partition, p.log_start_offset, p.next_offset "
+            "FROM topics AS t JOIN partitions AS p ON p.topic_id = t.topic_id"
+        ).fetchall()
+        for name, topic_id, partition, start, end in rows:
+            stored.partitions[(name, partition)] = (start, end)
+            table = f"log_{int(topic_id)}_{int(partition)}"
+            stored.records[(name, partition)] = dict(
+                conn.execute(f'SELECT "offset", value FROM {table} ORDER BY "offset"')
+            )
+        for group, topic, partition, offset in conn.execute(
+            "SELECT g.name, t.name, o.partition, o.committed_offset FROM group_offsets AS o "
+            "JOIN consumer_groups AS g ON g.group_id = o.group_id "
+            "JOIN topics AS t ON t.topic_id = o.topic_id"
+        ):
+            stored.committed[(group, topic, partition)] = offset
+    finally:
+        conn.close()
+    return stored
+
+
+@dataclass
+class LogReport:
+    acked: int = 0
+    present: int = 0
+    lost: int = 0  # acknowledged but missing (only allowed as a suffix, when allowed)
+    unacked_stored: int = 0  # stored though never acknowledged: the crash window was hit
+    partitions: int = 0
+
+
+def check_log(db: Path, acked: Acked, *, allow_suffix_loss: bool = False) -> LogReport:
+    """I1, I2 and I3 for a database and the records acknowledged to clients."""
+    integrity(db)
+    stored = read_stored(db)
+    report = LogReport(acked=len(acked), partitions=len(stored.partitions))
+    # I3: offsets in range, strictly increasing (a dict keyed by offset cannot repeat one,
+    # so "never reused" is checked against the acknowledgements below).
+    for tp, records in stored.records.items():
+        start, end = stored.partitions[tp]
+        offsets = list(records)
+        assert offsets == sorted(offsets), f"{tp}: offsets out of order"
+        if offsets:
+            assert offsets[0] >= start and offsets[-1] < end, (
+                f"{tp}: offsets {offsets[0]}..{offsets[-1]} outside [{start}, {end})"
+            )
+    by_partition: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for (topic, partition, offset), value in acked.items():
+        by_partition[(topic, partition)].append(offset)
+        records = stored.records.get((topic, partition), {})
+        if offset in records:
+            # I3: an offset acknowledged for one record never holds another.
+            assert records[offset] == value, (
+                f"{topic}/{partition}@{offset}: acknowledged {value!r}, stored {records[offset]!r}"
+            )
+            report.present += 1
+        else:
+            start, _ = stored.partitions.get((topic, partition), (0, 0))
+            assert offset >= start, f"{topic}/{partition}@{offset}: below the log start"
+            report.lost += 1
+    if report.lost:
+        assert allow_suffix_loss, f"{report.lost} acknowledged record(s) missing"
+        for tp, offsets in by_partition.items():
+            records = stored.records.get(tp, {})
+            missing = [o for o in offsets if o not in records]
+            if missing:
+                first = min(missing)
+                # Only a suffix: nothing acknowledged after the first loss survived either.
+                survivors = [o for o in offsets if o > first and o in records]
+                assert not survivors, f"{tp}: lost {first} but kept later {survivors[:3]}"
+                # And no gap: the partition's next offset did not move past the loss.
+                assert stored.partitions.get(tp, (0, 0))[1] <= first or all(
+                    o in records for o in range(first, stored.partitions[tp][1])
+                ), f"{tp}: a hole after offset {first}"
+    acked_offsets = {(t, p, o) for t, p, o in acked}
+    report.unacked_stored = sum(
+        1
+        for (topic, partition), records in stored.records.items()
+        for offset in records
+        if (topic, partition, offset) not in acked_offsets
+    )
+    return report
+
+
+def check_commits_monotonic(commits: Iterable[tuple[str, str, int, int]]) -> int:
+    """I4: in the order they were acknowledged, a group's offsets never go down.
+
+    ``commits`` are (group, topic, partition, offset) lines as workers acknowledged them.
+    Returns how many were checked.
+    """
+    last: dict[tuple[str, str, int], int] = {}
+    n = 0
+    for group, topic, partition, offset in commits:
+        key = (group, topic, partition)
+        assert offset >= last.get(key, -1), f"{key}: committed {offset} after {last[key]}"
+        last[key] = offset
+        n += 1
+    return n
+
+
+def check_delivered_below_commit(
+    delivered: Iterable[tuple[str, str, int, int]], committed: Mapping[tuple[str, str, int], int]
+) -> int:
+    """I5: every offset below a group's committed offset was delivered to it at least once.
+
+    ``delivered`` are (group, topic, partition, offset); offsets below the log start at the
+    time are not expected (retention). Returns the number of offsets covered.
+    """
+    seen: dict[tuple[str, str, int], set[int]] = defaultdict(set)
+    for group, topic, partition, offset in delivered:
+        seen[(group, topic, partition)].add(offset)
+    covered = 0
+    for key, offset in committed.items():
+        got = seen.get(key, set())
+        low = min(got) if got else offset
+        missing = [o for o in range(low, offset) if o not in got]
+        assert not missing, f"{key}: committed {offset} but never delivered {missing[:5]}"
+        covered += offset - low
+    return covered
+
+
+def check_exclusive_ownership(
+    intervals: Iterable[tuple[str, str, int, str, float, float]],
+) -> int:
+    """I6: no partition owned by two members at once.
+
+    ``intervals`` are (group, topic, partition, member, start, end) times of ownership as the
+    members saw them (monotonic clock of one machine). Returns the number of intervals.
+    """
+    by_tp: dict[tuple[str, str, int], list[tuple[float, float, str]]] = defaultdict(list)
+    n = 0
+    for group, topic, partition, member, start, end in intervals:
+        by_tp[(group, topic, partition)].append((start, end, member))
+        n += 1
+    for key, spans in by_tp.items():
+        spans.sort()
+        held_until, holder = float("-inf"), ""
+        for start, end, member in spans:
+            assert member == holder or start >= held_until, (
+                f"{key}: {holder} held it until {held_until:.3f}, {member} from {start:.3f}"
+            )
+            if end > held_until:
+                held_until, holder = end, member
+    return n
