@@ -161,12 +161,15 @@ def check_commits_monotonic(commits: Iterable[tuple[str, str, int, int]]) -> int
 
 
 def check_delivered_below_commit(
-    delivered: Iterable[tuple[str, str, int, int]], committed: Mapping[tuple[str, str, int], int]
+    delivered: Iterable[tuple[str, str, int, int]],
+    committed: Mapping[tuple[str, str, int], int],
+    start: Mapping[tuple[str, int], int] | None = None,
 ) -> int:
     """I5: every offset below a group's committed offset was delivered to it at least once.
 
-    ``delivered`` are (group, topic, partition, offset); offsets below the log start at the
-    time are not expected (retention). Returns the number of offsets covered.
+    ``delivered`` are (group, topic, partition, offset); ``start`` gives the first offset a
+    group could read per (topic, partition) (the log start when it began; 0 by default).
+    Returns the number of offsets covered.
     """
     seen: dict[tuple[str, str, int], set[int]] = defaultdict(set)
     for group, topic, partition, offset in delivered:
@@ -174,10 +177,10 @@ def check_delivered_below_commit(
     covered = 0
     for key, offset in committed.items():
         got = seen.get(key, set())
-        low = min(got) if got else offset
+        low = (start or {}).get((key[1], key[2]), 0)
         missing = [o for o in range(low, offset) if o not in got]
         assert not missing, f"{key}: committed {offset} but never delivered {missing[:5]}"
-        covered += offset - low
+        covered += max(0, offset - low)
     return covered
 
 

@@ -1,0 +1,161 @@
+"""Group members SIGKILLed mid-batch: at-least-once, never backwards, never shared (I4-I6).
+
+A producer writes steadily to 6 partitions while three members of one group poll, "process"
+(print) each record, sometimes pause between processing and commit, and commit. Every
+0.2-0.8 s the oldest member is killed with SIGKILL — before, during or after a commit — and a
+new one joins. At the end the survivors drain the log. The oracle, from what the members
+printed (each line after the call it reports returned):
+
+- I4: per partition, acknowledged commits never go down (in time order);
+- I5: every offset below the final committed offset was delivered at least once;
+- redeliveries happen only at or above the last commit acknowledged before the poll began
+  ("duplicates only after the last commit");
+- I6: a member's acknowledged commit for a partition is never preceded, since the member was
+  assigned that partition, by another member's assignment of it (a stale owner is fenced).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from pubsub import Broker
+from tests.reliability.oracle import (
+    check_commits_monotonic,
+    check_delivered_below_commit,
+    integrity,
+    read_stored,
+    scale,
+)
+from tests.reliability.procs import Worker, python_worker
+
+pytestmark = pytest.mark.reliability
+
+TOPIC, GROUP, PARTITIONS, SESSION = "jobs", "workers", 6, 1.0
+
+
+def test_members_killed_mid_batch(tmp_path: Path, record_summary) -> None:  # type: ignore[no-untyped-def]
+    kills = scale(60, 2000)
+    db = tmp_path / "group.db"
+    with Broker(db) as broker:
+        broker.create_topic(TOPIC, partitions=PARTITIONS)
+    rng = random.Random(7)
+    producer = python_worker("produce", db, TOPIC, "src", 1, 0.01)
+    members: list[tuple[str, Worker]] = []
+    done: list[tuple[str, Worker]] = []
+    serial = 0
+
+    def join() -> None:
+        nonlocal serial
+        serial += 1
+        name = f"m{serial}"
+        worker = python_worker(
+            "consume", db, TOPIC, GROUP, name, serial, SESSION,
+            stderr_path=tmp_path / f"{name}.err",
+        )  # fmt: skip
+        members.append((name, worker))
+
+    for _ in range(3):
+        join()
+    started = time.monotonic()
+    kill_times: dict[str, float] = {}
+    for _ in range(kills):
+        time.sleep(rng.uniform(0.2, 0.8))
+        name, victim = members.pop(0)
+        victim.ready.wait(30)
+        victim.kill()
+        kill_times[name] = time.monotonic()
+        victim.join()
+        done.append((name, victim))
+        join()
+    producer.kill()
+    producer.join()
+    # Drain: the survivors take over every partition once the dead members' leases expire.
+    deadline = time.monotonic() + 60
+    with Broker(db) as broker:
+        ends = {p: end for p, (_, end) in broker.watermarks(TOPIC).items()}
+        while time.monotonic() < deadline:
+            committed = broker.committed_offsets(GROUP)
+            if all(committed.get((TOPIC, p)) == end for p, end in ends.items()):
+                break
+            time.sleep(0.2)
+    for name, worker in members:
+        worker.kill()
+        kill_times[name] = time.monotonic()
+        worker.join()
+        done.append((name, worker))
+    elapsed = time.monotonic() - started
+
+    errors = [(n, w.stderr()[-400:]) for n, w in done if "Traceback" in w.stderr()]
+    assert not errors, errors
+    polls: dict[tuple[str, float], float] = {}  # (member, t_after) -> t_before
+    delivered: list[tuple[str, int, int, float]] = []
+    commits: list[tuple[float, str, int, int]] = []
+    assigned: list[tuple[float, str, int]] = []
+    fenced = 0
+    for _, worker in done:
+        for line in worker.lines:
+            kind, *fields = line.split()
+            if kind == "P":
+                polls[(fields[0], float(fields[2]))] = float(fields[1])
+            elif kind == "D":
+                member, p, o, t = fields
+                delivered.append((member, int(p), int(o), float(t)))
+            elif kind == "C":
+                member, p, o, t = fields
+                commits.append((float(t), member, int(p), int(o)))
+            elif kind == "S":
+                member, p, t = fields
+                assigned.append((float(t), member, int(p)))
+            elif kind == "F":
+                fenced += 1
+
+    integrity(db)
+    stored = read_stored(db)
+    final = {(g, t, p): o for (g, t, p), o in stored.committed.items() if g == GROUP}
+    assert final == {(GROUP, TOPIC, p): end for p, end in ends.items()}, "not drained"
+    commits.sort()
+    # I4
+    checked = check_commits_monotonic((GROUP, TOPIC, p, o) for _, _, p, o in commits)
+    # I5
+    covered = check_delivered_below_commit(
+        ((GROUP, TOPIC, p, o) for _, p, o, _ in delivered), final
+    )
+    # Duplicates only at or after the last acknowledged commit before the poll began.
+    by_partition: dict[int, list[tuple[float, int]]] = defaultdict(list)
+    for t, _, p, o in commits:
+        by_partition[p].append((t, o))
+    seen: set[tuple[int, int]] = set()
+    duplicates = 0
+    for member, p, o, t_after in sorted(delivered, key=lambda d: d[3]):
+        t_before = polls[(member, t_after)]
+        floor = max((c for t, c in by_partition[p] if t < t_before), default=0)
+        assert o >= floor, f"{member} got {p}@{o} after offset {floor} was committed"
+        if (p, o) in seen:
+            duplicates += 1
+        seen.add((p, o))
+    # I6: no acknowledged commit after another member was assigned the partition.
+    assigned.sort()
+    for t, member, p, _ in commits:
+        mine = [ta for ta, m, pa in assigned if m == member and pa == p and ta <= t]
+        assert mine, f"{member} committed {p} without being assigned it"
+        others = [
+            (ta, m) for ta, m, pa in assigned if pa == p and m != member and mine[-1] < ta < t
+        ]
+        assert not others, f"{member} committed {p} at {t} after {others[0]} took it"
+    assert duplicates > 0, "no kill landed between processing and commit"
+    record_summary(
+        "consumer crashes",
+        faults=f"{kills} SIGKILLs of 3 group members mid-batch",
+        checks="I1 I4 I5 I6, duplicates only after the last commit",
+        delivered=len(delivered),
+        redelivered=duplicates,
+        commits=checked,
+        fenced=fenced,
+        offsets_covered=covered,
+        seconds=round(elapsed, 1),
+    )
