@@ -168,6 +168,28 @@ def vacuum(broker: "Broker", *, full: bool = False, progress: Progress | None = 
     return before - int(conn.execute("PRAGMA page_count").fetchone()[0])
 
 
+def _remove_stale_temporaries(directory: str, name: str) -> None:
+    """Delete ``.NAME.PID.tmp`` files left by backups whose process died (SIGKILL, power cut)."""
+    prefix, suffix = f".{name}.", ".tmp"
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return
+    for entry in entries:
+        pid = entry[len(prefix) : -len(suffix)]
+        if not (entry.startswith(prefix) and entry.endswith(suffix) and pid.isdigit()):
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # that backup is still running (or the pid was reused): leave it
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(directory, entry))
+
+
 def backup(
     broker: "Broker", target: str, *, mode: int = 0o600, progress: Progress | None = None
 ) -> int:
@@ -176,8 +198,9 @@ def backup(
     Uses ``VACUUM INTO``, which reads one snapshot (writers go on) and writes a new file; the
     copy is made under a temporary name, synced, and renamed into place, so ``target`` is
     either complete or absent. A plain ``cp`` of a live WAL database can miss committed
-    transactions or copy a torn file. ``progress`` is called with (bytes written, bytes
-    expected).
+    transactions or copy a torn file. A temporary file left by a backup that was killed is
+    removed by the next backup to the same target. ``progress`` is called with (bytes
+    written, bytes expected).
     """
     target = os.path.abspath(target)
     if os.path.exists(target):
@@ -187,6 +210,7 @@ def backup(
     directory = os.path.dirname(target)
     if not os.path.isdir(directory):
         raise StorageError(f"directory {directory} does not exist")
+    _remove_stale_temporaries(directory, os.path.basename(target))
     temporary = os.path.join(directory, f".{os.path.basename(target)}.{os.getpid()}.tmp")
     try:
         with _watch_size(temporary, _used_bytes(broker.connection), progress):

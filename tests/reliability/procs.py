@@ -44,6 +44,7 @@ class Worker:
             stderr.close()  # type: ignore[union-attr]
         self.lines: list[str] = []
         self.ready = threading.Event()
+        self.ready_at = self.last_line_at = 0.0  # monotonic times of "R" and the last line
         self.started = time.monotonic()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -62,9 +63,11 @@ class Worker:
             complete, pending = pending[: cut + 1], pending[cut + 1 :]
             for line in complete.decode().splitlines():
                 if line == "R":
+                    self.ready_at = time.monotonic()
                     self.ready.set()
                 else:
                     self.lines.append(line)
+                    self.last_line_at = time.monotonic()
         self.ready.set()
 
     def kill(self) -> None:

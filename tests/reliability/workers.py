@@ -124,7 +124,7 @@ def maintain(db: str, operation: str, argument: str) -> None:
                 broker.delete_topic(f"old{i}")
                 out(f"A old{i}")
         elif operation in ("retention", "compact"):
-            report = broker.run_retention()
+            report = broker.run_retention([argument] if argument else None)
             out(f"A {report.deleted_records}")
         elif operation == "vacuum":
             out(f"A {broker.vacuum(full=argument == 'full')}")
