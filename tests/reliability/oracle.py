@@ -207,3 +207,81 @@ def check_exclusive_ownership(
             if end > held_until:
                 held_until, holder = end, member
     return n
+
+
+@dataclass
+class GroupReport:
+    delivered: int = 0
+    redelivered: int = 0
+    commits: int = 0
+    fenced: int = 0
+    covered: int = 0
+
+
+def check_member_lines(
+    lines: Iterable[str],
+    group: str,
+    topic: str,
+    final: Mapping[tuple[str, str, int], int],
+    start: Mapping[tuple[str, int], int] | None = None,
+) -> GroupReport:
+    """I4, I5, I6 and "duplicates only after the last commit" from group members' lines.
+
+    ``lines`` are the P/D/S/C/F lines printed by members of one group (see ``workers.py``);
+    ``final`` the group's committed offsets as stored at the end.
+
+    - I4: per partition, acknowledged commits never go down (in time order);
+    - I5: every offset below the final committed offset was delivered at least once;
+    - a record is delivered again only at or above the last commit acknowledged before the
+      poll that delivered it began;
+    - I6: a member's acknowledged commit for a partition is never preceded, since the member
+      was assigned it, by another member's assignment of it (a stale owner is fenced).
+    """
+    report = GroupReport()
+    polls: dict[tuple[str, float], float] = {}  # (member, t_after) -> t_before
+    delivered: list[tuple[str, int, int, float]] = []
+    commits: list[tuple[float, str, int, int]] = []
+    assigned: list[tuple[float, str, int]] = []
+    for line in lines:
+        kind, *fields = line.split()
+        if kind == "P":
+            polls[(fields[0], float(fields[2]))] = float(fields[1])
+        elif kind == "D":
+            member, p, o, t = fields
+            delivered.append((member, int(p), int(o), float(t)))
+        elif kind == "C":
+            member, p, o, t = fields
+            commits.append((float(t), member, int(p), int(o)))
+        elif kind == "S":
+            member, p, t = fields
+            assigned.append((float(t), member, int(p)))
+        elif kind == "F":
+            report.fenced += 1
+    commits.sort()
+    report.delivered = len(delivered)
+    report.commits = check_commits_monotonic((group, topic, p, o) for _, _, p, o in commits)
+    report.covered = check_delivered_below_commit(
+        ((group, topic, p, o) for _, p, o, _ in delivered),
+        {k: v for k, v in final.items() if k[0] == group and k[1] == topic},
+        start,
+    )
+    by_partition: dict[int, list[tuple[float, int]]] = defaultdict(list)
+    for t, _, p, o in commits:
+        by_partition[p].append((t, o))
+    seen: set[tuple[int, int]] = set()
+    for member, p, o, t_after in sorted(delivered, key=lambda d: d[3]):
+        t_before = polls[(member, t_after)]
+        floor = max((c for t, c in by_partition[p] if t < t_before), default=0)
+        assert o >= floor, f"{member} got {p}@{o} after offset {floor} was committed"
+        if (p, o) in seen:
+            report.redelivered += 1
+        seen.add((p, o))
+    assigned.sort()
+    for t, member, p, _ in commits:
+        mine = [ta for ta, m, pa in assigned if m == member and pa == p and ta <= t]
+        assert mine, f"{member} committed {p} without being assigned it"
+        others = [
+            (ta, m) for ta, m, pa in assigned if pa == p and m != member and mine[-1] < ta < t
+        ]
+        assert not others, f"{member} committed {p} at {t} after {others[0]} took it"
+    return report

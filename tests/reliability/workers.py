@@ -58,6 +58,49 @@ def produce(db: str, topic: str, name: str, seed: int, pace: float = 0.0) -> Non
                 time.sleep(pace)
 
 
+# The largest stays just under max.message.bytes (1 MiB), which counts the key too.
+SIZES, WEIGHTS = (100, 1_000, 10_000, 100_000, 1_048_000), (60, 25, 13.8, 1, 0.2)
+
+
+def sized_value(name: str, seq: int, size: int) -> bytes:
+    """A value of ``size`` bytes that names its producer and sequence number."""
+    head = f"{name}-{seq}|".encode()
+    return head + b"x" * (size - len(head))
+
+
+def produce_sized(db: str, topic: str, name: str, seed: int, pace: float) -> None:
+    """Produce batches of 1-10 records of mixed sizes (100 B to 1 MiB) forever; each
+    acknowledged record prints ``A <partition> <offset> <name-seq> <size>``."""
+    from pubsub import Broker, Message
+
+    rng = random.Random(seed)
+    with Broker(db) as broker:
+        out("R")
+        seq = 0
+        while True:
+            count = rng.choice((1, 2, 5, 10))
+            sizes = rng.choices(SIZES, WEIGHTS, k=count)
+            messages = [Message(sized_value(name, seq + i, size), key=f"k{(seq + i) % 13}")
+                        for i, size in enumerate(sizes)]  # fmt: skip
+            result = broker.produce_batch(topic, messages)
+            out("\n".join(f"A {m.partition} {m.offset} {name}-{seq + i} {sizes[i]}"
+                          for i, m in enumerate(result)))  # fmt: skip
+            seq += count
+            time.sleep(pace)
+
+
+def slow_reader(db: str, topic: str, pause: float) -> None:
+    """A reader that takes one record at a time and dawdles over each (prints ``D`` lines)."""
+    from pubsub import Consumer
+
+    with Consumer(db, topic, max_poll_records=1) as consumer:
+        out("R")
+        while True:
+            for record in consumer.poll(timeout=0.5):
+                out(f"D slow {record.partition} {record.offset} {time.monotonic():.6f}")
+            time.sleep(pause)
+
+
 def consume(db: str, topic: str, group: str, member: str, seed: int, session: float) -> None:
     """A group member: poll, "process" (print), sometimes pause, commit; forever."""
     from pubsub import Consumer
@@ -140,6 +183,10 @@ if __name__ == "__main__":
         os.nice(int(os.environ["PUBSUB_WORKER_NICE"]))
     if mode == "produce":
         produce(args[0], args[1], args[2], int(args[3]), float(args[4]) if len(args) > 4 else 0)
+    elif mode == "produce_sized":
+        produce_sized(args[0], args[1], args[2], int(args[3]), float(args[4]))
+    elif mode == "slow":
+        slow_reader(args[0], args[1], float(args[2]))
     elif mode == "consume":
         consume(args[0], args[1], args[2], args[3], int(args[4]), float(args[5]))
     elif mode == "maintain":
