@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 from pubsub.commands._common import (
     State,
     SyncChoice,
+    finite,
     report_error,
     silence_stdout,
     use_utc,
@@ -151,6 +152,7 @@ def root(
             "--busy-timeout",
             envvar="PUBSUB_BUSY_TIMEOUT",
             min=0.0,
+            callback=finite,
             help="Seconds a write waits for another writer before failing (exit 5).",
         ),
     ] = 10.0,
