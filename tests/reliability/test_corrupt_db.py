@@ -34,6 +34,8 @@ pytestmark = [pytest.mark.reliability, pytest.mark.cli]
 
 COPIES = scale(1000, 10_000)
 REAL_COPIES = scale(40, 400)
+#: Commands run on each copy (drawn from COMMANDS per copy; all of them in a soak).
+PER_COPY = scale(4, 10)
 #: Seconds one command may take on a damaged copy (in-process timer; real processes: 3x).
 CALL_TIMEOUT = 10.0
 
@@ -160,7 +162,7 @@ def _worker(args: tuple[str, str, list[int]]) -> tuple[Counter[str], list[str]]:
         kind = CORRUPTIONS[index % len(CORRUPTIONS)]
         target = Path(workdir) / f"copy{os.getpid()}.db"
         corrupt(Path(seed), target, kind, rng)
-        for command in COMMANDS:
+        for command in rng.sample(COMMANDS, min(PER_COPY, len(COMMANDS))):
             outcome = run_in_process(["--db", str(target), *command], timeout=CALL_TIMEOUT)
             problem = problem_of(outcome.code, outcome.stderr, outcome.escaped, outcome.hung)
             tally[f"exit {outcome.code}"] += 1
@@ -183,14 +185,14 @@ def test_corrupted_copies_in_process(seed: Path, tmp_path: Path, record_summary:
     tally: Counter[str] = Counter()
     problems: list[str] = []
     # A chunk lost to a hang inside C code or a crash shows up as a timeout or a broken pool.
-    per_chunk = CALL_TIMEOUT * len(COMMANDS) * (COPIES // len(chunks) + 1)
+    per_chunk = CALL_TIMEOUT * PER_COPY * (COPIES // len(chunks) + 1)
     with context.Pool(workers, maxtasksperchild=1) as pool:
         results = [pool.apply_async(_worker, ((str(seed), str(tmp_path), c),)) for c in chunks]
         for result in results:
             part, found = result.get(timeout=per_chunk)
             tally.update(part)
             problems.extend(found)
-    calls = COPIES * len(COMMANDS)
+    calls = COPIES * min(PER_COPY, len(COMMANDS))
     assert sum(v for k, v in tally.items() if k.startswith("exit ")) == calls
     assert not problems, f"{len(problems)} of {calls} calls failed:\n" + "\n".join(problems[:8])
     record_summary(
@@ -232,3 +234,18 @@ def test_corrupted_copies_as_real_processes(
         calls=REAL_COPIES,
         exits=" ".join(f"{k}:{v}" for k, v in sorted(tally.items())),
     )
+
+
+def test_damage_reported_with_generic_sqlite_codes_is_corrupt() -> None:
+    """Regressions: SQLite's generic-coded damage messages map to exit 6, not exit 1."""
+    from pubsub.commands.app import _undecodable_sqlite_error
+    from pubsub.db.connection import translate_error
+    from pubsub.errors import CorruptDatabaseError
+
+    for text in ("unsupported file format", "malformed database schema (x) - near 'y'"):
+        assert isinstance(translate_error(sqlite3.DatabaseError(text)), CorruptDatabaseError)
+    raw = b'malformed database schema (group_members) - near "CASC\xc1DE": syntax error'
+    undecodable = UnicodeDecodeError("utf-8", raw, 54, 55, "invalid start byte")
+    error = _undecodable_sqlite_error(undecodable)
+    assert isinstance(error, CorruptDatabaseError) and error.exit_code == 6
+    assert _undecodable_sqlite_error(UnicodeDecodeError("utf-8", b"\xff", 0, 1, "x")) is None
