@@ -13,7 +13,10 @@ from typing import NamedTuple
 from pubsub.errors import InvalidArgumentError
 from pubsub.limits import DEFAULT_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES_LIMIT, MAX_PARTITIONS
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+# ``\Z``, not ``$``: ``$`` also matches before a final newline ("orders\n").
+_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,249}\Z")
+#: The largest number a configuration value may hold: SQLite's INTEGER is 64-bit signed.
+MAX_CONFIG_INT = 2**63 - 1
 
 
 def validate_name(name: str, what: str = "topic") -> str:
@@ -51,7 +54,7 @@ _DURATION_UNITS = {
     "d": 86_400_000,
     "w": 604_800_000,
 }
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|min|s|m|h|d|w)")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|min|s|m|h|d|w)", re.ASCII)
 _FOREVER = ("-1", "forever", "infinite", "unlimited")
 
 
@@ -76,7 +79,7 @@ def parse_duration(text: str, *, allow_forever: bool = False) -> int:
             hint="use a number and a unit: 7d, 12h, 30m, 10s, 500ms (or 1h30m)"
             + (", or -1 for no limit" if allow_forever else ""),
         )
-    return round(total)
+    return _bounded(total, text, "duration")
 
 
 _SIZE_UNITS = {
@@ -95,7 +98,7 @@ _SIZE_UNITS = {
     "tb": 1000**4,
     "tib": 1024**4,
 }
-_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([a-z]*)$")
+_SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]*)\Z", re.ASCII)
 
 
 def parse_size(text: str, *, allow_forever: bool = False) -> int:
@@ -113,19 +116,43 @@ def parse_size(text: str, *, allow_forever: bool = False) -> int:
             hint="use bytes or a unit: 512KB, 100MB (powers of 1000), 64KiB, 1GiB (powers of 1024)"
             + (", or -1 for no limit" if allow_forever else ""),
         )
-    return round(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+    return _bounded(float(match.group(1)) * _SIZE_UNITS[match.group(2)], text, "size")
+
+
+def _bounded(value: float, text: str, what: str) -> int:
+    """``value`` rounded, or an error when it is beyond what the database can store."""
+    if not value <= MAX_CONFIG_INT:  # also catches inf and nan from absurdly long numbers
+        raise InvalidArgumentError(
+            f"invalid {what} {_shown(text)}: too large", hint=f"use at most {MAX_CONFIG_INT}"
+        )
+    return round(value)
+
+
+def _shown(text: str) -> str:
+    """``text`` quoted for an error message, cut short if it is long."""
+    return repr(text) if len(text) <= 60 else f"{text[:60]!r}…"
+
+
+def _parse_int(text: str, what: str) -> int:
+    """A whole number of at most :data:`MAX_CONFIG_INT` (any sign; the caller checks it)."""
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:  # not a number, or more digits than int() converts
+        raise InvalidArgumentError(
+            f"invalid {what} {_shown(text)}", hint="use a whole number, or -1 for no limit"
+        ) from None
+    if value > MAX_CONFIG_INT:
+        raise InvalidArgumentError(
+            f"invalid {what} {_shown(text)}: too large", hint=f"use at most {MAX_CONFIG_INT}"
+        )
+    return value
 
 
 def _parse_count(text: str) -> int:
     raw = text.strip().lower()
     if raw in _FOREVER:
         return -1
-    try:
-        value = int(raw.replace("_", ""))
-    except ValueError:
-        raise InvalidArgumentError(
-            f"invalid count {text!r}", hint="use a whole number, or -1 for no limit"
-        ) from None
+    value = _parse_int(raw, "count")
     if value < -1:
         raise InvalidArgumentError(f"invalid count {text!r}", hint="use -1 or more")
     return value
@@ -133,8 +160,8 @@ def _parse_count(text: str) -> int:
 
 def _parse_ms(text: str) -> int:
     raw = text.strip()
-    if re.fullmatch(r"-?\d+", raw):
-        value = int(raw)
+    if re.fullmatch(r"-?\d+", raw, re.ASCII):
+        value = _parse_int(raw, "duration")
         if value < -1:
             raise InvalidArgumentError(f"invalid duration {text!r}", hint="use -1 or more")
         return value
@@ -143,8 +170,8 @@ def _parse_ms(text: str) -> int:
 
 def _parse_bytes(text: str) -> int:
     raw = text.strip()
-    if re.fullmatch(r"-?\d+", raw):
-        value = int(raw)
+    if re.fullmatch(r"-?\d+", raw, re.ASCII):
+        value = _parse_int(raw, "size")
         if value < -1:
             raise InvalidArgumentError(f"invalid size {text!r}", hint="use -1 or more")
         return value

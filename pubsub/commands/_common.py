@@ -224,6 +224,41 @@ def complete_group(ctx: typer.Context, incomplete: str) -> list[str]:
     return _names(ctx, "SELECT name FROM consumer_groups ORDER BY name", incomplete)
 
 
+def finite(value: float | None) -> float | None:
+    """Typer callback: a number of seconds must be finite (``nan`` and ``inf`` parse as floats)."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise InvalidArgumentError(
+            f"invalid number of seconds {value!r}", hint="use a finite number, such as 1.5"
+        )
+    return value
+
+
+def topic_names(value: Any) -> Any:
+    """Typer callback: an invalid topic name (or list of them) fails before anything is opened.
+
+    A name that can never exist is bad input (exit 2), not a missing topic, and checking it
+    first means a command such as ``topic create`` cannot create the database file for it.
+    """
+    _check_names(value, "topic")
+    return value
+
+
+def group_names(value: Any) -> Any:
+    """Typer callback: an invalid group name fails before anything is opened (exit 2)."""
+    _check_names(value, "group")
+    return value
+
+
+def _check_names(value: Any, what: str) -> None:
+    from pubsub.config import validate_name
+
+    for name in value if isinstance(value, (list, tuple)) else [value]:
+        if name is not None:
+            validate_name(name, what)
+
+
 def exit_code_of(error: PubsubError) -> int:
     """The documented exit code of an error (see the README's table)."""
     return int(error.exit_code)

@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 from pubsub.commands._common import (
     State,
     SyncChoice,
+    finite,
     report_error,
     silence_stdout,
     use_utc,
@@ -92,6 +93,12 @@ class PubsubGroup(TyperGroup):
         except BrokenPipeError:
             silence_stdout()
             code = 0
+        except UnicodeDecodeError as exc:
+            corrupt = _undecodable_sqlite_error(exc)
+            if corrupt is None:
+                raise
+            report_error(corrupt.message, corrupt.hint)
+            code = int(corrupt.exit_code)
         except KeyboardInterrupt:
             code = 130
         if standalone_mode:
@@ -107,6 +114,21 @@ class PubsubGroup(TyperGroup):
             # reaches main() above.
             silence_stdout()
             raise typer.Exit(0) from None
+
+
+def _undecodable_sqlite_error(exc: UnicodeDecodeError) -> PubsubError | None:
+    """The error a damaged file really is, when sqlite3 could not decode SQLite's message.
+
+    SQLite quotes the damaged schema text in "malformed database schema" messages; when those
+    bytes are not UTF-8, Python's sqlite3 raises UnicodeDecodeError instead of its own error.
+    """
+    raw = exc.object
+    if not isinstance(raw, bytes) or not raw.startswith(b"malformed database schema"):
+        return None
+    from pubsub.errors import CorruptDatabaseError
+
+    text = raw.decode("utf-8", "backslashreplace")
+    return CorruptDatabaseError(f"not a usable SQLite database: {text}")
 
 
 def _usage_error(exc: typer.TyperException) -> int:
@@ -151,6 +173,7 @@ def root(
             "--busy-timeout",
             envvar="PUBSUB_BUSY_TIMEOUT",
             min=0.0,
+            callback=finite,
             help="Seconds a write waits for another writer before failing (exit 5).",
         ),
     ] = 10.0,

@@ -4,7 +4,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pubsub.commands._common import JsonOption, SyncChoice, fail, stdout_is_tty, write_json_lines
+from pubsub.commands._common import (
+    JsonOption,
+    SyncChoice,
+    fail,
+    finite,
+    stdout_is_tty,
+    write_json_lines,
+)
 
 if TYPE_CHECKING:
     from pubsub.bench import BenchResult, Workload
@@ -157,7 +164,7 @@ def bench_consume(
 def bench_e2e(
     rate: Annotated[int, typer.Option("--rate", min=1, help="Records per second.")] = 1000,
     seconds: Annotated[
-        float, typer.Option("--seconds", min=0.5, help="How long to produce.")
+        float, typer.Option("--seconds", min=0.5, help="How long to produce.", callback=finite)
     ] = 5.0,
     size: Size = 100,
     sync: Sync = SyncChoice.full,

@@ -12,9 +12,12 @@ import typer
 from pubsub.commands._common import (
     complete_topic,
     fail,
+    finite,
+    group_names,
     interrupt_on_sigterm,
     silence_stdout,
     state,
+    topic_names,
     warn,
 )
 from pubsub.errors import PubsubError
@@ -33,26 +36,28 @@ class ResetChoice(StrEnum):
     latest = "latest"
 
 
-_NUMBER = re.compile(r"^-?\d+$")
+_NUMBER = re.compile(r"-?[0-9]{1,19}\Z")
+#: The largest offset or time: SQLite's INTEGER is 64-bit signed.
+_MAX_INT = 2**63 - 1
 
 
 def parse_time(text: str) -> int:
     """ISO-8601 (local time unless it says otherwise) or epoch milliseconds -> ms."""
     raw = text.strip()
+    hint = "use ISO-8601 (2026-11-26T08:00:00, 2026-11-26T08:00:00Z) or epoch milliseconds"
     if raw.isdigit():
+        if not _NUMBER.match(raw) or int(raw) > _MAX_INT:
+            fail(f"invalid time {text[:60]!r}", hint)
         return int(raw)
     from datetime import datetime
 
     try:
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        fail(
-            f"invalid time {text!r}",
-            "use ISO-8601 (2026-11-26T08:00:00, 2026-11-26T08:00:00Z) or epoch milliseconds",
-        )
-    if moment.tzinfo is None:
-        moment = moment.astimezone()
-    return int(moment.timestamp() * 1000)
+        if moment.tzinfo is None:
+            moment = moment.astimezone()
+        return int(moment.timestamp() * 1000)
+    except (ValueError, OverflowError, OSError):  # not ISO-8601, or beyond what time_t holds
+        fail(f"invalid time {text[:60]!r}", hint)
 
 
 def parse_offset(spec: str) -> tuple[str, int]:
@@ -66,11 +71,11 @@ def parse_offset(spec: str) -> tuple[str, int]:
         return "stored", 0
     if value.startswith("@"):
         return "time", parse_time(value[1:])
-    if _NUMBER.match(value):
+    if _NUMBER.match(value) and abs(int(value)) <= _MAX_INT:
         number = int(value)
         return ("offset", number) if number >= 0 else ("last", -number)
     fail(
-        f"invalid offset {spec!r}",
+        f"invalid offset {spec[:60]!r}",
         "use beginning, end, stored, N (an offset), -N (N before the end) or @TIME",
     )
 
@@ -100,7 +105,10 @@ def consume(
     topic: Annotated[
         str,
         typer.Argument(
-            help="The topic to read.", show_default=False, autocompletion=complete_topic
+            help="The topic to read.",
+            show_default=False,
+            autocompletion=complete_topic,
+            callback=topic_names,
         ),
     ],
     offset: Annotated[
@@ -125,6 +133,7 @@ def consume(
             "--group",
             help="Consume as this group: start at its committed offsets and commit after "
             "the records are written to stdout.",
+            callback=group_names,
         ),
     ] = None,
     reset: Annotated[
@@ -145,6 +154,7 @@ def consume(
         float | None,
         typer.Option(
             "--timeout",
+            callback=finite,
             min=0.0,
             help="With --follow: exit after this many seconds without a new record.",
             metavar="SECONDS",
@@ -202,12 +212,14 @@ def consume(
             help="With --exec: when retries are exhausted, move the record to this topic "
             "(with its coordinates and the error in headers) and go on, instead of stopping.",
             metavar="TOPIC",
+            callback=topic_names,
         ),
     ] = None,
     session_timeout: Annotated[
         float,
         typer.Option(
             "--session-timeout",
+            callback=finite,
             min=0.1,
             help="With --group: seconds without a heartbeat after which this member's "
             "partitions go to the others.",

@@ -8,10 +8,12 @@ from pubsub.commands._common import (
     JsonOption,
     complete_group,
     fail,
+    group_names,
     iso_time,
     note,
     state,
     stdout_is_tty,
+    topic_names,
     write_json_lines,
 )
 
@@ -74,7 +76,9 @@ def group_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
 @app.command("describe")
 def group_describe(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The group.", autocompletion=complete_group)],
+    name: Annotated[
+        str, typer.Argument(help="The group.", autocompletion=complete_group, callback=group_names)
+    ],
     as_json: JsonOption = False,
 ) -> None:
     """Show a group's partitions (committed offset, log end, lag, owner) and its members.
@@ -148,7 +152,9 @@ def _parse_topics(specs: list[str]) -> dict[str, list[int] | None]:
 @app.command("reset-offsets")
 def group_reset_offsets(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The group.", autocompletion=complete_group)],
+    name: Annotated[
+        str, typer.Argument(help="The group.", autocompletion=complete_group, callback=group_names)
+    ],
     topic: Annotated[
         list[str] | None,
         typer.Option(
@@ -279,7 +285,9 @@ def _print_plan(plan: "list[OffsetChange]", *, as_json: bool) -> None:
 @app.command("delete")
 def group_delete(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The group.", autocompletion=complete_group)],
+    name: Annotated[
+        str, typer.Argument(help="The group.", autocompletion=complete_group, callback=group_names)
+    ],
 ) -> None:
     """Delete a group and all its committed offsets (refused while it has live members).
 
@@ -295,8 +303,10 @@ def group_delete(
 @app.command("delete-offsets")
 def group_delete_offsets(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The group.", autocompletion=complete_group)],
-    topic: Annotated[str, typer.Option("--topic", "-t", help="The topic.")],
+    name: Annotated[
+        str, typer.Argument(help="The group.", autocompletion=complete_group, callback=group_names)
+    ],
+    topic: Annotated[str, typer.Option("--topic", "-t", help="The topic.", callback=topic_names)],
 ) -> None:
     """Delete a group's committed offsets on one topic (refused while a live member reads it).
 

@@ -10,9 +10,11 @@ import typer
 from pubsub.commands._common import (
     complete_topic,
     fail,
+    finite,
     interrupt_on_sigterm,
     silence_stdout,
     state,
+    topic_names,
 )
 from pubsub.errors import InvalidArgumentError, InvalidRecordError, TopicNotFoundError
 
@@ -50,7 +52,10 @@ def produce(
     topic: Annotated[
         str,
         typer.Argument(
-            help="The topic to write to.", show_default=False, autocompletion=complete_topic
+            help="The topic to write to.",
+            show_default=False,
+            autocompletion=complete_topic,
+            callback=topic_names,
         ),
     ],
     values: Annotated[
@@ -110,6 +115,7 @@ def produce(
         float,
         typer.Option(
             "--linger",
+            callback=finite,
             min=0.0,
             help="Milliseconds to wait for more input before committing a batch; 0 commits "
             "as soon as the input pauses.",

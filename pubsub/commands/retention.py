@@ -11,6 +11,7 @@ from pubsub.commands._common import (
     note,
     state,
     stdout_is_tty,
+    topic_names,
     write_json_lines,
 )
 
@@ -67,7 +68,12 @@ def retention_run(
     ctx: typer.Context,
     topic: Annotated[
         list[str] | None,
-        typer.Option("--topic", "-t", help="Only this topic (repeatable). Default: all."),
+        typer.Option(
+            "--topic",
+            "-t",
+            help="Only this topic (repeatable). Default: all.",
+            callback=topic_names,
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Report what would be deleted; delete nothing.")

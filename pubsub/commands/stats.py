@@ -11,6 +11,7 @@ from pubsub.commands._common import (
     human_bytes,
     state,
     stdout_is_tty,
+    topic_names,
     write_json_lines,
 )
 
@@ -99,7 +100,10 @@ def stats(
     topics: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Topics to show (default: all).", show_default=False, autocompletion=complete_topic
+            help="Topics to show (default: all).",
+            show_default=False,
+            autocompletion=complete_topic,
+            callback=topic_names,
         ),
     ] = None,
     as_json: JsonOption = False,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pubsub.commands._common import state, stdout_is_tty, write_json_lines
+from pubsub.commands._common import finite, state, stdout_is_tty, write_json_lines
 
 if TYPE_CHECKING:
     from pubsub.stats import Stats
@@ -50,7 +50,10 @@ class Rates:
 def top(
     ctx: typer.Context,
     interval: Annotated[
-        float, typer.Option("--interval", "-i", min=0.2, help="Seconds between refreshes.")
+        float,
+        typer.Option(
+            "--interval", "-i", min=0.2, help="Seconds between refreshes.", callback=finite
+        ),
     ] = 1.0,
     iterations: Annotated[
         int | None,

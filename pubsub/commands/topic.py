@@ -15,6 +15,7 @@ from pubsub.commands._common import (
     note,
     state,
     stdout_is_tty,
+    topic_names,
     write_json_lines,
 )
 from pubsub.errors import TopicNotFoundError
@@ -124,7 +125,10 @@ def _human_config(key: str, value: str) -> str:
 @app.command("create")
 def topic_create(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The topic name: A-Z a-z 0-9 . _ -, up to 249.")],
+    name: Annotated[
+        str,
+        typer.Argument(help="The topic name: A-Z a-z 0-9 . _ -, up to 249.", callback=topic_names),
+    ],
     partitions: PartitionsOption = None,
     retention: RetentionOption = None,
     retention_bytes: RetentionBytesOption = None,
@@ -189,7 +193,9 @@ def topic_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
 @app.command("describe")
 def topic_describe(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The topic.", autocompletion=complete_topic)],
+    name: Annotated[
+        str, typer.Argument(help="The topic.", autocompletion=complete_topic, callback=topic_names)
+    ],
     as_json: JsonOption = False,
 ) -> None:
     """Show a topic's configuration and, per partition, offsets, records and bytes.
@@ -238,7 +244,9 @@ def topic_describe(
 @app.command("alter")
 def topic_alter(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The topic.", autocompletion=complete_topic)],
+    name: Annotated[
+        str, typer.Argument(help="The topic.", autocompletion=complete_topic, callback=topic_names)
+    ],
     partitions: Annotated[
         int | None,
         typer.Option("--partitions", "-P", help="Grow to this many partitions.", min=1),
@@ -278,7 +286,9 @@ def topic_alter(
 @app.command("delete")
 def topic_delete(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The topic.", autocompletion=complete_topic)],
+    name: Annotated[
+        str, typer.Argument(help="The topic.", autocompletion=complete_topic, callback=topic_names)
+    ],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     if_exists: Annotated[
         bool, typer.Option("--if-exists", help="Succeed if the topic does not exist.")

@@ -47,6 +47,10 @@ _SQLITE_NOTADB = 26
 _SQLITE_IOERR_WRITE = 778  # SQLITE_IOERR | (3 << 8)
 
 
+#: Messages of damage SQLite reports with its generic error code (SQLITE_ERROR).
+_CORRUPT_SIGNS = ("not a database", "unsupported file format", "malformed database schema")
+
+
 def translate_error(exc: sqlite3.Error, *, path: str = "") -> PubsubError:
     """Map a sqlite3 exception to the pubsub error it means.
 
@@ -61,7 +65,7 @@ def translate_error(exc: sqlite3.Error, *, path: str = "") -> PubsubError:
         return TopicDeletedError(f"a topic was deleted while in use{where}")
     if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or text.startswith("database is locked"):
         return BusyError(f"database is locked by another writer{where}")
-    if primary in (_SQLITE_NOTADB, _SQLITE_CORRUPT) or "not a database" in text:
+    if primary in (_SQLITE_NOTADB, _SQLITE_CORRUPT) or any(sign in text for sign in _CORRUPT_SIGNS):
         return CorruptDatabaseError(f"not a usable SQLite database{where}: {text}")
     if primary == _SQLITE_FULL or code == _SQLITE_IOERR_WRITE:
         return StorageFullError(f"no space left to write the database{where}: {text}")
