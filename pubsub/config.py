@@ -20,7 +20,8 @@ MAX_CONFIG_INT = 2**63 - 1
 
 
 def validate_name(name: str, what: str = "topic") -> str:
-    """Check a topic or group name against Kafka's rule (and no leading ``-``)."""
+    """Check a topic or group name against Kafka's rule, with no leading ``-`` and not
+    starting with ``sqlite_`` (SQLite's reserved prefix, in any case)."""
     if not isinstance(name, str) or not _NAME_RE.match(name) or name in (".", ".."):
         shown = name if isinstance(name, str) and len(name) <= 60 else f"{str(name)[:60]}…"
         raise InvalidArgumentError(
@@ -31,6 +32,11 @@ def validate_name(name: str, what: str = "topic") -> str:
         raise InvalidArgumentError(
             f"invalid {what} name {name!r}: it must not start with '-'",
             hint="a leading '-' would look like a command-line option",
+        )
+    if name[:7].lower() == "sqlite_":
+        raise InvalidArgumentError(
+            f"invalid {what} name {name!r}: names starting with 'sqlite_' are reserved",
+            hint="SQLite reserves the prefix for its own tables; choose another name",
         )
     return name
 

@@ -196,6 +196,9 @@ BAD_NAMES: list[tuple[str, str]] = [
     ("braces", "{a}"),
     ("ansi escape", "\x1b[31mred"),
     ("DEL", "a\x7f"),
+    ("sqlite_master", "sqlite_master"),
+    ("sqlite_schema", "sqlite_schema"),
+    ("sqlite prefix, any case", "SQLite_sequence"),
 ]
 
 #: Commands given a topic name (NAME) and those given a group name (GROUP, with topic t0).
@@ -264,11 +267,11 @@ def test_bad_names_are_rejected(seed: Path, tmp_path: Path, record_summary: Any)
     )
 
 
-def test_sqlite_table_names_are_only_data(seed: Path, tmp_path: Path) -> None:
-    """``sqlite_master`` is a valid name (Kafka's rule): stored as data, never as SQL."""
+def test_names_near_sqlite_are_only_data(seed: Path, tmp_path: Path) -> None:
+    """Names close to SQLite's own tables are stored as data, never spliced into SQL."""
     db = tmp_path / "sqlite_names.db"
     shutil.copy(seed, db)
-    for name in ("sqlite_master", "sqlite_schema", "sqlite_sequence"):
+    for name in ("sqlite", "master", "x_sqlite_master", "topics", "log_1_0"):
         for argv in (
             ["topic", "create", name, "--partitions", "2"],
             ["produce", name, "v"],
