@@ -75,7 +75,8 @@ def translate_error(exc: sqlite3.Error, *, path: str = "") -> PubsubError:
     if primary == _SQLITE_CANTOPEN:
         return StorageError(
             f"cannot open the database{where}: {text}",
-            hint="check that the directory exists and is writable",
+            hint="check that the directory exists and that this user may read and write the "
+            "database file and its directory (SQLite creates -wal and -shm files there)",
         )
     if primary == _SQLITE_TOOBIG or isinstance(exc, sqlite3.DataError):
         return InvalidArgumentError(f"value too large for SQLite{where}: {text}")
@@ -120,7 +121,10 @@ def _create_file(path: str, mode: int) -> bool:
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise StorageFullError(f"no space left to create {path}") from exc
-        raise StorageError(f"cannot create the database {path}: {exc.strerror}") from exc
+        raise StorageError(
+            f"cannot create the database {path}: {exc.strerror}",
+            hint="check that the directory is writable and its file system is mounted read-write",
+        ) from exc
     try:
         os.fchmod(fd, mode)  # the umask must not narrow (or widen) the configured mode
     finally:
