@@ -20,8 +20,9 @@ millions of records; a sweep killed midway leaves a consistent database and the 
 finishes the job. A lease in the database keeps two overlapping sweeps (cron) from running at
 once.
 
-On a full disk even a deletion needs room: its pages go to the WAL first, and only a
-checkpoint gives the space back. A sweep that fails with :class:`StorageFullError` therefore
+On a full disk even a deletion needs room: its pages go to the WAL first, and only a vacuum
+and a checkpoint give the space back, so a sweep that starts with less free space than the
+reserve's size does both. A sweep that fails with :class:`StorageFullError` therefore
 deletes the database's reserve file (``<db>-reserve``, see :mod:`pubsub.db.files`) and runs
 again, this time with ``secure_delete=FAST`` (freed pages are not zeroed through the WAL),
 returning freed pages to the file system and truncating the WAL; every sweep puts the reserve
@@ -40,7 +41,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from pubsub.config import effective_config
 from pubsub.db import catalog, membership
 from pubsub.db import retention as sql
-from pubsub.db.files import release_reserve, restore_reserve
+from pubsub.db.files import low_on_space, release_reserve, restore_reserve
 from pubsub.db.transaction import ReadScope, WriteTransaction
 from pubsub.errors import StorageFullError, TopicNotFoundError
 from pubsub.membership import boot_id, lease_clock_ms
@@ -171,12 +172,18 @@ class Sweeper:
     def run(self, topics: Iterable[str] | None = None) -> RetentionReport:
         """Apply the policies once; with ``dry_run`` only report what would go.
 
-        On a full disk, release the reserve file and sweep again with vacuum and a WAL
-        truncation (the reserve is put back at the end when there is room for it).
+        With less free space than the reserve's size, the sweep also vacuums and truncates the
+        WAL, so that what it deletes leaves the file. If it fails because the disk is full, it
+        releases the reserve file and sweeps again (the reserve is put back at the end when
+        there is room for it).
         """
         path = self.broker.path
         if self.dry_run or path == ":memory:":
             return self._sweep(topics)
+        saved = self.vacuum, self.wal_cap
+        if low_on_space(path):
+            # Deleted pages give space back only after a vacuum and a checkpoint.
+            self.vacuum, self.wal_cap = True, 0
         try:
             report = self._sweep(topics)
         except StorageFullError:
@@ -186,15 +193,15 @@ class Sweeper:
             # deleted prefix into the WAL again; FAST skips that where it costs I/O.
             conn = self.broker.connection
             secure = int(conn.execute("PRAGMA secure_delete").fetchone()[0])
-            saved = self.vacuum, self.wal_cap
             self.vacuum, self.wal_cap = True, 0
             self._done = 0.0
             conn.execute("PRAGMA secure_delete=FAST")
             try:
                 report = self._sweep(topics)._replace(reserve_released=True)
             finally:
-                self.vacuum, self.wal_cap = saved
                 conn.execute(f"PRAGMA secure_delete={secure}")
+        finally:
+            self.vacuum, self.wal_cap = saved
         restore_reserve(path)
         return report
 

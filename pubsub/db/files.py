@@ -151,6 +151,15 @@ def release_reserve(path: str) -> bool:
     return True
 
 
+def low_on_space(path: str, floor: int = RESERVE_BYTES) -> bool:
+    """True when the file system of ``path`` has less than ``floor`` bytes free."""
+    try:
+        stats = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < floor
+
+
 def restore_reserve(path: str, mode: int | None = None, size: int = RESERVE_BYTES) -> bool:
     """Put the reserve back if the disk has room for it and as much again; True if present.
 

@@ -220,7 +220,7 @@ def fill_up_tmpfs(
     tag = f"c{cycle}"
     with small_disk(point, rng.choice((2, 3)) << 20):
         db = point / "full.db"
-        create_topic(db, rng.randint(5, 40))
+        create_topic(db, rng.randint(1, 5))
         assert os.path.getsize(f"{db}-reserve") > 0
         filler = point / "filler"
         filler.write_bytes(os.urandom(rng.randint(128, 512) << 10))
