@@ -198,6 +198,9 @@ class Sweeper:
             conn.execute("PRAGMA secure_delete=FAST")
             try:
                 report = self._sweep(topics)._replace(reserve_released=True)
+            except StorageFullError:
+                restore_reserve(path)  # it did not help (a file-size limit): keep it
+                raise
             finally:
                 conn.execute(f"PRAGMA secure_delete={secure}")
         finally:
