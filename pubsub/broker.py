@@ -14,7 +14,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, NamedTuple, TypeVar, cast
 
 from pubsub.db import catalog, log, schema
-from pubsub.db.connection import DEFAULT_BUSY_TIMEOUT, DEFAULT_FILE_MODE, SyncMode, connect
+from pubsub.db.connection import DEFAULT_BUSY_TIMEOUT, SyncMode, connect
+from pubsub.db.files import DEFAULT_FILE_MODE
 from pubsub.db.transaction import ReadScope, WriteTransaction
 from pubsub.errors import (
     FencedError,
@@ -957,15 +958,17 @@ class Broker:
         self,
         path: str | os.PathLike[str],
         *,
+        mode: int = DEFAULT_FILE_MODE,
         progress: Callable[[float, float], None] | None = None,
     ) -> int:
-        """Write a consistent copy to a new file ``path`` while writers go on; its size.
+        """Write a consistent copy to a new file ``path`` (mode ``mode``) while writers go on.
 
-        ``progress`` is called with (bytes written, bytes expected) while it runs.
+        Returns its size. ``progress`` is called with (bytes written, bytes expected) while it
+        runs.
         """
         from pubsub import maintenance
 
-        return maintenance.backup(self, os.fspath(path), progress=progress)
+        return maintenance.backup(self, os.fspath(path), mode=mode, progress=progress)
 
     def list_groups(self) -> "list[GroupInfo]":
         """Every consumer group: state, members, offsets and lag."""

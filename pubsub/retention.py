@@ -19,6 +19,14 @@ transactions sized to about 20 ms each, so producers and consumers keep going du
 millions of records; a sweep killed midway leaves a consistent database and the next one
 finishes the job. A lease in the database keeps two overlapping sweeps (cron) from running at
 once.
+
+On a full disk even a deletion needs room: its pages go to the WAL first, and only a vacuum
+and a checkpoint give the space back, so a sweep that starts with less free space than the
+reserve's size does both. A sweep that fails with :class:`StorageFullError` therefore
+deletes the database's reserve file (``<db>-reserve``, see :mod:`pubsub.db.files`) and runs
+again, this time with ``secure_delete=FAST`` (freed pages are not zeroed through the WAL),
+returning freed pages to the file system and truncating the WAL; every sweep puts the reserve
+back afterwards when the disk has room for it.
 """
 
 import json
@@ -33,8 +41,9 @@ from typing import TYPE_CHECKING, NamedTuple
 from pubsub.config import effective_config
 from pubsub.db import catalog, membership
 from pubsub.db import retention as sql
+from pubsub.db.files import low_on_space, release_reserve, restore_reserve
 from pubsub.db.transaction import ReadScope, WriteTransaction
-from pubsub.errors import TopicNotFoundError
+from pubsub.errors import StorageFullError, TopicNotFoundError
 from pubsub.membership import boot_id, lease_clock_ms
 
 if TYPE_CHECKING:
@@ -73,6 +82,8 @@ class RetentionReport(NamedTuple):
     vacuumed_pages: int
     wal_checkpointed: bool
     skipped: str | None  # why nothing ran (another sweep holds the lease)
+    #: The disk was full: the sweep released the reserve file to make room for its work.
+    reserve_released: bool = False
 
     @property
     def deleted_records(self) -> int:
@@ -159,7 +170,45 @@ class Sweeper:
     # -- the sweep ---------------------------------------------------------------------------
 
     def run(self, topics: Iterable[str] | None = None) -> RetentionReport:
-        """Apply the policies once; with ``dry_run`` only report what would go."""
+        """Apply the policies once; with ``dry_run`` only report what would go.
+
+        With less free space than the reserve's size, the sweep also vacuums and truncates the
+        WAL, so that what it deletes leaves the file. If it fails because the disk is full, it
+        releases the reserve file and sweeps again (the reserve is put back at the end when
+        there is room for it).
+        """
+        path = self.broker.path
+        if self.dry_run or path == ":memory:":
+            return self._sweep(topics)
+        saved = self.vacuum, self.wal_cap
+        if low_on_space(path):
+            # Deleted pages give space back only after a vacuum and a checkpoint.
+            self.vacuum, self.wal_cap = True, 0
+        try:
+            report = self._sweep(topics)
+        except StorageFullError:
+            if not release_reserve(path):
+                raise
+            # This SQLite may zero every freed page (secure_delete), which would put the whole
+            # deleted prefix into the WAL again; FAST skips that where it costs I/O.
+            conn = self.broker.connection
+            secure = int(conn.execute("PRAGMA secure_delete").fetchone()[0])
+            self.vacuum, self.wal_cap = True, 0
+            self._done = 0.0
+            conn.execute("PRAGMA secure_delete=FAST")
+            try:
+                report = self._sweep(topics)._replace(reserve_released=True)
+            except StorageFullError:
+                restore_reserve(path)  # it did not help (a file-size limit): keep it
+                raise
+            finally:
+                conn.execute(f"PRAGMA secure_delete={secure}")
+        finally:
+            self.vacuum, self.wal_cap = saved
+        restore_reserve(path)
+        return report
+
+    def _sweep(self, topics: Iterable[str] | None) -> RetentionReport:
         broker = self.broker
         started = broker.now()
         with ReadScope(broker.path):

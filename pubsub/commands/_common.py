@@ -32,12 +32,13 @@ class SyncChoice(StrEnum):
 class State:
     """Global options, kept on the Typer context for the commands."""
 
-    __slots__ = ("busy_timeout", "db", "sync")
+    __slots__ = ("busy_timeout", "db", "file_mode", "sync")
 
-    def __init__(self, db: str, sync: str, busy_timeout: float) -> None:
+    def __init__(self, db: str, sync: str, busy_timeout: float, file_mode: int = 0o600) -> None:
         self.db = db
         self.sync = sync
         self.busy_timeout = busy_timeout
+        self.file_mode = file_mode
 
     def broker(self, *, create: bool = False) -> Broker:
         """Open the database; only commands that create things pass ``create=True``."""
@@ -48,6 +49,7 @@ class State:
             sync="normal" if self.sync == "normal" else "full",
             busy_timeout=self.busy_timeout,
             create=create,
+            file_mode=self.file_mode,
         )
 
 
@@ -56,10 +58,13 @@ def state(ctx: typer.Context) -> State:
     root = ctx.find_root()
     obj = root.obj
     if not isinstance(obj, State):  # a sub-app invoked on its own (tests)
+        from pubsub.db.files import parse_file_mode
+
         obj = root.obj = State(
             os.environ.get("PUBSUB_DB", "pubsub.db"),
             os.environ.get("PUBSUB_SYNC", "full"),
             float(os.environ.get("PUBSUB_BUSY_TIMEOUT", "10")),
+            parse_file_mode(os.environ.get("PUBSUB_FILE_MODE", "0600")),
         )
     return obj
 

@@ -43,7 +43,7 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
 }
 
 #: Global options that take a value (skipped when looking for the command name).
-_VALUE_OPTIONS = ("--db", "--sync", "--busy-timeout")
+_VALUE_OPTIONS = ("--db", "--sync", "--busy-timeout", "--file-mode")
 
 HELP = """A Kafka-shaped durable message log in one SQLite file.
 
@@ -177,6 +177,16 @@ def root(
             help="Seconds a write waits for another writer before failing (exit 5).",
         ),
     ] = 10.0,
+    file_mode: Annotated[
+        str,
+        typer.Option(
+            "--file-mode",
+            envvar="PUBSUB_FILE_MODE",
+            metavar="MODE",
+            help="Octal mode of a new database and its -wal, -shm and backup files, whatever "
+            "the umask: 0600, or 0640/0660 for a group.",
+        ),
+    ] = "0600",
     utc: Annotated[
         bool,
         typer.Option(
@@ -193,7 +203,9 @@ def root(
     ] = False,
 ) -> None:
     """A Kafka-shaped durable message log in one SQLite file."""
-    ctx.obj = State(db, sync.value, busy_timeout)
+    from pubsub.db.files import parse_file_mode
+
+    ctx.obj = State(db, sync.value, busy_timeout, parse_file_mode(file_mode))
     if utc:
         use_utc(True)
 

@@ -140,6 +140,11 @@ def db_backup(
     """
     from pubsub.commands._render import Progress
 
-    with state(ctx).broker() as broker, Progress("backup", unit="bytes") as bar:
-        size = broker.backup(path, progress=lambda done, total: bar.update(done, total=total))
+    settings = state(ctx)
+    with settings.broker() as broker, Progress("backup", unit="bytes") as bar:
+        size = broker.backup(
+            path,
+            mode=settings.file_mode,
+            progress=lambda done, total: bar.update(done, total=total),
+        )
     note(f"backup written: {path} ({human_bytes(size)})")

@@ -34,6 +34,7 @@ def _report_json(report: "RetentionReport") -> dict[str, Any]:
         "partitions_checked": len(report.partitions),
         "vacuumed_pages": report.vacuumed_pages,
         "wal_checkpointed": report.wal_checkpointed,
+        "reserve_released": report.reserve_released,
         "started_ms": report.started_ms,
         "finished_ms": report.finished_ms,
         "partitions": [
@@ -60,6 +61,8 @@ def summary(report: "RetentionReport") -> str:
         line += f"; returned {report.vacuumed_pages:,} free pages to the file system"
     if report.wal_checkpointed:
         line += "; WAL truncated"
+    if report.reserve_released:
+        line += "; the disk was full: used the reserve file"
     return line
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
 
+from pubsub.db.files import DEFAULT_FILE_MODE, RESERVE_BYTES, check_filesystem, create_reserve
 from pubsub.errors import (
     BusyError,
     CorruptDatabaseError,
@@ -30,7 +31,6 @@ SyncMode = Literal["full", "normal"]
 SYNC_MODES: tuple[SyncMode, ...] = ("full", "normal")
 
 DEFAULT_BUSY_TIMEOUT = 10.0
-DEFAULT_FILE_MODE = 0o600
 # journal_size_limit: after a checkpoint, a WAL that grew past this is truncated back to it.
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
@@ -79,7 +79,8 @@ def translate_error(exc: sqlite3.Error, *, path: str = "") -> PubsubError:
     if primary == _SQLITE_CANTOPEN:
         return StorageError(
             f"cannot open the database{where}: {text}",
-            hint="check that the directory exists and is writable",
+            hint="check that the directory exists and that this user may read and write the "
+            "database file and its directory (SQLite creates -wal and -shm files there)",
         )
     if primary == _SQLITE_TOOBIG or isinstance(exc, sqlite3.DataError):
         return InvalidArgumentError(f"value too large for SQLite{where}: {text}")
@@ -124,8 +125,14 @@ def _create_file(path: str, mode: int) -> bool:
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise StorageFullError(f"no space left to create {path}") from exc
-        raise StorageError(f"cannot create the database {path}: {exc.strerror}") from exc
-    os.close(fd)
+        raise StorageError(
+            f"cannot create the database {path}: {exc.strerror}",
+            hint="check that the directory is writable and its file system is mounted read-write",
+        ) from exc
+    try:
+        os.fchmod(fd, mode)  # the umask must not narrow (or widen) the configured mode
+    finally:
+        os.close(fd)
     _fsync_directory(path)
     return True
 
@@ -152,8 +159,13 @@ def connect(
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     create: bool = True,
     file_mode: int = DEFAULT_FILE_MODE,
+    reserve_bytes: int = RESERVE_BYTES,
 ) -> sqlite3.Connection:
     """Open ``path`` with the project's PRAGMAs; create the file if ``create`` is true.
+
+    A new file gets ``file_mode`` whatever the umask, and a ``<db>-reserve`` file of
+    ``reserve_bytes`` (0 for none) that a retention sweep releases on a full disk. A file on a
+    network file system is refused (see :mod:`pubsub.db.files`).
 
     The first connection to a new file also sets the PRAGMAs that only take effect before any
     table exists (``auto_vacuum``) and switches the file to WAL with ``synchronous=EXTRA``
@@ -171,6 +183,7 @@ def connect(
             raise InvalidArgumentError(
                 f"{path} is a directory", hint="pass the path of a database file"
             )
+        check_filesystem(path)
         if not os.path.exists(path):
             if not create:
                 raise DatabaseNotFoundError(
@@ -178,6 +191,8 @@ def connect(
                     hint="create a topic first ('pubsub topic create NAME') or pass --db",
                 )
             created = _create_file(path, file_mode)
+            if created:
+                create_reserve(path, file_mode, reserve_bytes)
     try:
         conn = sqlite3.connect(
             path, isolation_level=None, timeout=busy_timeout, cached_statements=512

@@ -1,0 +1,259 @@
+"""The files around the database: their mode, the space reserve, and the file-system check.
+
+**Mode.** The database is created with an explicit mode (0600 unless configured, for example
+0660 for a shared group), whatever the umask; SQLite gives the ``-wal`` and ``-shm`` files the
+mode of the database file.
+
+**Reserve.** A new database gets a companion file ``<db>-reserve`` of :data:`RESERVE_BYTES`
+(written, not sparse). Producers never touch it. When a retention sweep fails because the disk
+is full, it deletes the reserve and retries, so the deletions (which must first append WAL
+frames) and the checkpoint that returns the space have room; at the end of every sweep the
+reserve is put back if the disk has room for it and as much again. Under a per-file size limit
+(``RLIMIT_FSIZE``) the reserve does not help: only raising the limit does.
+
+**File system.** SQLite's WAL mode needs every process on one host, with shared memory and
+working locks: "WAL does not work over a network filesystem". Opening a database on a network
+file system (NFS, SMB/CIFS, 9p, sshfs, AFS, Ceph, GlusterFS, Lustre …) is refused unless
+``PUBSUB_ALLOW_NETWORK_FS=1``. The type comes from the longest mount point of
+``/proc/self/mountinfo`` that contains the database's real directory; where that file cannot
+be read (not Linux) the check passes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+
+from pubsub.errors import InvalidArgumentError, StorageError
+
+DEFAULT_FILE_MODE = 0o600
+#: Size of the ``<db>-reserve`` file released for a retention sweep on a full disk.
+RESERVE_BYTES = 1024 * 1024
+RESERVE_SUFFIX = "-reserve"
+
+#: Where the mount table is read from (tests point it at a fake one).
+MOUNTINFO = "/proc/self/mountinfo"
+ALLOW_NETWORK_FS_ENV = "PUBSUB_ALLOW_NETWORK_FS"
+NETWORK_FILESYSTEMS = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "9p",
+        "sshfs",
+        "fuse.sshfs",
+        "afs",
+        "kafs",
+        "openafs",
+        "ceph",
+        "fuse.ceph",
+        "fuse.cephfs",
+        "glusterfs",
+        "fuse.glusterfs",
+        "lustre",
+        "gpfs",
+        "beegfs",
+        "ocfs2",
+        "gfs2",
+        "coda",
+        "ncpfs",
+        "davfs",
+        "fuse.davfs2",
+        "fuse.s3fs",
+        "fuse.rclone",
+        "fuse.gcsfuse",
+        "fuse.juicefs",
+    }
+)
+
+_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+# -- mode ---------------------------------------------------------------------------------------
+
+
+def parse_file_mode(text: str) -> int:
+    """Parse an octal file mode such as ``0600``, ``0640`` or ``0660``.
+
+    The owner must be able to read and write; execute bits and world-writable modes are
+    refused.
+    """
+    raw = text.strip().lower().removeprefix("0o")
+    try:
+        mode = int(raw, 8)
+    except ValueError:
+        mode = -1
+    if mode < 0 or mode & ~0o666 or mode & 0o600 != 0o600 or mode & 0o002:
+        raise InvalidArgumentError(
+            f"invalid file mode {text!r}",
+            hint="use an octal mode with owner read and write and no world write: "
+            "0600 (the default), 0640 or 0660",
+        )
+    return mode
+
+
+# -- reserve ------------------------------------------------------------------------------------
+
+
+def reserve_path(path: str) -> str:
+    """The reserve file of the database ``path``."""
+    return path + RESERVE_SUFFIX
+
+
+def create_reserve(path: str, mode: int = DEFAULT_FILE_MODE, size: int = RESERVE_BYTES) -> bool:
+    """Create the reserve of ``path`` if it is missing; True if it exists afterwards.
+
+    Best effort: on a disk without room for it (or with ``size`` 0) nothing is left behind.
+    """
+    target = reserve_path(path)
+    if os.path.exists(target):
+        return True
+    if size <= 0:
+        return False
+    temporary = f"{target}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, mode)
+    except OSError:
+        return False
+    try:
+        os.fchmod(fd, mode)
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except OSError as exc:
+            if exc.errno in _SPACE_ERRNOS:
+                raise
+            block = b"\0" * 65536  # no fallocate on this file system: write the blocks
+            for start in range(0, size, len(block)):
+                os.write(fd, block[: size - start])
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.rename(temporary, target)
+        return True
+    except OSError:
+        return False
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def release_reserve(path: str) -> bool:
+    """Delete the reserve of ``path`` so that its space can be used; True if there was one."""
+    try:
+        os.remove(reserve_path(path))
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def low_on_space(path: str, floor: int = RESERVE_BYTES) -> bool:
+    """True when the file system of ``path`` has less than ``floor`` bytes free."""
+    try:
+        stats = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < floor
+
+
+def restore_reserve(path: str, mode: int | None = None, size: int = RESERVE_BYTES) -> bool:
+    """Put the reserve back if the disk has room for it and as much again; True if present.
+
+    Without ``mode`` the reserve gets the mode of the database file.
+    """
+    if os.path.exists(reserve_path(path)):
+        return True
+    try:
+        if mode is None:
+            mode = os.stat(path).st_mode & 0o666
+        stats = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return False
+    if stats.f_bavail * stats.f_frsize < 2 * size:
+        return False
+    return create_reserve(path, mode, size)
+
+
+# -- file system --------------------------------------------------------------------------------
+
+
+def _unescape(field: str) -> str:
+    """Undo mountinfo's octal escapes (``\\040`` for a space …)."""
+    if "\\" not in field:
+        return field
+    out: list[str] = []
+    i = 0
+    while i < len(field):
+        if field[i] == "\\" and i + 3 < len(field) and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def _read_mountinfo(mountinfo: str | None) -> str | None:
+    try:
+        with open(mountinfo or MOUNTINFO, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def filesystem_type(path: str, mountinfo: str | None = None) -> str | None:
+    """The type of the file system holding ``path`` (``ext4``, ``nfs4`` …); None if unknown.
+
+    Reads ``mountinfo`` (default :data:`MOUNTINFO`) and takes the longest mount point that
+    contains the real path of ``path``'s directory (the last one listed when mounts are
+    stacked).
+    """
+    text = _read_mountinfo(mountinfo)
+    return None if text is None else _type_in(text, path)
+
+
+def _type_in(text: str, path: str) -> str | None:
+    directory = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    best = -1
+    found: str | None = None
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields = left.split(" ")
+        if not sep or len(fields) < 5:
+            continue
+        mount = _unescape(fields[4])
+        if mount not in ("/", directory) and not directory.startswith(mount + "/"):
+            continue
+        if len(mount) >= best:
+            best = len(mount)
+            found = right.split(" ", 1)[0]
+    return found
+
+
+_NETWORK_MOUNT = re.compile(
+    " - (?:" + "|".join(re.escape(name) for name in sorted(NETWORK_FILESYSTEMS)) + ") "
+)
+
+
+def check_filesystem(path: str, mountinfo: str | None = None) -> None:
+    """Refuse a database on a network file system unless ``PUBSUB_ALLOW_NETWORK_FS=1``.
+
+    Runs on every open and costs one read of the mount table (about 30 us); the path is
+    resolved and matched against the mounts only when some network file system is mounted.
+    """
+    text = _read_mountinfo(mountinfo)
+    if text is None or _NETWORK_MOUNT.search(text) is None:
+        return
+    fstype = _type_in(text, path)
+    if fstype not in NETWORK_FILESYSTEMS or os.environ.get(ALLOW_NETWORK_FS_ENV) == "1":
+        return
+    raise StorageError(
+        f"the database {path} is on a network file system ({fstype}); SQLite's WAL mode "
+        "needs every process on one host with shared memory and working locks",
+        hint=f"move the database to a local disk, or set {ALLOW_NETWORK_FS_ENV}=1 if only "
+        "one host ever opens it and you accept the risk",
+    )
