@@ -54,4 +54,4 @@ bench: $(EXTRAS)
 	$(BIN)/python benchmarks/bench_core.py
 
 clean:
-	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache demo.db demo.db-wal demo.db-shm
+	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache demo.db demo.db-wal demo.db-shm demo.db-reserve
