@@ -147,7 +147,7 @@ def run_trial(shim: Path, directory: Path, rng: random.Random, calls: int) -> Tr
 def test_io_errors_never_acknowledge_a_failed_commit(
     shim: Path, tmp_path: Path, record_summary
 ) -> None:  # type: ignore[no-untyped-def]
-    trials = scale(100, 1000)
+    trials = scale(80, 1000)
     calls = 40
     rng = random.Random(20261126)
     seeds = [rng.randrange(1 << 30) for _ in range(trials)]

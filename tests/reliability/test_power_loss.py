@@ -329,7 +329,8 @@ def run_trials(
         for t, ops in enumerate(traces):
             top = min(len(ops), limit or len(ops))
             for partial in (False, True):
-                points = [rng.randint(1, top) for _ in range(per_trace // 2)]
+                count = per_trace - per_trace // 2 if partial else per_trace // 2
+                points = [rng.randint(1, top) for _ in range(count)]
                 for n, (k, files, acks) in enumerate(crashes(ops, points, rng, partial)):
                     where = str(scratch / f"t{t}-{int(partial)}-{n}")
                     futures.append(
@@ -348,7 +349,7 @@ TRACES = 4
 def test_power_loss_keeps_acknowledged_records(
     sync: str, shim: Path, tmp_path: Path, record_summary
 ) -> None:  # type: ignore[no-untyped-def]
-    trials = scale(400, 4000)
+    trials = scale(300, 4000)
     calls = scale(60, 150)
     started = time.monotonic()
     traces = [

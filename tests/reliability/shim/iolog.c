@@ -7,8 +7,7 @@
  * only. Paths are compared as given, so callers pass absolute paths.
  *
  * Recording (IOLOG_LOG=path, appended to, so several processes can share one log): every
- * mutating operation on a tracked file is appended, in
- * order, to the log as a record
+ * mutating operation on a tracked file is appended, in order, to the log as a record
  *
  *     u8 op, u8[3] zero, i32 path_len, i64 offset, i64 length, path bytes, data bytes
  *
