@@ -4,6 +4,7 @@ A Broker owns one SQLite connection; use it from one thread (open one Broker per
 number of Brokers, in any number of processes, may use the same file at once.
 """
 
+import contextlib
 import os
 import sqlite3
 import time
@@ -164,15 +165,16 @@ class Broker:
         self.sync: SyncMode = sync
         self.busy_timeout = busy_timeout
         self._clock = clock or now_ms
-        self._conn = connect(
+        self._file_mode = file_mode
+        self._live: sqlite3.Connection | None = connect(
             self.path, sync=sync, busy_timeout=busy_timeout, create=create, file_mode=file_mode
         )
         try:
             self.applied_migrations = schema.ensure_current(
-                self._conn, busy_timeout=busy_timeout, path=self.path
+                self._live, busy_timeout=busy_timeout, path=self.path
             )
         except BaseException:
-            self._conn.close()
+            self._live.close()
             raise
         self._topics: dict[str, _TopicMeta] = {}
         self._round_robin = RoundRobin()
@@ -184,7 +186,32 @@ class Broker:
         """Close the connection. Idempotent."""
         if not self._closed:
             self._closed = True
-            self._conn.close()
+            if self._live is not None:
+                self._live.close()
+                self._live = None
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        """The connection; a new one when a write failed with an I/O error on the last."""
+        conn = self._live
+        if conn is None:
+            if self._closed:
+                raise InvalidArgumentError("the broker is closed")
+            conn = self._live = connect(
+                self.path,
+                sync=self.sync,
+                busy_timeout=self.busy_timeout,
+                create=False,
+                file_mode=self._file_mode,
+            )
+        return conn
+
+    def _discard_connection(self) -> None:
+        """After an I/O error: close the connection rather than trust it again."""
+        conn, self._live = self._live, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
     def __enter__(self) -> "Broker":
         return self
@@ -205,7 +232,7 @@ class Broker:
     def _write(self) -> WriteTransaction:
         if self._closed:
             raise InvalidArgumentError("the broker is closed")
-        return WriteTransaction(self._conn, self.busy_timeout, self.path)
+        return WriteTransaction(self._conn, self.busy_timeout, self.path, self._discard_connection)
 
     def _read(self) -> ReadScope:
         if self._closed:

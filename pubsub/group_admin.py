@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from pubsub import config as topic_config
 from pubsub.db import catalog, groups, log, membership
-from pubsub.db.transaction import ReadScope, WriteTransaction
+from pubsub.db.transaction import ReadScope
 from pubsub.errors import (
     GroupNotEmptyError,
     GroupNotFoundError,
@@ -290,7 +290,7 @@ def execute_reset(
     broker: "Broker", name: str, plan: Sequence[OffsetChange], *, force: bool = False
 ) -> None:
     """Apply a reset plan in one transaction (refused with live members unless ``force``)."""
-    with WriteTransaction(broker.connection, broker.busy_timeout, broker.path) as conn:
+    with broker._write() as conn:
         group_id = groups.group_id_ensure(conn, name, broker.now())
         if not force:
             _refuse_live(conn, name, group_id, "a reset now would be undone by its commits")
@@ -305,7 +305,7 @@ def execute_reset(
 
 def delete_group(broker: "Broker", name: str) -> None:
     """Delete a group and its offsets; refused while it has live members."""
-    with WriteTransaction(broker.connection, broker.busy_timeout, broker.path) as conn:
+    with broker._write() as conn:
         row = _group_row(conn, name)
         if row is None:
             raise _not_found(name)
@@ -318,7 +318,7 @@ def delete_group_offsets(broker: "Broker", name: str, topic: str) -> int:
 
     Refused while a live member subscribes to the topic.
     """
-    with WriteTransaction(broker.connection, broker.busy_timeout, broker.path) as conn:
+    with broker._write() as conn:
         row = _group_row(conn, name)
         if row is None:
             raise _not_found(name)

@@ -153,7 +153,7 @@ class Membership:
     # -- transactions ----------------------------------------------------------------------
 
     def _write(self) -> WriteTransaction:
-        return WriteTransaction(self.broker.connection, self.broker.busy_timeout, self.broker.path)
+        return self.broker._write()
 
     def now_lease(self) -> int:
         """The lease clock, in ms."""

@@ -141,7 +141,7 @@ class Sweeper:
 
     def _write(self) -> WriteTransaction:
         broker = self.broker
-        return WriteTransaction(broker.connection, broker.busy_timeout, broker.path)
+        return broker._write()
 
     def _take_lease(self) -> str | None:
         """Take the sweep lease; return why not if another live sweep holds it."""

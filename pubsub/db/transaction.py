@@ -18,10 +18,11 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 from pubsub.db.connection import jitter_sleep, translate_error
-from pubsub.errors import BusyError
+from pubsub.errors import BusyError, StorageError
 
 #: Pauses between attempts to take a contended write lock: short at first, then at most
 #: a millisecond. SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50,
@@ -70,19 +71,37 @@ class WriteTransaction:
     """``with WriteTransaction(conn, timeout):`` — ``BEGIN IMMEDIATE`` … ``COMMIT``.
 
     On an exception the transaction is rolled back (if SQLite has not already done so, as it
-    does after ``SQLITE_FULL``) and a sqlite3 error is re-raised translated.
+    does after ``SQLITE_FULL``) and a sqlite3 error is re-raised translated. When that error
+    is a :class:`~pubsub.errors.StorageError` (an I/O error, a full disk), ``on_storage_error``
+    is called first: the owner of the connection closes it so it is never reused after a
+    failed write (the next operation opens a new one).
     """
 
-    __slots__ = ("conn", "path", "timeout")
+    __slots__ = ("conn", "on_storage_error", "path", "timeout")
 
-    def __init__(self, conn: sqlite3.Connection, timeout: float, path: str = "") -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        timeout: float,
+        path: str = "",
+        on_storage_error: Callable[[], None] | None = None,
+    ) -> None:
         self.conn = conn
         self.timeout = timeout
         self.path = path
+        self.on_storage_error = on_storage_error
 
     def __enter__(self) -> sqlite3.Connection:
-        begin_immediate(self.conn, self.timeout, self.path)
+        try:
+            begin_immediate(self.conn, self.timeout, self.path)
+        except StorageError:
+            self._storage_error()
+            raise
         return self.conn
+
+    def _storage_error(self) -> None:
+        if self.on_storage_error is not None:
+            self.on_storage_error()
 
     def __exit__(
         self,
@@ -96,11 +115,19 @@ class WriteTransaction:
                 conn.execute("COMMIT")
             except sqlite3.Error as commit_exc:
                 _rollback(conn)
-                raise translate_error(commit_exc, path=self.path) from commit_exc
+                err = translate_error(commit_exc, path=self.path)
+                if isinstance(err, StorageError):
+                    self._storage_error()
+                raise err from commit_exc
             return
         _rollback(conn)
         if isinstance(exc, sqlite3.Error):
-            raise translate_error(exc, path=self.path) from exc
+            err = translate_error(exc, path=self.path)
+            if isinstance(err, StorageError):
+                self._storage_error()
+            raise err from exc
+        if isinstance(exc, StorageError):
+            self._storage_error()
 
 
 class ReadTransaction:
