@@ -34,7 +34,10 @@ lint: $(EXTRAS)
 types: $(EXTRAS)
 	$(BIN)/mypy --strict pubsub
 
+# Compiling first spares each of the suite's CLI subprocesses from compiling pubsub again
+# when bytecode writing is off (PYTHONDONTWRITEBYTECODE).
 unit: $(EXTRAS)
+	$(BIN)/python -m compileall -q pubsub
 	$(BIN)/pytest -q
 
 test: lint types unit

@@ -32,7 +32,7 @@ TOPIC, GROUP, PARTITIONS, SESSION = "jobs", "workers", 6, 1.0
 
 
 def test_members_killed_mid_batch(tmp_path: Path, record_summary) -> None:  # type: ignore[no-untyped-def]
-    kills = scale(60, 2000)
+    kills = scale(40, 2000)
     db = tmp_path / "group.db"
     with Broker(db) as broker:
         broker.create_topic(TOPIC, partitions=PARTITIONS)

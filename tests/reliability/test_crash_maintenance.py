@@ -339,7 +339,7 @@ def test_maintenance_killed_at_random_is_all_or_nothing(
 ) -> None:  # type: ignore[no-untyped-def]
     operation, argument, check = CASES[case]
     seed = seeds["v1" if case == "migrate" else "main"]
-    trials = scale(8, 200)
+    trials = scale(6, 200)
     rng = random.Random(f"maintenance-{case}")
     if operation == "backup":
         argument = str(tmp_path / "run" / argument)
