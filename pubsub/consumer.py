@@ -9,6 +9,7 @@ group and explicit partitions it reads those and commits for the group without j
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sqlite3
@@ -720,12 +721,19 @@ class _BackgroundCommitter:
     def _run(self) -> None:
         from pubsub.db.connection import connect
         from pubsub.db.transaction import WriteTransaction
-        from pubsub.errors import PubsubError
+        from pubsub.errors import PubsubError, StorageError
 
         consumer = self._consumer
         broker = consumer._broker
-        conn = connect(broker.path, sync=broker.sync, busy_timeout=broker.busy_timeout)
-        conn.execute("PRAGMA wal_autocheckpoint = 0")  # leave checkpoints to the writers
+        conn: sqlite3.Connection | None = None
+
+        def discard() -> None:  # after an I/O error: never trust that connection again
+            nonlocal conn
+            if conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            conn = None
+
         try:
             while True:
                 with self._lock:
@@ -736,12 +744,20 @@ class _BackgroundCommitter:
                     offsets, self._pending = self._pending, {}
                     self._busy = True
                 try:
-                    with WriteTransaction(conn, broker.busy_timeout, broker.path) as write:
+                    if conn is None:
+                        conn = connect(
+                            broker.path, sync=broker.sync, busy_timeout=broker.busy_timeout
+                        )
+                        conn.execute("PRAGMA wal_autocheckpoint = 0")  # writers checkpoint
+                    with WriteTransaction(conn, broker.busy_timeout, broker.path, discard) as write:
                         if consumer._membership is not None:
                             consumer._membership.commit_locked(write, offsets)
                         else:
                             assert consumer.group is not None
                             broker.commit_offsets_locked(write, consumer.group, offsets)
+                except StorageError as exc:
+                    discard()
+                    consumer.on_warning(f"background commit failed: {exc.message}")
                 except PubsubError as exc:
                     consumer.on_warning(f"background commit failed: {exc.message}")
                 finally:
@@ -749,4 +765,4 @@ class _BackgroundCommitter:
                         self._busy = False
                         self._lock.notify_all()
         finally:
-            conn.close()
+            discard()

@@ -14,6 +14,7 @@ partition has at most one owner, and only the owner may commit its offset — ch
 same transaction as the commit.
 """
 
+import contextlib
 import json
 import os
 import secrets
@@ -29,7 +30,7 @@ from pubsub.db import catalog, groups, membership
 from pubsub.db.connection import connect
 from pubsub.db.membership import PartitionKey
 from pubsub.db.transaction import ReadScope, WriteTransaction
-from pubsub.errors import FencedError, PubsubError
+from pubsub.errors import FencedError, PubsubError, StorageError
 from pubsub.records import TopicPartition
 
 if TYPE_CHECKING:
@@ -473,19 +474,30 @@ class _Heartbeat(threading.Thread):
         broker = member.broker
         wait_for_lock = min(broker.busy_timeout, self.interval)
         try:
-            conn = connect(broker.path, sync=broker.sync, busy_timeout=wait_for_lock)
+            conn: sqlite3.Connection | None = connect(
+                broker.path, sync=broker.sync, busy_timeout=wait_for_lock
+            )
         except PubsubError:
             return
         try:
             pause = self.interval
             while not self._stop_event.wait(pause):
                 try:
+                    if conn is None:  # the last one saw an I/O error: never trust it again
+                        conn = connect(broker.path, sync=broker.sync, busy_timeout=wait_for_lock)
                     self._beat(conn, wait_for_lock)
                     pause = self.interval
+                except StorageError:
+                    if conn is not None:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.close()
+                    conn = None
+                    pause = self.interval / 4
                 except PubsubError:
-                    pause = self.interval / 4  # busy or I/O: try again soon
+                    pause = self.interval / 4  # busy: try again soon
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
 
     def _beat(self, conn: sqlite3.Connection, wait_for_lock: float) -> None:
         member = self.member
