@@ -148,7 +148,8 @@ class Consumer:
                 self._assignment = self._resolve(topics, partitions)
                 self._subscription = list(self._assignment)
                 self._start_positions(self._assignment)
-            self._waiter = ChangeWaiter(self._broker.connection, self._broker.path)
+            broker = self._broker
+            self._waiter = ChangeWaiter(lambda: broker.connection, broker.path)
         except BaseException:
             if self._membership is not None:
                 self._membership.leave(None)

@@ -26,6 +26,7 @@ import select
 import sqlite3
 import struct
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -88,9 +89,17 @@ class ChangeWaiter:
     )
 
     def __init__(
-        self, conn: sqlite3.Connection, path: str | None = None, *, use_inotify: bool = True
+        self,
+        conn: sqlite3.Connection | Callable[[], sqlite3.Connection],
+        path: str | None = None,
+        *,
+        use_inotify: bool = True,
     ) -> None:
-        self._conn = conn
+        # A callable gives the current connection of an owner that may replace it (a Broker
+        # reopens its connection after an I/O error).
+        self._conn: Callable[[], sqlite3.Connection] = (
+            (lambda: conn) if isinstance(conn, sqlite3.Connection) else conn
+        )
         self._version = self._read()
         self._fd: int | None = None
         self._poller: select.poll | None = None
@@ -135,7 +144,7 @@ class ChangeWaiter:
         self._poller.register(fd, select.POLLIN)
 
     def _read(self) -> int:
-        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+        return int(self._conn().execute("PRAGMA data_version").fetchone()[0])
 
     def mark(self) -> None:
         """Remember the current state: the next :meth:`wait` returns on a later commit."""
