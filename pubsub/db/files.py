@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 
 from pubsub.errors import InvalidArgumentError, StorageError
 
@@ -234,9 +233,14 @@ def _type_in(text: str, path: str) -> str | None:
     return found
 
 
-_NETWORK_MOUNT = re.compile(
-    " - (?:" + "|".join(re.escape(name) for name in sorted(NETWORK_FILESYSTEMS)) + ") "
-)
+def _network_mounted(text: str) -> bool:
+    """True when any line of the mount table is a network file system (a cheap first pass:
+    no regular expression to compile at start-up)."""
+    for line in text.splitlines():
+        _, sep, right = line.partition(" - ")
+        if sep and right.split(" ", 1)[0] in NETWORK_FILESYSTEMS:
+            return True
+    return False
 
 
 def check_filesystem(path: str, mountinfo: str | None = None) -> None:
@@ -246,7 +250,7 @@ def check_filesystem(path: str, mountinfo: str | None = None) -> None:
     resolved and matched against the mounts only when some network file system is mounted.
     """
     text = _read_mountinfo(mountinfo)
-    if text is None or _NETWORK_MOUNT.search(text) is None:
+    if text is None or not _network_mounted(text):
         return
     fstype = _type_in(text, path)
     if fstype not in NETWORK_FILESYSTEMS or os.environ.get(ALLOW_NETWORK_FS_ENV) == "1":
