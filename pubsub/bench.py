@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from pubsub.errors import PubsubError
+
 __all__ = ["BenchResult", "Workload", "run"]
 
 TOPIC = "bench"
@@ -232,7 +234,9 @@ def _collect(procs: "list[subprocess.Popen[str]]") -> tuple[int, float, list[flo
     for proc in procs:
         out, err = proc.communicate()
         if proc.returncode != 0:
-            raise RuntimeError(f"a benchmark worker failed: {err.strip()[-500:]}")
+            raise PubsubError(
+                f"a benchmark worker failed (exit {proc.returncode}): {err.strip()[-500:]}"
+            )
         data = json.loads(out.strip().splitlines()[-1])
         records += data["records"]
         seconds = max(seconds, data["seconds"])
@@ -404,10 +408,16 @@ lat = []
 with Consumer(db, "bench", auto_offset_reset="latest", max_poll_records=1000) as c:
     print("ready", flush=True)
     deadline = time.monotonic() + 300
-    while len(lat) < count and time.monotonic() < deadline:
+    done = False
+    while not done and len(lat) < count and time.monotonic() < deadline:
         records = c.poll(timeout=1.0)
         now = time.monotonic_ns()
-        lat.extend((now - unpack(r.value)[0]) / 1e6 for r in records)
+        for r in records:
+            sent_ns = unpack(r.value)[0]
+            if sent_ns < 0:  # the producer's end mark: it sent fewer than planned
+                done = True
+                break
+            lat.append((now - sent_ns) / 1e6)
 print(json.dumps({"records": len(lat), "seconds": 0, "lat": lat}))
 """,
         db,
@@ -444,8 +454,10 @@ print(json.dumps({"records": len(lat), "seconds": 0, "lat": lat}))
             if delay > 0:
                 time.sleep(delay)
         seconds = time.monotonic() - started
-    if sent < workload.rate * workload.seconds:
-        follower.kill()
+        if sent < workload.rate * workload.seconds:
+            # A slow machine could not keep the rate for the whole time: tell the follower
+            # that nothing more is coming.
+            broker.produce(TOPIC, pack(-1) + pad)
     _records, _, lat = _collect([follower])
     return sent, seconds, lat
 

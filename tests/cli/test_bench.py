@@ -30,11 +30,25 @@ def test_bench_workloads(db_path: Path, args: list[str], raw: bool) -> None:
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["workload"] == args[0]
-    assert report["records"] == (200 if args[0] == "e2e" else 2000)
+    if args[0] == "e2e":  # a loaded machine may not keep 200/s up for the whole second
+        assert 0 < report["records"] <= 200
+    else:
+        assert report["records"] == 2000
     assert report["rate"] > 0 and set(report["latency_ms"]) == {"p50", "p99", "max"}
     if raw:
         assert report["raw_rate"] > 0 and report["ratio"] > 0
         assert set(report["raw_latency_ms"]) == {"p50", "p99", "max"}
+
+
+def test_bench_e2e_beyond_what_the_machine_can_do(db_path: Path) -> None:
+    """A rate no machine sustains: the follower is told the producer stopped early, and the
+    report says how many records were really sent (no crash, no hang)."""
+    done = run_cli(db_path, "bench", "e2e", "--rate", "2000000", "--seconds", "1", "--json",
+                   timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert 0 < report["records"] < 2_000_000
+    assert set(report["latency_ms"]) == {"p50", "p99", "max"}
 
 
 def test_bench_cli_startup(db_path: Path) -> None:
