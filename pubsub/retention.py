@@ -29,6 +29,7 @@ returning freed pages to the file system and truncating the WAL; every sweep put
 back afterwards when the disk has room for it.
 """
 
+import contextlib
 import json
 import os
 import secrets
@@ -202,7 +203,10 @@ class Sweeper:
                 restore_reserve(path)  # it did not help (a file-size limit): keep it
                 raise
             finally:
-                conn.execute(f"PRAGMA secure_delete={secure}")
+                # An I/O error in the retry closes this connection (the broker opens a new
+                # one, with the default setting): then there is nothing to restore.
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute(f"PRAGMA secure_delete={secure}")
         finally:
             self.vacuum, self.wal_cap = saved
         restore_reserve(path)
