@@ -4,7 +4,6 @@ A Broker owns one SQLite connection; use it from one thread (open one Broker per
 number of Brokers, in any number of processes, may use the same file at once.
 """
 
-import contextlib
 import os
 import sqlite3
 import time
@@ -15,7 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, NamedTuple, TypeVar, cast
 
 from pubsub.db import catalog, log, schema
-from pubsub.db.connection import DEFAULT_BUSY_TIMEOUT, SyncMode, connect
+from pubsub.db.connection import DEFAULT_BUSY_TIMEOUT, Reconnecting, SyncMode
 from pubsub.db.files import DEFAULT_FILE_MODE
 from pubsub.db.transaction import ReadScope, WriteTransaction
 from pubsub.errors import (
@@ -165,16 +164,16 @@ class Broker:
         self.sync: SyncMode = sync
         self.busy_timeout = busy_timeout
         self._clock = clock or now_ms
-        self._file_mode = file_mode
-        self._live: sqlite3.Connection | None = connect(
+        self._link = Reconnecting(
             self.path, sync=sync, busy_timeout=busy_timeout, create=create, file_mode=file_mode
         )
+        conn = self._link.get()
         try:
             self.applied_migrations = schema.ensure_current(
-                self._live, busy_timeout=busy_timeout, path=self.path
+                conn, busy_timeout=busy_timeout, path=self.path
             )
         except BaseException:
-            self._live.close()
+            self._link.discard()
             raise
         self._topics: dict[str, _TopicMeta] = {}
         self._round_robin = RoundRobin()
@@ -186,32 +185,22 @@ class Broker:
         """Close the connection. Idempotent."""
         if not self._closed:
             self._closed = True
-            if self._live is not None:
-                self._live.close()
-                self._live = None
+            self._link.discard()
 
     @property
     def _conn(self) -> sqlite3.Connection:
         """The connection; a new one when a write failed with an I/O error on the last."""
-        conn = self._live
-        if conn is None:
-            if self._closed:
-                raise InvalidArgumentError("the broker is closed")
-            conn = self._live = connect(
-                self.path,
-                sync=self.sync,
-                busy_timeout=self.busy_timeout,
-                create=False,
-                file_mode=self._file_mode,
-            )
-        return conn
-
-    def _discard_connection(self) -> None:
-        """After an I/O error: close the connection rather than trust it again."""
-        conn, self._live = self._live, None
+        conn = self._link.current  # the hot path: one attribute read
         if conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
+            return conn
+        if self._closed:
+            raise InvalidArgumentError("the broker is closed")
+        return self._link.get()
+
+    @property
+    def _live(self) -> sqlite3.Connection | None:
+        """The open connection, None between an I/O error and the next use (for tests)."""
+        return self._link.current
 
     def __enter__(self) -> "Broker":
         return self
@@ -232,7 +221,7 @@ class Broker:
     def _write(self) -> WriteTransaction:
         if self._closed:
             raise InvalidArgumentError("the broker is closed")
-        return WriteTransaction(self._conn, self.busy_timeout, self.path, self._discard_connection)
+        return WriteTransaction(self._conn, self.busy_timeout, self.path, self._link.discard)
 
     def _read(self) -> ReadScope:
         if self._closed:

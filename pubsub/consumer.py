@@ -9,7 +9,6 @@ group and explicit partitions it reads those and commits for the group without j
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import sqlite3
@@ -720,21 +719,13 @@ class _BackgroundCommitter:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        from pubsub.db.connection import connect
+        from pubsub.db.connection import Reconnecting
         from pubsub.db.transaction import WriteTransaction
-        from pubsub.errors import PubsubError, StorageError
+        from pubsub.errors import PubsubError
 
         consumer = self._consumer
         broker = consumer._broker
-        conn: sqlite3.Connection | None = None
-
-        def discard() -> None:  # after an I/O error: never trust that connection again
-            nonlocal conn
-            if conn is not None:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.close()
-            conn = None
-
+        link = Reconnecting(broker.path, sync=broker.sync, busy_timeout=broker.busy_timeout)
         try:
             while True:
                 with self._lock:
@@ -745,25 +736,21 @@ class _BackgroundCommitter:
                     offsets, self._pending = self._pending, {}
                     self._busy = True
                 try:
-                    if conn is None:
-                        conn = connect(
-                            broker.path, sync=broker.sync, busy_timeout=broker.busy_timeout
-                        )
-                        conn.execute("PRAGMA wal_autocheckpoint = 0")  # writers checkpoint
-                    with WriteTransaction(conn, broker.busy_timeout, broker.path, discard) as write:
+                    conn = link.get()
+                    conn.execute("PRAGMA wal_autocheckpoint = 0")  # leave it to the writers
+                    with WriteTransaction(
+                        conn, broker.busy_timeout, broker.path, link.discard
+                    ) as write:
                         if consumer._membership is not None:
                             consumer._membership.commit_locked(write, offsets)
                         else:
                             assert consumer.group is not None
                             broker.commit_offsets_locked(write, consumer.group, offsets)
-                except StorageError as exc:
-                    discard()
-                    consumer.on_warning(f"background commit failed: {exc.message}")
-                except PubsubError as exc:
+                except PubsubError as exc:  # an I/O error has discarded the connection
                     consumer.on_warning(f"background commit failed: {exc.message}")
                 finally:
                     with self._lock:
                         self._busy = False
                         self._lock.notify_all()
         finally:
-            discard()
+            link.discard()

@@ -14,7 +14,6 @@ partition has at most one owner, and only the owner may commit its offset — ch
 same transaction as the commit.
 """
 
-import contextlib
 import json
 import os
 import secrets
@@ -27,10 +26,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from pubsub.db import catalog, groups, membership
-from pubsub.db.connection import connect
+from pubsub.db.connection import Reconnecting
 from pubsub.db.membership import PartitionKey
 from pubsub.db.transaction import ReadScope, WriteTransaction
-from pubsub.errors import FencedError, PubsubError, StorageError
+from pubsub.errors import FencedError, PubsubError
 from pubsub.records import TopicPartition
 
 if TYPE_CHECKING:
@@ -473,38 +472,24 @@ class _Heartbeat(threading.Thread):
         member = self.member
         broker = member.broker
         wait_for_lock = min(broker.busy_timeout, self.interval)
-        try:
-            conn: sqlite3.Connection | None = connect(
-                broker.path, sync=broker.sync, busy_timeout=wait_for_lock
-            )
-        except PubsubError:
-            return
+        link = Reconnecting(broker.path, sync=broker.sync, busy_timeout=wait_for_lock)
         try:
             pause = self.interval
             while not self._stop_event.wait(pause):
                 try:
-                    if conn is None:  # the last one saw an I/O error: never trust it again
-                        conn = connect(broker.path, sync=broker.sync, busy_timeout=wait_for_lock)
-                    self._beat(conn, wait_for_lock)
+                    self._beat(link, wait_for_lock)
                     pause = self.interval
-                except StorageError:
-                    if conn is not None:
-                        with contextlib.suppress(sqlite3.Error):
-                            conn.close()
-                    conn = None
-                    pause = self.interval / 4
                 except PubsubError:
-                    pause = self.interval / 4  # busy: try again soon
+                    pause = self.interval / 4  # busy or I/O (a new connection): soon again
         finally:
-            if conn is not None:
-                conn.close()
+            link.discard()
 
-    def _beat(self, conn: sqlite3.Connection, wait_for_lock: float) -> None:
+    def _beat(self, link: Reconnecting, wait_for_lock: float) -> None:
         member = self.member
         if member.lost_membership:
             return
         broker = member.broker
-        with WriteTransaction(conn, wait_for_lock, broker.path):
+        with WriteTransaction(link.get(), wait_for_lock, broker.path, link.discard) as conn:
             group_id = member.group_id  # read under the lock: a sync may just have moved it
             if group_id is None:
                 return

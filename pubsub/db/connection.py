@@ -7,6 +7,7 @@ applied here and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sqlite3
@@ -208,6 +209,39 @@ def connect(
         conn.close()
         raise
     return conn
+
+
+class Reconnecting:
+    """One connection that is replaced, never reused, after a write failed with an I/O error.
+
+    SQLite's advice after ``SQLITE_IOERR`` is to treat the connection as suspect; a holder
+    calls :meth:`discard` (``WriteTransaction`` does, given ``on_storage_error=discard``) and
+    :meth:`get` opens a new connection on the next use. Used by the Broker and by the
+    consumer's background threads, which keep their own connections.
+    """
+
+    __slots__ = ("_kwargs", "current", "path")
+
+    def __init__(self, path: str, **kwargs: object) -> None:
+        self.path = path
+        self._kwargs = kwargs
+        #: The open connection, or None after :meth:`discard` until the next :meth:`get`.
+        self.current: sqlite3.Connection | None = None
+
+    def get(self) -> sqlite3.Connection:
+        """The open connection, opened now if there is none (a later open never creates)."""
+        conn = self.current
+        if conn is None:
+            conn = self.current = connect(self.path, **self._kwargs)  # type: ignore[arg-type]
+            self._kwargs["create"] = False
+        return conn
+
+    def discard(self) -> None:
+        """Close the connection without trusting it again (errors closing it are ignored)."""
+        conn, self.current = self.current, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
 
 def _configure(

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 from pubsub.db.connection import jitter_sleep, translate_error
-from pubsub.errors import BusyError, StorageError
+from pubsub.errors import BusyError, PubsubError, StorageError
 
 #: Pauses between attempts to take a contended write lock: short at first, then at most
 #: a millisecond. SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50,
@@ -94,14 +94,16 @@ class WriteTransaction:
     def __enter__(self) -> sqlite3.Connection:
         try:
             begin_immediate(self.conn, self.timeout, self.path)
-        except StorageError:
-            self._storage_error()
+        except StorageError as exc:
+            self._failed(exc)
             raise
         return self.conn
 
-    def _storage_error(self) -> None:
-        if self.on_storage_error is not None:
+    def _failed(self, err: PubsubError) -> PubsubError:
+        """``err``, after telling the owner when it means the connection is not to be trusted."""
+        if isinstance(err, StorageError) and self.on_storage_error is not None:
             self.on_storage_error()
+        return err
 
     def __exit__(
         self,
@@ -115,19 +117,13 @@ class WriteTransaction:
                 conn.execute("COMMIT")
             except sqlite3.Error as commit_exc:
                 _rollback(conn)
-                err = translate_error(commit_exc, path=self.path)
-                if isinstance(err, StorageError):
-                    self._storage_error()
-                raise err from commit_exc
+                raise self._failed(translate_error(commit_exc, path=self.path)) from commit_exc
             return
         _rollback(conn)
         if isinstance(exc, sqlite3.Error):
-            err = translate_error(exc, path=self.path)
-            if isinstance(err, StorageError):
-                self._storage_error()
-            raise err from exc
+            raise self._failed(translate_error(exc, path=self.path)) from exc
         if isinstance(exc, StorageError):
-            self._storage_error()
+            self._failed(exc)
 
 
 class ReadTransaction:
