@@ -129,8 +129,10 @@ class WriteTransaction:
 class ReadTransaction:
     """``with ReadTransaction(conn):`` — several reads from one snapshot (checks, reports).
 
-    The only deferred transaction in the project, and it never writes. Keep it short: while it
-    is open the WAL cannot be checkpointed past its snapshot.
+    The only deferred transaction in the project, and it cannot write: ``PRAGMA query_only``
+    is on while it is open, so a write by mistake fails instead of taking the lock late (the
+    deadlock-prone upgrade a deferred transaction allows). Keep it short: while it is open the
+    WAL cannot be checkpointed past its snapshot.
     """
 
     __slots__ = ("conn", "path")
@@ -141,8 +143,11 @@ class ReadTransaction:
 
     def __enter__(self) -> sqlite3.Connection:
         try:
+            self.conn.execute("PRAGMA query_only = 1")
             self.conn.execute("BEGIN DEFERRED")  # read-only: see the class docstring
         except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("PRAGMA query_only = 0")
             raise translate_error(exc, path=self.path) from exc
         return self.conn
 
@@ -153,6 +158,8 @@ class ReadTransaction:
         tb: TracebackType | None,
     ) -> None:
         _rollback(self.conn)  # nothing was written: ending the snapshot is all there is
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.execute("PRAGMA query_only = 0")
         if isinstance(exc, sqlite3.Error):
             raise translate_error(exc, path=self.path) from exc
 

@@ -10,12 +10,13 @@ import pytest
 
 from pubsub import Broker
 from pubsub.db.connection import connect
-from pubsub.db.transaction import WriteTransaction
+from pubsub.db.transaction import ReadTransaction, WriteTransaction
 from pubsub.errors import (
     BusyError,
     CorruptDatabaseError,
     DatabaseNotFoundError,
     InvalidArgumentError,
+    PubsubError,
 )
 
 
@@ -119,6 +120,20 @@ def test_write_transaction_rolls_back_on_error(db_path: Path) -> None:
         raise RuntimeError("boom")
     assert not conn.in_transaction
     assert conn.execute("SELECT count(*) FROM consumer_groups").fetchone()[0] == 0
+    conn.close()
+
+
+def test_read_transaction_cannot_write(db_path: Path) -> None:
+    """The one deferred transaction is read-only for real: a write in it fails, and the
+    connection writes normally afterwards."""
+    Broker(db_path).close()
+    conn = connect(str(db_path))
+    with pytest.raises(PubsubError), ReadTransaction(conn) as reader:
+        reader.execute("INSERT INTO consumer_groups (name, created_ms) VALUES ('g', 1)")
+    assert not conn.in_transaction
+    with WriteTransaction(conn, 1.0):
+        conn.execute("INSERT INTO consumer_groups (name, created_ms) VALUES ('g', 1)")
+    assert conn.execute("SELECT count(*) FROM consumer_groups").fetchone()[0] == 1
     conn.close()
 
 
