@@ -547,6 +547,11 @@ class Consumer:
 
     # -- committing ------------------------------------------------------------------------
 
+    def _uncommitted(self) -> dict[TopicPartition, int]:
+        """Consumed positions not yet committed (or submitted for a background commit)."""
+        committed = self._committed
+        return {tp: o for tp, o in self._consumed.items() if committed.get(tp) != o}
+
     def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
         """Commit consumed offsets (or the given ones) for the group, in one transaction."""
         self._check_open()
@@ -556,11 +561,7 @@ class Consumer:
                 hint="create it with group=NAME",
             )
         if offsets is None:
-            offsets = {
-                tp: offset
-                for tp, offset in self._consumed.items()
-                if self._committed.get(tp) != offset
-            }
+            offsets = self._uncommitted()
         if not offsets:
             return
         if self._membership is not None:
@@ -582,11 +583,7 @@ class Consumer:
         if self.group is None:
             raise InvalidArgumentError("this consumer has no group, so it has nothing to commit")
         if offsets is None:
-            offsets = {
-                tp: offset
-                for tp, offset in self._consumed.items()
-                if self._committed.get(tp) != offset
-            }
+            offsets = self._uncommitted()
         if not offsets:
             return
         if self._committer is None:

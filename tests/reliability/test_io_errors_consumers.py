@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -92,7 +93,14 @@ def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build(tmp_path_factory.mktemp("shim"))
 
 
-def _trial(shim: Path, directory: Path, rng: random.Random, mode: str) -> dict[str, object]:
+class Result(NamedTuple):
+    faulted: bool
+    failed: int
+    warnings: int
+    acked: int
+
+
+def _trial(shim: Path, directory: Path, rng: random.Random, mode: str) -> Result:
     directory.mkdir(parents=True)
     db = directory / "group.db"
     with Broker(db) as broker:
@@ -142,12 +150,8 @@ def _trial(shim: Path, directory: Path, rng: random.Random, mode: str) -> dict[s
                 seen[record.partition].append(record.offset)
     for p in range(2):
         assert seen[p] == list(range(stored.get(p, 0), RECORDS)), (fault, p)
-    return {
-        "faulted": bool(errors) or "W" in lines,
-        "failed": sum(errors.values()),
-        "warnings": lines.count("W"),
-        "acked": len(commits),
-    }
+    warnings = lines.count("W")
+    return Result(bool(errors) or warnings > 0, sum(errors.values()), warnings, len(commits))
 
 
 def test_group_member_under_io_errors(shim: Path, tmp_path: Path, record_summary) -> None:  # type: ignore[no-untyped-def]
@@ -159,16 +163,16 @@ def test_group_member_under_io_errors(shim: Path, tmp_path: Path, record_summary
         results = list(
             pool.map(lambda t: _trial(shim, tmp_path / f"t{t[0]}", random.Random(t[2]), t[1]), plan)
         )
-    faulted = sum(bool(r["faulted"]) for r in results)
+    faulted = sum(r.faulted for r in results)
     assert faulted > trials // 3, f"only {faulted} of {trials} trials met a fault"
     record_summary(
         "I/O errors under a group member",
         faults=f"{trials} runs, sync and background commits, Nth write/fsync failing",
         checks="I1 I4, acked commits stored, background commits recover, resume",
         faulted=faulted,
-        failed_calls=sum(int(r["failed"]) for r in results),  # type: ignore[call-overload]
-        async_warnings=sum(int(r["warnings"]) for r in results),  # type: ignore[call-overload]
-        acked_commits=sum(int(r["acked"]) for r in results),  # type: ignore[call-overload]
+        failed_calls=sum(r.failed for r in results),
+        async_warnings=sum(r.warnings for r in results),
+        acked_commits=sum(r.acked for r in results),
         seconds=round(time.monotonic() - started, 1),
     )
 
