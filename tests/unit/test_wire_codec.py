@@ -463,6 +463,20 @@ def test_damaged_batches_raise_corrupt_batch_only(
         decode_batches(bytes(mutated))
 
 
+@pytest.mark.parametrize("compression", list(Compression), ids=lambda c: c.name)
+def test_a_batch_larger_than_a_compression_block_round_trips(compression: Compression) -> None:
+    # 300 KB: several xerial snappy blocks (32 KiB) and LZ4 frame blocks (64 KiB).
+    records = [Record(i, 1700000000000, None, b"%06d" % i * 50) for i in range(1000)]
+    data = encode_batch(0, records, compression)
+    [batch] = decode_batches(data)
+    assert batch.records == records
+    if compression == Compression.LZ4:
+        flags = data[61 + 4]  # the frame descriptor's FLG byte, after the LZ4 magic number
+        assert flags & 0x20, "Kafka's Java reader decompresses each LZ4 block on its own"
+    if compression == Compression.SNAPPY:
+        assert data[61 : 61 + 8] == b"\x82SNAPPY\x00"  # the framing Kafka's Java client writes
+
+
 def with_fixed_crc(batch: bytearray) -> bytes:
     """The batch with its CRC-32C recomputed, so that damage gets past the CRC check."""
     import google_crc32c
