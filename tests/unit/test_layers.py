@@ -54,6 +54,28 @@ def test_rich_is_confined_to_the_renderer(path: Path) -> None:
         assert not any(n.split(".")[0] == "rich" for n in imports_of(path)), path.name
 
 
+WIRE_THIRD_PARTY = {"kafka", "cramjam", "google_crc32c"}
+
+
+@pytest.mark.parametrize("path", modules("kafka/wire"), ids=lambda p: p.name)
+def test_the_wire_codec_imports_only_itself_and_its_libraries(path: Path) -> None:
+    for name in imports_of(path):
+        top = name.split(".")[0]
+        if top == "pubsub":
+            assert name.startswith("pubsub.kafka.wire"), f"{path.name}: {name}"
+        else:
+            assert top in sys.stdlib_module_names or top in WIRE_THIRD_PARTY, f"{path.name}: {name}"
+
+
+def test_nothing_outside_pubsub_kafka_imports_it() -> None:
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if PACKAGE / "kafka" in path.parents:
+            continue
+        for name in imports_of(path):
+            assert not name.startswith("pubsub.kafka"), f"{path}: {name}"
+            assert name.split(".")[0] not in WIRE_THIRD_PARTY, f"{path}: {name}"
+
+
 def test_writes_never_use_a_deferred_begin() -> None:
     for path in [*modules(), *modules("db"), *modules("commands")]:
         text = path.read_text()
@@ -81,14 +103,14 @@ def test_hot_path_does_not_import_rich_or_sqlite_utils(tmp_path: Path, argv: lis
         "from pubsub import Broker\n"
         f"Broker({str(db)!r}).create_topic('t').__class__\n"
         "for name in list(sys.modules):\n"
-        "    if name.split('.')[0] in ('rich', 'sqlite_utils', 'pydantic'):\n"
+        "    if name.split('.')[0] in ('rich', 'sqlite_utils', 'pydantic', 'kafka', 'cramjam'):\n"
         "        raise SystemExit('imported before the command: ' + name)\n"
         f"sys.argv = ['pubsub', '--db', {str(db)!r}, *{argv!r}]\n"
         "try:\n"
         "    main()\n"
         "except SystemExit as exit:\n"
         "    assert not exit.code, exit.code\n"
-        "heavy = ('rich', 'sqlite_utils', 'pydantic')\n"
+        "heavy = ('rich', 'sqlite_utils', 'pydantic', 'kafka', 'cramjam', 'google_crc32c')\n"
         "bad = sorted(n for n in sys.modules if n.split('.')[0] in heavy)\n"
         "print(','.join(bad))\n"
     )

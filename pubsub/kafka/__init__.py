@@ -1,0 +1,1 @@
+"""Kafka interoperability. Nothing on pubsub's produce/consume path imports this package."""
