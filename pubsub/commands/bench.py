@@ -35,8 +35,9 @@ Db = Annotated[
     str | None,
     typer.Option(
         "--db",
-        help="Run on this file (it is replaced) instead of a temporary database, e.g. to test "
-        "a particular SD card.",
+        help="Run on this file instead of a temporary database, e.g. to test a particular SD "
+        "card. Only a missing or empty file or an earlier bench run's file is replaced; "
+        "anything else is refused (exit 4) and left as it was.",
     ),
 ]
 
@@ -148,6 +149,7 @@ def bench_consume(
 
       pubsub bench consume
       pubsub bench consume --consumers 4 --partitions 8 --work-us 100
+      pubsub bench consume --db /mnt/sdcard/bench.db
     """
     from pubsub.bench import Workload
 
@@ -177,6 +179,7 @@ def bench_e2e(
 
       pubsub bench e2e --rate 1000
       pubsub bench e2e --sync normal --rate 10000
+      pubsub bench e2e --db /mnt/sdcard/bench.db
     """
     from pubsub.bench import Workload
 
