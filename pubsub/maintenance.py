@@ -21,10 +21,21 @@ if TYPE_CHECKING:
 _LOG_TABLE = re.compile(r"^log_(\d+)_(\d+)$")
 
 
+#: The checks ``db check`` runs, in order; a :class:`Problem`'s ``check`` is one of them.
+CHECKS: tuple[str, ...] = (
+    "integrity",  # PRAGMA integrity_check (or quick_check)
+    "foreign_keys",  # PRAGMA foreign_key_check
+    "tables",  # every partition has its log table, and no log table lacks its partition
+    "counters",  # record and byte counters match the log
+    "offsets",  # stored offsets lie in [log_start_offset, next_offset)
+    "time_index",  # the time index points below next_offset
+)
+
+
 class Problem(NamedTuple):
     """Something ``db check`` found wrong."""
 
-    check: str  # integrity | foreign_keys | counters | offsets | tables | time_index
+    check: str  # one of CHECKS
     where: str
     detail: str
 
