@@ -201,6 +201,12 @@ def group_reset_offsets(
     execute: Annotated[
         bool, typer.Option("--execute", help="Apply the plan (without it: a dry run).")
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Only print the plan (the default; as kafka-consumer-groups)."
+        ),
+    ] = False,
     force: Annotated[
         bool, typer.Option("--force", help="Apply even though the group has live members.")
     ] = False,
@@ -209,16 +215,20 @@ def group_reset_offsets(
     """Reset a group's committed offsets; prints the plan, applies it with --execute.
 
     Exactly one of --to-earliest, --to-latest, --to-offset, --shift-by, --to-datetime,
-    --by-duration, --to-current. New offsets are clamped to what the log holds.
+    --by-duration, --to-current. New offsets are clamped to what the log holds. Without
+    --execute nothing changes (--dry-run says so explicitly).
 
     Examples:
 
       pubsub group reset-offsets billing --topic orders --to-earliest
+      pubsub group reset-offsets billing --topic orders:0,2 --to-offset 100 --dry-run
       pubsub group reset-offsets billing --all-topics --by-duration 1h --execute
     """
     from pubsub import config
     from pubsub.commands.consume import parse_time
 
+    if dry_run and execute:
+        fail("--dry-run and --execute contradict each other", "give one of them")
     chosen: list[tuple[str, int | None]] = []
     if to_earliest:
         chosen.append(("to-earliest", None))

@@ -100,6 +100,22 @@ def test_reset_strategies(grouped: Invoker, args: list[str], expected: dict[int,
     assert offsets(grouped) == {("t", p): o for p, o in expected.items()}
 
 
+def test_reset_dry_run_may_be_said_explicitly(grouped: Invoker) -> None:
+    """kafka-consumer-groups' --dry-run: the default, accepted when given; not with --execute."""
+    before = offsets(grouped)
+    plan = grouped("group", "reset-offsets", "g", "--topic", "t", "--to-earliest", "--dry-run")
+    assert plan.exit_code == 0, plan
+    assert {r["partition"]: r["new_offset"] for r in jsonl(plan.stdout)} == {0: 0, 1: 0}
+    assert "dry run" in plan.stderr
+    assert offsets(grouped) == before
+    both = grouped(
+        "group", "reset-offsets", "g", "--topic", "t", "--to-earliest", "--dry-run", "--execute"
+    )
+    assert both.exit_code == 2 and both.stdout == ""
+    assert "error: --dry-run and --execute" in both.stderr and "hint: " in both.stderr
+    assert offsets(grouped) == before
+
+
 def test_reset_by_duration(grouped: Invoker) -> None:
     with Broker(grouped.db_path) as broker:
         broker.produce("t", b"recent", partition=0)  # stamped now; the rest are from 2023
