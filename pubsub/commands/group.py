@@ -93,6 +93,11 @@ def group_describe(
     if as_json or not stdout_is_tty():
         write_json_lines([_group_json(group, detail=True)])
         return
+    _render_group(group)
+
+
+def _render_group(group: "GroupInfo") -> None:
+    """A group on a terminal: its partitions, then its members (or "no members")."""
     from pubsub.commands import _render
 
     _render.table(
@@ -111,6 +116,9 @@ def group_describe(
         title=f"group {group.name}: {group.state}, generation {group.generation}",
         numeric=(1, 2, 3, 4),
     )
+    if not group.members:
+        print("no members", flush=True)
+        return
     _render.table(
         ("member", "host", "pid", "program", "joined", "last heartbeat", "lease", "partitions"),
         [

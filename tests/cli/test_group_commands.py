@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from pubsub import Broker, Consumer, Message
-from tests.helpers import Invoker
+from tests.helpers import PUBSUB, Invoker, Terminal, cli_env
 
 pytestmark = pytest.mark.cli
 
@@ -199,3 +199,21 @@ def test_delete_and_delete_offsets(grouped: Invoker) -> None:
 def test_group_on_a_terminal_free_database(cli: Invoker) -> None:
     assert cli("group", "list").exit_code == 3  # no database: nothing created
     assert not Path(cli.db_path).exists()
+
+
+def _on_terminal(db_path: Path, *args: str) -> tuple[int, str]:
+    term = Terminal([PUBSUB, *args], cli_env(db_path, NO_COLOR="1"))
+    try:
+        code = term.finish()
+    finally:
+        term.proc.kill()
+    return code, term.text
+
+
+def test_describe_on_a_terminal_says_no_members(grouped: Invoker) -> None:
+    code, text = _on_terminal(grouped.db_path, "group", "describe", "g")
+    assert code == 0, text
+    assert "group g: empty" in text and "committed" in text  # the partitions table
+    assert "no members" in text
+    assert "last heartbeat" not in text  # no empty members table
+
