@@ -77,23 +77,43 @@ def group_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
 def group_describe(
     ctx: typer.Context,
     name: Annotated[
-        str, typer.Argument(help="The group.", autocompletion=complete_group, callback=group_names)
-    ],
+        str | None,
+        typer.Argument(
+            help="The group (or --all).", autocompletion=complete_group, callback=group_names
+        ),
+    ] = None,
+    all_groups: Annotated[
+        bool, typer.Option("--all", help="Every group, one after the other (by name).")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Show a group's partitions (committed offset, log end, lag, owner) and its members.
+
+    With --all, every group: one object per group (JSON Lines) when piped, one section per
+    group on a terminal; no groups, no output (exit 0).
 
     Examples:
 
       pubsub group describe billing
       pubsub group describe billing --json
+      pubsub group describe --all | jq -c 'select(.lag > 0) | .name'
     """
+    if (name is None) == (not all_groups):
+        fail(
+            "give a group NAME or --all, not both" if all_groups else "give a group NAME or --all",
+            "list the groups with 'pubsub group list'",
+        )
     with state(ctx).broker() as broker:
-        group = broker.describe_group(name)
+        groups = broker.list_groups() if all_groups else [broker.describe_group(str(name))]
     if as_json or not stdout_is_tty():
-        write_json_lines([_group_json(group, detail=True)])
+        write_json_lines(_group_json(group, detail=True) for group in groups)
         return
-    _render_group(group)
+    for index, group in enumerate(groups):
+        if index:
+            print(flush=True)
+        _render_group(group)
+    if not groups:
+        note("no groups")
 
 
 def _render_group(group: "GroupInfo") -> None:

@@ -217,3 +217,38 @@ def test_describe_on_a_terminal_says_no_members(grouped: Invoker) -> None:
     assert "no members" in text
     assert "last heartbeat" not in text  # no empty members table
 
+
+def test_describe_all(grouped: Invoker) -> None:
+    with Broker(grouped.db_path) as broker:
+        broker.commit_offsets("a", {("other", 0): 0})
+    r = grouped("group", "describe", "--all")
+    assert r.exit_code == 0, r
+    described = jsonl(r.stdout)  # JSON Lines when piped: one object per group, by name
+    assert [d["name"] for d in described] == ["a", "g"]
+    for d in described:
+        [alone] = jsonl(grouped("group", "describe", str(d["name"])).stdout)
+        assert d == alone
+    consumer = Consumer(grouped.db_path, "t", group="g", session_timeout=30)
+    try:
+        code, text = _on_terminal(grouped.db_path, "group", "describe", "--all")
+    finally:
+        consumer.close(commit=False)
+    assert code == 0, text
+    # One section per group, in order: a has no members, g has one.
+    assert text.index("group a: empty") < text.index("no members") < text.index("group g: ")
+    assert text.count("last heartbeat") == 1 and consumer.member_id in text
+
+
+def test_describe_all_without_groups_prints_nothing(cli: Invoker) -> None:
+    with Broker(cli.db_path) as broker:
+        broker.create_topic("t")
+    r = cli("group", "describe", "--all")
+    assert (r.exit_code, r.stdout) == (0, ""), r
+    assert cli("group", "describe", "--all", "--json").stdout == ""
+
+
+@pytest.mark.parametrize("args", [["g", "--all"], []], ids=["both", "neither"])
+def test_describe_needs_a_name_or_all(grouped: Invoker, args: list[str]) -> None:
+    r = grouped("group", "describe", *args)
+    assert r.exit_code == 2 and r.stdout == "", r
+    assert "error: " in r.stderr and "--all" in r.stderr
