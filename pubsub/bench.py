@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from pubsub.errors import AlreadyExistsError, PubsubError
+from pubsub.words import counted
 
 __all__ = ["BENCH_APPLICATION_ID", "BenchResult", "Workload", "check_replaceable", "run"]
 
@@ -385,7 +386,7 @@ def _produce(
     workload: Workload, target: Path, scratch: Path, say: Say
 ) -> tuple[int, float, list[float], float, list[float]]:
     producers = max(1, workload.producers)
-    say(f"pubsub: {workload.records:,} records, {producers} producer(s)", 0.0)
+    say(f"pubsub: {counted(workload.records, 'record')}, {counted(producers, 'producer')}", 0.0)
     share = workload.records // producers
     db = _fresh(target)
     _pubsub_db(db, workload.partitions, workload.sync)
@@ -395,7 +396,10 @@ def _produce(
         for i in range(producers)
     ]
     records, seconds, lat = _collect(procs)
-    say(f"raw sqlite3: {workload.records:,} records, {producers} producer(s)", 0.5)
+    say(
+        f"raw sqlite3: {counted(workload.records, 'record')}, {counted(producers, 'producer')}",
+        0.5,
+    )
     raw = _fresh(scratch / "raw-bench.db")
     _raw_db(raw, workload.partitions, workload.sync)
     start = time.time() + 0.5
@@ -452,17 +456,17 @@ def _fill(workload: Workload, target: Path, scratch: Path) -> tuple[Path, Path]:
 def _consume(
     workload: Workload, target: Path, scratch: Path, say: Say
 ) -> tuple[int, float, list[float], float, list[float]]:
-    say(f"filling both databases with {workload.records:,} records", 0.0)
+    say(f"filling both databases with {counted(workload.records, 'record')}", 0.0)
     db, raw = _fill(workload, target, scratch)
     consumers = max(1, workload.consumers)
-    say(f"pubsub: {consumers} consumer(s)", 0.3)
+    say(f"pubsub: {counted(consumers, 'consumer')}", 0.3)
     start = time.time() + 1.0
     procs = [
         _spawn(_CONSUME, db, workload.batch, workload.work_us, workload.sync, GROUP, start)
         for _ in range(consumers)
     ]
     records, seconds, lat = _collect(procs)
-    say(f"raw sqlite3: {consumers} consumer(s)", 0.65)
+    say(f"raw sqlite3: {counted(consumers, 'consumer')}", 0.65)
     start = time.time() + 0.5
     procs = [
         _spawn(
@@ -605,13 +609,13 @@ def run(
             records, seconds, lat, raw_seconds, raw_lat = _produce(workload, target, scratch, say)
             return BenchResult(
                 "produce", records, seconds, raw_seconds, percentiles(lat), percentiles(raw_lat),
-                f"latency: per produce_batch call of {workload.batch} record(s)",
+                f"latency: per produce_batch call of {counted(workload.batch, 'record')}",
             )  # fmt: skip
         if workload.kind == "consume":
             records, seconds, lat, raw_seconds, raw_lat = _consume(workload, target, scratch, say)
             return BenchResult(
                 "consume", records, seconds, raw_seconds, percentiles(lat), percentiles(raw_lat),
-                f"latency: per poll of up to {workload.batch} records plus its commit",
+                f"latency: per poll of up to {counted(workload.batch, 'record')} plus its commit",
             )  # fmt: skip
         if workload.kind == "e2e":
             sent, seconds, lat = _e2e(workload, target, scratch, say)

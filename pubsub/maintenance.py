@@ -14,6 +14,7 @@ from pubsub.db.connection import translate_error
 from pubsub.db.log import log_table
 from pubsub.db.transaction import ReadTransaction
 from pubsub.errors import AlreadyExistsError, StorageError
+from pubsub.words import counted
 
 if TYPE_CHECKING:
     from pubsub.broker import Broker
@@ -76,8 +77,9 @@ def check(broker: "Broker", *, quick: bool = False) -> list[Problem]:
                         Problem(
                             "counters",
                             where,
-                            f"counters say {part.record_count} records / {part.byte_count} "
-                            f"bytes, the log holds {records} / {size}",
+                            f"counters say {counted(part.record_count, 'record')} / "
+                            f"{counted(part.byte_count, 'byte')}, the log holds "
+                            f"{counted(records, 'record')} / {counted(size, 'byte')}",
                         )
                     )
                 if high is not None and high >= part.next_offset:
@@ -109,7 +111,12 @@ def check(broker: "Broker", *, quick: bool = False) -> list[Problem]:
                 ).fetchone()[0]
                 if bad_index:
                     problems.append(
-                        Problem("time_index", where, f"{bad_index} entries point past next_offset")
+                        Problem(
+                            "time_index",
+                            where,
+                            f"{counted(bad_index, 'entry', 'entries')} "
+                            f"{'points' if bad_index == 1 else 'point'} past next_offset",
+                        )
                     )
             if topic.partition_count != len(catalog.partitions_get(conn, topic.topic_id)):
                 problems.append(

@@ -12,6 +12,7 @@ from pubsub.commands._common import (
     stdout_is_tty,
     write_json_lines,
 )
+from pubsub.words import counted
 
 if TYPE_CHECKING:
     from pubsub.bench import BenchResult, Workload
@@ -91,7 +92,7 @@ def _render(result: "BenchResult") -> None:
                 ),
                 *([("ratio", f"{result.ratio:.2f}", "")] if result.ratio else []),
             ],
-            title=f"{result.name}: {result.records:,} records in {result.seconds:.2f} s",
+            title=f"{result.name}: {counted(result.records, 'record')} in {result.seconds:.2f} s",
             numeric=(1,),
         )
     print(result.note)

@@ -13,6 +13,7 @@ from pubsub.commands._common import (
     write_json_lines,
 )
 from pubsub.errors import CorruptDatabaseError
+from pubsub.words import counted
 
 if TYPE_CHECKING:
     from pubsub.maintenance import Problem
@@ -93,7 +94,7 @@ def db_check(
         _render.table(("check", "where", "problem"), [tuple(p) for p in problems])
     if problems:
         raise CorruptDatabaseError(
-            f"{len(problems)} problem(s) found",
+            f"{counted(len(problems), 'problem')} found",
             hint="restore from a backup ('pubsub db backup' makes one), or report the details",
         )
     note("ok: integrity and invariants hold")
@@ -148,7 +149,7 @@ def db_vacuum(
         before = broker.info().file_bytes
         pages = broker.vacuum(full=full, progress=lambda done, total: bar.update(done, total=total))
         after = broker.info().file_bytes
-    note(f"freed {pages:,} pages: {human_bytes(before)} -> {human_bytes(after)}")
+    note(f"freed {counted(pages, 'page')}: {human_bytes(before)} -> {human_bytes(after)}")
 
 
 @app.command("backup")

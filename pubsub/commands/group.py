@@ -16,6 +16,7 @@ from pubsub.commands._common import (
     topic_names,
     write_json_lines,
 )
+from pubsub.words import counted
 
 if TYPE_CHECKING:
     from pubsub.group_admin import GroupInfo, OffsetChange
@@ -294,7 +295,7 @@ def group_reset_offsets(
             broker.reset_offsets(name, plan, force=force)
     _print_plan(plan, as_json=as_json)
     if execute:
-        note(f"group {name}: {len(plan)} offset(s) reset")
+        note(f"group {name}: {counted(len(plan), 'offset')} reset")
     else:
         note("dry run: nothing changed; add --execute to apply")
 
@@ -354,4 +355,4 @@ def group_delete_offsets(
     """
     with state(ctx).broker() as broker:
         count = broker.delete_group_offsets(name, topic)
-    note(f"group {name}: deleted {count} offset(s) of topic {topic}")
+    note(f"group {name}: deleted {counted(count, 'offset')} of topic {topic}")

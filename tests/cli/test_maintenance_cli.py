@@ -92,7 +92,7 @@ def test_db_check(expiring: Invoker) -> None:
     assert [c["check"] for c in report["checks"] if not c["ok"]] == ["counters"]
     [counters] = [c for c in report["checks"] if c["check"] == "counters"]
     assert counters["problems"] == [{"where": "logs[1]", "detail": problem["detail"]}]
-    assert "error: 1 problem(s) found" in r.stderr
+    assert "error: 1 problem found" in r.stderr
 
 
 def test_db_vacuum_and_backup(expiring: Invoker, tmp_path: Path) -> None:
