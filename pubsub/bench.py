@@ -19,11 +19,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from pubsub.errors import PubsubError
+from pubsub.errors import AlreadyExistsError, PubsubError
+from pubsub.words import counted
 
-__all__ = ["BenchResult", "Workload", "run"]
+__all__ = ["BENCH_APPLICATION_ID", "BenchResult", "Workload", "check_replaceable", "run"]
 
 TOPIC = "bench"
+GROUP = "bench-group"
+#: Written into the header of every database bench creates (``PRAGMA application_id``, the
+#: four bytes "pbch"): the file's own statement that an earlier bench run made it. pubsub
+#: itself never sets an application id, so no other database carries this one.
+BENCH_APPLICATION_ID = int.from_bytes(b"pbch", "big")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 class Workload(NamedTuple):
@@ -263,38 +270,125 @@ def _pubsub_db(path: Path, partitions: int, sync: str) -> None:
     from pubsub import Broker
 
     with Broker(path, sync="normal" if sync == "normal" else "full") as broker:
+        # The mark first: the file is bench's from its first topic on (see check_replaceable).
+        # It reaches the main file's header when this only connection closes (a checkpoint).
+        broker.connection.execute(f"PRAGMA application_id = {BENCH_APPLICATION_ID}")
         broker.create_topic(TOPIC, partitions=partitions)
 
 
 @contextmanager
-def _workdir(db: str | None) -> Iterator[Path]:
-    if db is not None:
-        path = Path(db).resolve().parent
-        yield path
-        return
-    path = Path(tempfile.mkdtemp(prefix="pubsub-bench-"))
+def _workdir(db: str | None) -> Iterator[tuple[Path, Path]]:
+    """The pubsub database to use and a private scratch directory for everything else.
+
+    With ``db`` the scratch directory is made beside it (same file system, so the raw baseline
+    runs on the same card or disk) under a fresh name: bench never writes a fixed name there.
+    """
+    scratch = Path(
+        tempfile.mkdtemp(
+            prefix=".pubsub-bench-" if db else "pubsub-bench-",
+            dir=os.path.dirname(os.path.abspath(db)) if db else None,
+        )
+    )
     try:
-        yield path
+        yield (Path(db) if db else scratch / "pubsub-bench.db"), scratch
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _fresh(path: Path) -> Path:
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in ("", "-wal", "-shm", "-reserve"):
         Path(str(path) + suffix).unlink(missing_ok=True)
     return path
+
+
+def _refuse(path: str, why: str, hint: str | None = None) -> AlreadyExistsError:
+    return AlreadyExistsError(
+        f"{path} {why}: pubsub bench replaces only a file an earlier bench run wrote",
+        hint=hint or "pass --db a new path (or an earlier bench run's file), or remove this one",
+    )
+
+
+def check_replaceable(path: str) -> None:
+    """Raise :class:`AlreadyExistsError` unless ``path`` is absent, empty or bench's own file.
+
+    Bench's own file carries :data:`BENCH_APPLICATION_ID` in its header and holds nothing but
+    bench's topic and group. The check only reads: the header with a plain read, then the
+    catalog through an immutable read-only connection, which takes no lock and creates no
+    -wal, -shm or journal file; so a refused file and its companions stay as they were, byte
+    for byte, modification times included. A file with a -wal is refused without being opened
+    (in use, or not closed cleanly: its newest data may be only in the log).
+    """
+    import stat
+
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(info.st_mode):
+        raise _refuse(path, "is a directory", "pass --db the path of a file")
+    if not stat.S_ISREG(info.st_mode):
+        raise _refuse(path, "is not a regular file")
+    wal = f"{path}-wal"
+    has_wal = os.path.exists(wal) and os.path.getsize(wal) > 0
+    if info.st_size == 0 and not has_wal:
+        return  # an empty file holds no data
+    with open(path, "rb") as file:
+        header = file.read(100)
+    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+        if info.st_size == 0:
+            raise _refuse(
+                path, "is empty but has a write-ahead log (in use, or not closed cleanly)"
+            )
+        raise _refuse(path, "exists and is not a SQLite database")
+    if int.from_bytes(header[68:72], "big") != BENCH_APPLICATION_ID:
+        raise _refuse(path, "is a database not created by pubsub bench")
+    if os.path.exists(wal):
+        raise _refuse(
+            path,
+            "has a write-ahead log (in use, or not closed cleanly)",
+            "stop what uses it, or open it once ('pubsub --db FILE db check') so the log is "
+            "folded in, then run again",
+        )
+    _check_catalog(path)
+
+
+def _check_catalog(path: str) -> None:
+    import sqlite3
+    from urllib.parse import quote
+
+    uri = f"file:{quote(os.path.abspath(path))}?mode=ro&immutable=1"
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+        try:
+            topics = [row[0] for row in conn.execute("SELECT name FROM topics ORDER BY name")]
+            groups = [
+                row[0] for row in conn.execute("SELECT name FROM consumer_groups ORDER BY name")
+            ]
+            defaults = conn.execute("SELECT count(*) FROM config_defaults").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise _refuse(path, f"cannot be read as bench's database ({exc})") from exc
+    for topic in topics:
+        if topic != TOPIC:
+            raise _refuse(path, f"holds topic {topic!r}, which bench did not write")
+    for group in groups:
+        if group != GROUP:
+            raise _refuse(path, f"holds group {group!r}, which bench did not write")
+    if defaults:
+        raise _refuse(path, "holds configuration defaults, which bench did not write")
 
 
 Say = Callable[[str, float], None]
 
 
 def _produce(
-    workload: Workload, directory: Path, db_name: str | None, say: Say
+    workload: Workload, target: Path, scratch: Path, say: Say
 ) -> tuple[int, float, list[float], float, list[float]]:
     producers = max(1, workload.producers)
-    say(f"pubsub: {workload.records:,} records, {producers} producer(s)", 0.0)
+    say(f"pubsub: {counted(workload.records, 'record')}, {counted(producers, 'producer')}", 0.0)
     share = workload.records // producers
-    db = _fresh(directory / (db_name or "pubsub-bench.db"))
+    db = _fresh(target)
     _pubsub_db(db, workload.partitions, workload.sync)
     start = time.time() + 0.5
     procs = [
@@ -302,8 +396,11 @@ def _produce(
         for i in range(producers)
     ]
     records, seconds, lat = _collect(procs)
-    say(f"raw sqlite3: {workload.records:,} records, {producers} producer(s)", 0.5)
-    raw = _fresh(directory / "raw-bench.db")
+    say(
+        f"raw sqlite3: {counted(workload.records, 'record')}, {counted(producers, 'producer')}",
+        0.5,
+    )
+    raw = _fresh(scratch / "raw-bench.db")
     _raw_db(raw, workload.partitions, workload.sync)
     start = time.time() + 0.5
     procs = [
@@ -326,11 +423,11 @@ def _produce(
     return records, seconds, lat, raw_seconds, raw_lat
 
 
-def _fill(workload: Workload, directory: Path, db_name: str | None) -> tuple[Path, Path]:
+def _fill(workload: Workload, target: Path, scratch: Path) -> tuple[Path, Path]:
     """A pubsub database and a raw one holding the same records, for consuming."""
     from pubsub import Broker
 
-    db = _fresh(directory / (db_name or "pubsub-bench.db"))
+    db = _fresh(target)
     _pubsub_db(db, workload.partitions, workload.sync)
     value = os.urandom(workload.size // 2).hex().encode()[: workload.size]
     per = workload.records // workload.partitions
@@ -341,7 +438,7 @@ def _fill(workload: Workload, directory: Path, db_name: str | None) -> tuple[Pat
         broker.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     import sqlite3
 
-    raw = _fresh(directory / "raw-bench.db")
+    raw = _fresh(scratch / "raw-bench.db")
     _raw_db(raw, workload.partitions, workload.sync)
     conn = sqlite3.connect(raw, isolation_level=None)
     for p in range(workload.partitions):
@@ -357,19 +454,19 @@ def _fill(workload: Workload, directory: Path, db_name: str | None) -> tuple[Pat
 
 
 def _consume(
-    workload: Workload, directory: Path, db_name: str | None, say: Say
+    workload: Workload, target: Path, scratch: Path, say: Say
 ) -> tuple[int, float, list[float], float, list[float]]:
-    say(f"filling both databases with {workload.records:,} records", 0.0)
-    db, raw = _fill(workload, directory, db_name)
+    say(f"filling both databases with {counted(workload.records, 'record')}", 0.0)
+    db, raw = _fill(workload, target, scratch)
     consumers = max(1, workload.consumers)
-    say(f"pubsub: {consumers} consumer(s)", 0.3)
+    say(f"pubsub: {counted(consumers, 'consumer')}", 0.3)
     start = time.time() + 1.0
     procs = [
-        _spawn(_CONSUME, db, workload.batch, workload.work_us, workload.sync, "bench-group", start)
+        _spawn(_CONSUME, db, workload.batch, workload.work_us, workload.sync, GROUP, start)
         for _ in range(consumers)
     ]
     records, seconds, lat = _collect(procs)
-    say(f"raw sqlite3: {consumers} consumer(s)", 0.65)
+    say(f"raw sqlite3: {counted(consumers, 'consumer')}", 0.65)
     start = time.time() + 0.5
     procs = [
         _spawn(
@@ -392,11 +489,11 @@ def _consume(
 
 
 def _e2e(
-    workload: Workload, directory: Path, db_name: str | None, say: Say
+    workload: Workload, target: Path, scratch: Path, say: Say
 ) -> tuple[int, float, list[float]]:
     from pubsub import Broker
 
-    db = _fresh(directory / (db_name or "pubsub-bench.db"))
+    db = _fresh(target)
     _pubsub_db(db, workload.partitions, workload.sync)
     follower = _spawn(
         r"""
@@ -462,10 +559,10 @@ print(json.dumps({"records": len(lat), "seconds": 0, "lat": lat}))
     return sent, seconds, lat
 
 
-def _cli(workload: Workload, directory: Path, say: Say) -> tuple[float, float, float]:
+def _cli(workload: Workload, scratch: Path, say: Say) -> tuple[float, float, float]:
     from pubsub import Broker
 
-    db = _fresh(directory / "cli-bench.db")
+    db = _fresh(scratch / "cli-bench.db")
     with Broker(db) as broker:
         broker.create_topic(TOPIC)
     import compileall
@@ -499,35 +596,35 @@ def run(
 ) -> BenchResult:
     """Measure one workload; the database is temporary unless ``db`` is given.
 
-    ``progress`` is called with (what now, share done from 0 to 1) as the run moves on.
+    A given ``db`` is replaced only when it is absent, empty or an earlier bench run's file;
+    anything else raises :class:`~pubsub.errors.AlreadyExistsError` before anything is
+    written (see :func:`check_replaceable`). ``progress`` is called with (what now, share done
+    from 0 to 1) as the run moves on.
     """
     say = progress or (lambda message, done: None)
-    db_name = Path(db).name if db else None
-    with _workdir(db) as directory:
+    if db is not None:
+        check_replaceable(db)
+    with _workdir(db) as (target, scratch):
         if workload.kind == "produce":
-            records, seconds, lat, raw_seconds, raw_lat = _produce(
-                workload, directory, db_name, say
-            )
+            records, seconds, lat, raw_seconds, raw_lat = _produce(workload, target, scratch, say)
             return BenchResult(
                 "produce", records, seconds, raw_seconds, percentiles(lat), percentiles(raw_lat),
-                f"latency: per produce_batch call of {workload.batch} record(s)",
+                f"latency: per produce_batch call of {counted(workload.batch, 'record')}",
             )  # fmt: skip
         if workload.kind == "consume":
-            records, seconds, lat, raw_seconds, raw_lat = _consume(
-                workload, directory, db_name, say
-            )
+            records, seconds, lat, raw_seconds, raw_lat = _consume(workload, target, scratch, say)
             return BenchResult(
                 "consume", records, seconds, raw_seconds, percentiles(lat), percentiles(raw_lat),
-                f"latency: per poll of up to {workload.batch} records plus its commit",
+                f"latency: per poll of up to {counted(workload.batch, 'record')} plus its commit",
             )  # fmt: skip
         if workload.kind == "e2e":
-            sent, seconds, lat = _e2e(workload, directory, db_name, say)
+            sent, seconds, lat = _e2e(workload, target, scratch, say)
             return BenchResult(
                 "e2e", sent, seconds, None, percentiles(lat), {},
                 "latency: from the producer's call to the follower holding the record",
             )  # fmt: skip
         if workload.kind == "cli":
-            pubsub_s, typer_s, pass_s = _cli(workload, directory, say)
+            pubsub_s, typer_s, pass_s = _cli(workload, scratch, say)
             return BenchResult(
                 "cli", 1, pubsub_s, typer_s, {}, {},
                 f"median of {workload.runs}; raw column: python -c 'import typer' "

@@ -20,6 +20,7 @@ from pubsub.errors import (
 )
 from pubsub.membership import boot_id, lease_clock_ms
 from pubsub.records import TopicPartition
+from pubsub.words import counted
 
 if TYPE_CHECKING:
     import sqlite3
@@ -208,7 +209,7 @@ def _refuse_live(conn: "sqlite3.Connection", name: str, group_id: int, what: str
     live = membership.live_member_count(conn, group_id, boot_id(), lease_clock_ms())
     if live:
         raise GroupNotEmptyError(
-            f"group {name!r} has {live} live member(s); {what}",
+            f"group {name!r} has {counted(live, 'live member')}; {what}",
             hint="stop its consumers first (or wait for their session timeout)",
         )
 

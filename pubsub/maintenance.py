@@ -14,6 +14,7 @@ from pubsub.db.connection import translate_error
 from pubsub.db.log import log_table
 from pubsub.db.transaction import ReadTransaction
 from pubsub.errors import AlreadyExistsError, StorageError
+from pubsub.words import counted
 
 if TYPE_CHECKING:
     from pubsub.broker import Broker
@@ -21,10 +22,21 @@ if TYPE_CHECKING:
 _LOG_TABLE = re.compile(r"^log_(\d+)_(\d+)$")
 
 
+#: The checks ``db check`` runs, in order; a :class:`Problem`'s ``check`` is one of them.
+CHECKS: tuple[str, ...] = (
+    "integrity",  # PRAGMA integrity_check (or quick_check)
+    "foreign_keys",  # PRAGMA foreign_key_check
+    "tables",  # every partition has its log table, and no log table lacks its partition
+    "counters",  # record and byte counters match the log
+    "offsets",  # stored offsets lie in [log_start_offset, next_offset)
+    "time_index",  # the time index points below next_offset
+)
+
+
 class Problem(NamedTuple):
     """Something ``db check`` found wrong."""
 
-    check: str  # integrity | foreign_keys | counters | offsets | tables | time_index
+    check: str  # one of CHECKS
     where: str
     detail: str
 
@@ -65,8 +77,9 @@ def check(broker: "Broker", *, quick: bool = False) -> list[Problem]:
                         Problem(
                             "counters",
                             where,
-                            f"counters say {part.record_count} records / {part.byte_count} "
-                            f"bytes, the log holds {records} / {size}",
+                            f"counters say {counted(part.record_count, 'record')} / "
+                            f"{counted(part.byte_count, 'byte')}, the log holds "
+                            f"{counted(records, 'record')} / {counted(size, 'byte')}",
                         )
                     )
                 if high is not None and high >= part.next_offset:
@@ -98,7 +111,12 @@ def check(broker: "Broker", *, quick: bool = False) -> list[Problem]:
                 ).fetchone()[0]
                 if bad_index:
                     problems.append(
-                        Problem("time_index", where, f"{bad_index} entries point past next_offset")
+                        Problem(
+                            "time_index",
+                            where,
+                            f"{counted(bad_index, 'entry', 'entries')} "
+                            f"{'points' if bad_index == 1 else 'point'} past next_offset",
+                        )
                     )
             if topic.partition_count != len(catalog.partitions_get(conn, topic.topic_id)):
                 problems.append(

@@ -12,6 +12,7 @@ from pubsub.commands._common import (
     stdout_is_tty,
     write_json_lines,
 )
+from pubsub.words import counted
 
 if TYPE_CHECKING:
     from pubsub.bench import BenchResult, Workload
@@ -35,8 +36,9 @@ Db = Annotated[
     str | None,
     typer.Option(
         "--db",
-        help="Run on this file (it is replaced) instead of a temporary database, e.g. to test "
-        "a particular SD card.",
+        help="Run on this file instead of a temporary database, e.g. to test a particular SD "
+        "card. Only a missing or empty file or an earlier bench run's file is replaced; "
+        "anything else is refused (exit 4) and left as it was.",
     ),
 ]
 
@@ -90,7 +92,7 @@ def _render(result: "BenchResult") -> None:
                 ),
                 *([("ratio", f"{result.ratio:.2f}", "")] if result.ratio else []),
             ],
-            title=f"{result.name}: {result.records:,} records in {result.seconds:.2f} s",
+            title=f"{result.name}: {counted(result.records, 'record')} in {result.seconds:.2f} s",
             numeric=(1,),
         )
     print(result.note)
@@ -148,6 +150,7 @@ def bench_consume(
 
       pubsub bench consume
       pubsub bench consume --consumers 4 --partitions 8 --work-us 100
+      pubsub bench consume --db /mnt/sdcard/bench.db
     """
     from pubsub.bench import Workload
 
@@ -177,6 +180,7 @@ def bench_e2e(
 
       pubsub bench e2e --rate 1000
       pubsub bench e2e --sync normal --rate 10000
+      pubsub bench e2e --db /mnt/sdcard/bench.db
     """
     from pubsub.bench import Workload
 

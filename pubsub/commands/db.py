@@ -1,6 +1,6 @@
 """``pubsub db``: facts about the database file."""
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,6 +13,10 @@ from pubsub.commands._common import (
     write_json_lines,
 )
 from pubsub.errors import CorruptDatabaseError
+from pubsub.words import counted
+
+if TYPE_CHECKING:
+    from pubsub.maintenance import Problem
 
 app = typer.Typer(
     help="Inspect the database file.",
@@ -70,27 +74,51 @@ def db_check(
 
     Invariants: per partition, the record and byte counters match the log, stored offsets lie
     between the log start and the next offset, the time index points into the log; no table
-    without its partition; foreign keys hold.
+    without its partition; foreign keys hold. Piped or with --json it prints one JSON object,
+    whatever the outcome: {"ok", "quick", "checks": [{"check", "ok", "problems"}, ...],
+    "problems"} (see docs/cli-json.md).
 
     Examples:
 
       pubsub db check
       pubsub db check --quick --json
+      pubsub db check --json | jq -e .ok
     """
     with state(ctx).broker() as broker:
         problems = broker.check(quick=quick)
     if as_json or not stdout_is_tty():
-        write_json_lines(p._asdict() for p in problems)
+        write_json_lines([_check_report(problems, quick=quick)])
     elif problems:
         from pubsub.commands import _render
 
         _render.table(("check", "where", "problem"), [tuple(p) for p in problems])
     if problems:
         raise CorruptDatabaseError(
-            f"{len(problems)} problem(s) found",
+            f"{counted(len(problems), 'problem')} found",
             hint="restore from a backup ('pubsub db backup' makes one), or report the details",
         )
     note("ok: integrity and invariants hold")
+
+
+def _check_report(problems: "list[Problem]", *, quick: bool) -> dict[str, Any]:
+    """The one JSON object of ``db check``: every check run, its result, and the problems."""
+    from pubsub.maintenance import CHECKS
+
+    return {
+        "ok": not problems,
+        "quick": quick,
+        "checks": [
+            {
+                "check": name,
+                "ok": not any(p.check == name for p in problems),
+                "problems": [
+                    {"where": p.where, "detail": p.detail} for p in problems if p.check == name
+                ],
+            }
+            for name in CHECKS
+        ],
+        "problems": [p._asdict() for p in problems],
+    }
 
 
 @app.command("vacuum")
@@ -121,7 +149,7 @@ def db_vacuum(
         before = broker.info().file_bytes
         pages = broker.vacuum(full=full, progress=lambda done, total: bar.update(done, total=total))
         after = broker.info().file_bytes
-    note(f"freed {pages:,} pages: {human_bytes(before)} -> {human_bytes(after)}")
+    note(f"freed {counted(pages, 'page')}: {human_bytes(before)} -> {human_bytes(after)}")
 
 
 @app.command("backup")

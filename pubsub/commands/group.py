@@ -16,6 +16,7 @@ from pubsub.commands._common import (
     topic_names,
     write_json_lines,
 )
+from pubsub.words import counted
 
 if TYPE_CHECKING:
     from pubsub.group_admin import GroupInfo, OffsetChange
@@ -77,22 +78,47 @@ def group_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
 def group_describe(
     ctx: typer.Context,
     name: Annotated[
-        str, typer.Argument(help="The group.", autocompletion=complete_group, callback=group_names)
-    ],
+        str | None,
+        typer.Argument(
+            help="The group (or --all).", autocompletion=complete_group, callback=group_names
+        ),
+    ] = None,
+    all_groups: Annotated[
+        bool, typer.Option("--all", help="Every group, one after the other (by name).")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Show a group's partitions (committed offset, log end, lag, owner) and its members.
+
+    With --all, every group: one object per group (JSON Lines) when piped, one section per
+    group on a terminal; no groups, no output (exit 0).
 
     Examples:
 
       pubsub group describe billing
       pubsub group describe billing --json
+      pubsub group describe --all | jq -c 'select(.lag > 0) | .name'
     """
+    if (name is None) == (not all_groups):
+        fail(
+            "give a group NAME or --all, not both" if all_groups else "give a group NAME or --all",
+            "list the groups with 'pubsub group list'",
+        )
     with state(ctx).broker() as broker:
-        group = broker.describe_group(name)
+        groups = broker.list_groups() if all_groups else [broker.describe_group(str(name))]
     if as_json or not stdout_is_tty():
-        write_json_lines([_group_json(group, detail=True)])
+        write_json_lines(_group_json(group, detail=True) for group in groups)
         return
+    for index, group in enumerate(groups):
+        if index:
+            print(flush=True)
+        _render_group(group)
+    if not groups:
+        note("no groups")
+
+
+def _render_group(group: "GroupInfo") -> None:
+    """A group on a terminal: its partitions, then its members (or "no members")."""
     from pubsub.commands import _render
 
     _render.table(
@@ -111,6 +137,9 @@ def group_describe(
         title=f"group {group.name}: {group.state}, generation {group.generation}",
         numeric=(1, 2, 3, 4),
     )
+    if not group.members:
+        print("no members", flush=True)
+        return
     _render.table(
         ("member", "host", "pid", "program", "joined", "last heartbeat", "lease", "partitions"),
         [
@@ -201,6 +230,12 @@ def group_reset_offsets(
     execute: Annotated[
         bool, typer.Option("--execute", help="Apply the plan (without it: a dry run).")
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Only print the plan (the default; as kafka-consumer-groups)."
+        ),
+    ] = False,
     force: Annotated[
         bool, typer.Option("--force", help="Apply even though the group has live members.")
     ] = False,
@@ -209,16 +244,20 @@ def group_reset_offsets(
     """Reset a group's committed offsets; prints the plan, applies it with --execute.
 
     Exactly one of --to-earliest, --to-latest, --to-offset, --shift-by, --to-datetime,
-    --by-duration, --to-current. New offsets are clamped to what the log holds.
+    --by-duration, --to-current. New offsets are clamped to what the log holds. Without
+    --execute nothing changes (--dry-run says so explicitly).
 
     Examples:
 
       pubsub group reset-offsets billing --topic orders --to-earliest
+      pubsub group reset-offsets billing --topic orders:0,2 --to-offset 100 --dry-run
       pubsub group reset-offsets billing --all-topics --by-duration 1h --execute
     """
     from pubsub import config
     from pubsub.commands.consume import parse_time
 
+    if dry_run and execute:
+        fail("--dry-run and --execute contradict each other", "give one of them")
     chosen: list[tuple[str, int | None]] = []
     if to_earliest:
         chosen.append(("to-earliest", None))
@@ -256,7 +295,7 @@ def group_reset_offsets(
             broker.reset_offsets(name, plan, force=force)
     _print_plan(plan, as_json=as_json)
     if execute:
-        note(f"group {name}: {len(plan)} offset(s) reset")
+        note(f"group {name}: {counted(len(plan), 'offset')} reset")
     else:
         note("dry run: nothing changed; add --execute to apply")
 
@@ -316,4 +355,4 @@ def group_delete_offsets(
     """
     with state(ctx).broker() as broker:
         count = broker.delete_group_offsets(name, topic)
-    note(f"group {name}: deleted {count} offset(s) of topic {topic}")
+    note(f"group {name}: deleted {counted(count, 'offset')} of topic {topic}")

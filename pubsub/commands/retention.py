@@ -14,6 +14,7 @@ from pubsub.commands._common import (
     topic_names,
     write_json_lines,
 )
+from pubsub.words import counted
 
 if TYPE_CHECKING:
     from pubsub.retention import RetentionReport
@@ -53,12 +54,12 @@ def summary(report: "RetentionReport") -> str:
     verb = "would delete" if report.dry_run else "deleted"
     seconds = (report.finished_ms - report.started_ms) / 1000
     line = (
-        f"retention: {verb} {report.deleted_records:,} records "
-        f"({human_bytes(report.deleted_bytes)}) from {touched} of {len(report.partitions)} "
-        f"partitions in {seconds:.1f} s"
+        f"retention: {verb} {counted(report.deleted_records, 'record')} "
+        f"({human_bytes(report.deleted_bytes)}) from {touched} of "
+        f"{counted(len(report.partitions), 'partition')} in {seconds:.1f} s"
     )
     if report.vacuumed_pages:
-        line += f"; returned {report.vacuumed_pages:,} free pages to the file system"
+        line += f"; returned {counted(report.vacuumed_pages, 'free page')} to the file system"
     if report.wal_checkpointed:
         line += "; WAL truncated"
     if report.reserve_released:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from pubsub import Broker
 from tests.helpers import run_cli
 
 pytestmark = [pytest.mark.cli, pytest.mark.slow]
@@ -70,3 +71,85 @@ def test_bench_on_a_given_file(tmp_path: Path) -> None:
 def test_bench_refuses_idle_consumers(db_path: Path) -> None:
     done = run_cli(db_path, "bench", "consume", "--consumers", "3", "--partitions", "2")
     assert done.returncode == 2 and b"more consumers than partitions" in done.stderr
+
+
+# -- --db FILE: bench replaces only what an earlier bench run wrote ----------------------------
+
+
+def _snapshot(path: Path) -> dict[str, tuple[bytes, int]]:
+    """Bytes and mtime of a database file and of each companion that exists."""
+    found = {}
+    for suffix in ("", "-wal", "-shm", "-reserve"):
+        file = Path(f"{path}{suffix}")
+        if file.is_file():
+            found[suffix] = (file.read_bytes(), file.stat().st_mtime_ns)
+        elif file.exists():
+            found[suffix] = (b"", file.stat().st_mtime_ns)
+    return found
+
+
+def _refused(tmp_path: Path, target: Path) -> bytes:
+    before = _snapshot(target)
+    done = run_cli(tmp_path / "unused.db", "bench", "produce", "-n", "50", "--db", str(target))
+    assert done.returncode == 4, done.stderr
+    assert done.stdout == b""
+    assert done.stderr.startswith(b"error: ") and b"\nhint: " in done.stderr, done.stderr
+    assert _snapshot(target) == before  # nothing of the file or its companions changed
+    return done.stderr
+
+
+def test_bench_refuses_to_replace_a_pubsub_database(tmp_path: Path) -> None:
+    target = tmp_path / "app.db"
+    with Broker(target) as broker:
+        broker.create_topic("orders")
+        broker.produce("orders", b"precious")
+    assert Path(f"{target}-reserve").exists()
+    stderr = _refused(tmp_path, target)
+    assert b"not created by pubsub bench" in stderr
+    with Broker(target) as broker:
+        assert [r.value for r in broker.fetch("orders", 0, 0)] == [b"precious"]
+
+
+def test_bench_refuses_a_database_in_use_and_leaves_its_wal_alone(tmp_path: Path) -> None:
+    target = tmp_path / "app.db"
+    with Broker(target) as broker:
+        broker.create_topic("orders")
+        broker.produce("orders", b"precious")
+        # Open here: the -wal and -shm files exist and must not be touched either.
+        assert Path(f"{target}-wal").exists() and Path(f"{target}-shm").exists()
+        _refused(tmp_path, target)
+
+
+def test_bench_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    target = tmp_path / "notes.txt"
+    target.write_bytes(b"my notes\n")
+    assert b"not a SQLite database" in _refused(tmp_path, target)
+    directory = tmp_path / "dir.db"
+    directory.mkdir()
+    assert b"directory" in _refused(tmp_path, directory)
+
+
+def test_bench_refuses_an_earlier_bench_file_that_now_holds_other_data(tmp_path: Path) -> None:
+    target = tmp_path / "card.db"
+    first = run_cli(tmp_path / "unused.db", "bench", "produce", "-n", "50", "--db", str(target))
+    assert first.returncode == 0, first.stderr
+    with Broker(target) as broker:  # in use: its newest data may be only in the -wal file
+        assert b"write-ahead log" in _refused(tmp_path, target)
+        broker.create_topic("orders")
+    assert b"topic 'orders'" in _refused(tmp_path, target)
+
+
+def test_bench_reuses_its_own_file_an_empty_file_and_leaves_neighbours_alone(
+    tmp_path: Path,
+) -> None:
+    neighbour = tmp_path / "raw-bench.db"  # the name bench once used for its raw baseline
+    neighbour.write_bytes(b"someone else's file")
+    target = tmp_path / "card.db"
+    target.touch()  # an empty file is no data
+    for workload in (["produce", "-n", "50"], ["consume", "-n", "50"], ["e2e", "--seconds", "0.5"]):
+        done = run_cli(tmp_path / "unused.db", "bench", *workload, "--db", str(target), "--json")
+        assert done.returncode == 0, (workload, done.stderr)
+    assert neighbour.read_bytes() == b"someone else's file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "card.db", "card.db-reserve", "raw-bench.db",
+    ]  # fmt: skip

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from pubsub import Broker, Consumer, Message
-from tests.helpers import Invoker
+from tests.helpers import PUBSUB, Invoker, Terminal, cli_env
 
 pytestmark = pytest.mark.cli
 
@@ -100,6 +100,22 @@ def test_reset_strategies(grouped: Invoker, args: list[str], expected: dict[int,
     assert offsets(grouped) == {("t", p): o for p, o in expected.items()}
 
 
+def test_reset_dry_run_may_be_said_explicitly(grouped: Invoker) -> None:
+    """kafka-consumer-groups' --dry-run: the default, accepted when given; not with --execute."""
+    before = offsets(grouped)
+    plan = grouped("group", "reset-offsets", "g", "--topic", "t", "--to-earliest", "--dry-run")
+    assert plan.exit_code == 0, plan
+    assert {r["partition"]: r["new_offset"] for r in jsonl(plan.stdout)} == {0: 0, 1: 0}
+    assert "dry run" in plan.stderr
+    assert offsets(grouped) == before
+    both = grouped(
+        "group", "reset-offsets", "g", "--topic", "t", "--to-earliest", "--dry-run", "--execute"
+    )
+    assert both.exit_code == 2 and both.stdout == ""
+    assert "error: --dry-run and --execute" in both.stderr and "hint: " in both.stderr
+    assert offsets(grouped) == before
+
+
 def test_reset_by_duration(grouped: Invoker) -> None:
     with Broker(grouped.db_path) as broker:
         broker.produce("t", b"recent", partition=0)  # stamped now; the rest are from 2023
@@ -172,7 +188,7 @@ def test_delete_and_delete_offsets(grouped: Invoker) -> None:
     with Broker(grouped.db_path) as broker:
         broker.commit_offsets("g", {("other", 0): 0})
     r = grouped("group", "delete-offsets", "g", "--topic", "t")
-    assert r.exit_code == 0 and "deleted 2 offset(s)" in r.stderr
+    assert r.exit_code == 0 and "deleted 2 offsets" in r.stderr
     assert offsets(grouped) == {("other", 0): 0}
     assert grouped("group", "delete", "g").exit_code == 0
     assert grouped("group", "list").stdout == ""
@@ -183,3 +199,56 @@ def test_delete_and_delete_offsets(grouped: Invoker) -> None:
 def test_group_on_a_terminal_free_database(cli: Invoker) -> None:
     assert cli("group", "list").exit_code == 3  # no database: nothing created
     assert not Path(cli.db_path).exists()
+
+
+def _on_terminal(db_path: Path, *args: str) -> tuple[int, str]:
+    term = Terminal([PUBSUB, *args], cli_env(db_path, NO_COLOR="1"))
+    try:
+        code = term.finish()
+    finally:
+        term.proc.kill()
+    return code, term.text
+
+
+def test_describe_on_a_terminal_says_no_members(grouped: Invoker) -> None:
+    code, text = _on_terminal(grouped.db_path, "group", "describe", "g")
+    assert code == 0, text
+    assert "group g: empty" in text and "committed" in text  # the partitions table
+    assert "no members" in text
+    assert "last heartbeat" not in text  # no empty members table
+
+
+def test_describe_all(grouped: Invoker) -> None:
+    with Broker(grouped.db_path) as broker:
+        broker.commit_offsets("a", {("other", 0): 0})
+    r = grouped("group", "describe", "--all")
+    assert r.exit_code == 0, r
+    described = jsonl(r.stdout)  # JSON Lines when piped: one object per group, by name
+    assert [d["name"] for d in described] == ["a", "g"]
+    for d in described:
+        [alone] = jsonl(grouped("group", "describe", str(d["name"])).stdout)
+        assert d == alone
+    consumer = Consumer(grouped.db_path, "t", group="g", session_timeout=30)
+    try:
+        code, text = _on_terminal(grouped.db_path, "group", "describe", "--all")
+    finally:
+        consumer.close(commit=False)
+    assert code == 0, text
+    # One section per group, in order: a has no members, g has one.
+    assert text.index("group a: empty") < text.index("no members") < text.index("group g: ")
+    assert text.count("last heartbeat") == 1 and consumer.member_id in text
+
+
+def test_describe_all_without_groups_prints_nothing(cli: Invoker) -> None:
+    with Broker(cli.db_path) as broker:
+        broker.create_topic("t")
+    r = cli("group", "describe", "--all")
+    assert (r.exit_code, r.stdout) == (0, ""), r
+    assert cli("group", "describe", "--all", "--json").stdout == ""
+
+
+@pytest.mark.parametrize("args", [["g", "--all"], []], ids=["both", "neither"])
+def test_describe_needs_a_name_or_all(grouped: Invoker, args: list[str]) -> None:
+    r = grouped("group", "describe", *args)
+    assert r.exit_code == 2 and r.stdout == "", r
+    assert "error: " in r.stderr and "--all" in r.stderr

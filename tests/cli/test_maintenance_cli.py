@@ -6,6 +6,7 @@ import shlex
 import sqlite3
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,17 +58,41 @@ def test_retention_run_for_one_topic(expiring: Invoker) -> None:
     assert r.exit_code == 3
 
 
+CHECKS = ["integrity", "foreign_keys", "tables", "counters", "offsets", "time_index"]
+
+
+def check_report(stdout: str) -> dict[str, Any]:
+    """The one JSON object `db check` prints when piped or with --json."""
+    [line] = stdout.splitlines()
+    report = json.loads(line)
+    assert isinstance(report, dict)
+    return report
+
+
 def test_db_check(expiring: Invoker) -> None:
-    r = expiring("db", "check")
-    assert r.exit_code == 0 and r.stdout == "" and "ok" in r.stderr
+    for args in ([], ["--json"], ["--quick"]):  # piped: JSON without --json too
+        r = expiring("db", "check", *args)
+        assert r.exit_code == 0 and "ok" in r.stderr
+        report = check_report(r.stdout)
+        assert report == {
+            "ok": True,
+            "quick": args == ["--quick"],
+            "checks": [{"check": name, "ok": True, "problems": []} for name in CHECKS],
+            "problems": [],
+        }
     conn = sqlite3.connect(expiring.db_path, isolation_level=None)
     conn.execute("UPDATE partitions SET byte_count = 1 WHERE partition = 1")
     conn.close()
-    r = expiring("db", "check")
+    r = expiring("db", "check", "--json")
     assert r.exit_code == 6
-    [problem] = [json.loads(line) for line in r.stdout.splitlines()]
+    report = check_report(r.stdout)
+    assert report["ok"] is False
+    [problem] = report["problems"]
     assert problem["check"] == "counters" and problem["where"] == "logs[1]"
-    assert "error: 1 problem(s) found" in r.stderr
+    assert [c["check"] for c in report["checks"] if not c["ok"]] == ["counters"]
+    [counters] = [c for c in report["checks"] if c["check"] == "counters"]
+    assert counters["problems"] == [{"where": "logs[1]", "detail": problem["detail"]}]
+    assert "error: 1 problem found" in r.stderr
 
 
 def test_db_vacuum_and_backup(expiring: Invoker, tmp_path: Path) -> None:
