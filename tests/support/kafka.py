@@ -427,16 +427,39 @@ class KafkaBroker:
             self._archive.finished(cleanly=cleanly)
 
     def pause(self) -> None:
-        """SIGSTOP: the broker stops answering but keeps its connections (a hang)."""
+        """SIGSTOP: the broker stops answering but keeps its connections (a hang).
+
+        Returns once every thread of the JVM is stopped: a thread busy on the other core
+        may serve a request or two after the signal is sent.
+        """
         proc = self._require_running()
         proc.send_signal(signal.SIGSTOP)
         self._paused = True
+        self._wait_threads(proc.pid, stopped=True)
 
     def resume(self) -> None:
-        """SIGCONT after ``pause()``."""
+        """SIGCONT after ``pause()``; returns once the JVM's threads run again."""
         proc = self._require_running()
         proc.send_signal(signal.SIGCONT)
         self._paused = False
+        self._wait_threads(proc.pid, stopped=False)
+
+    @staticmethod
+    def _wait_threads(pid: int, *, stopped: bool, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            states = set()
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                try:
+                    # The state follows the command name, which may hold spaces and ")".
+                    states.add(task.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0])
+                except (FileNotFoundError, ProcessLookupError):
+                    continue  # a thread that just ended
+            if (states <= {"T", "t"}) if stopped else ("T" not in states):
+                return
+            if time.monotonic() > deadline:
+                raise KafkaError(f"pid {pid}: threads still in states {sorted(states)}")
+            time.sleep(0.005)
 
     def restart(self) -> None:
         """stop() then start(): same ports, same log directory, data kept."""
