@@ -136,6 +136,7 @@ def test_missing_java_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path
         kafka_jars._java.cache_clear()
 
 
+@pytest.mark.kafka  # needs Java
 def test_missing_maven_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     java = shutil.which("java")
     assert java, "the Kafka tests need Java (see docs/testing.md)"
@@ -160,6 +161,7 @@ def test_a_cluster_id_is_what_kafka_storage_accepts() -> None:
         assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
 
 
+@pytest.mark.kafka  # needs Java
 def test_a_class_archive_is_kept_only_from_a_jvm_that_exited(tmp_path: Path) -> None:
     archive = kafka_jars.ClassArchive("some.Main", directory=tmp_path)
     [write] = archive.options()
