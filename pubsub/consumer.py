@@ -364,6 +364,18 @@ class Consumer:
         self._stop = stop
         return dict(stop)
 
+    def stop_at(self, offsets: dict[TopicPartition, int]) -> None:
+        """Read no further than ``offsets`` (exclusive) in these partitions.
+
+        Combined with :meth:`stop_at_end` (call that first), the lower limit wins;
+        :attr:`at_end` turns True once every assigned partition that has a limit reached it.
+        """
+        stop = self._stop if self._stop is not None else {}
+        for tp, offset in offsets.items():
+            key = TopicPartition(*tp)
+            stop[key] = min(offset, stop.get(key, offset))
+        self._stop = stop
+
     def pending_assignment(self) -> float | None:
         """Partitions on their way to this group member: None when there are none, else the
         seconds until their current owners' leases run out (0: free now; the next poll takes

@@ -247,6 +247,21 @@ def test_stop_at_end_ignores_later_records(broker: Broker) -> None:
     assert len(got) == 6 and consumer.at_end
 
 
+def test_stop_at_limits_partitions_and_the_lower_limit_wins(broker: Broker) -> None:
+    fill(broker, "t", 3, 10)
+    consumer = broker.consumer("t")
+    consumer.stop_at_end()
+    consumer.stop_at({TopicPartition("t", 0): 3, TopicPartition("t", 1): 50})
+    got: list[tuple[int, int]] = []
+    while records := consumer.poll(max_records=4):
+        got.extend((r.partition, r.offset) for r in records)
+    assert sorted(got) == [(0, o) for o in range(3)] + [(p, o) for p in (1, 2) for o in range(10)]
+    assert consumer.at_end
+    follower = broker.consumer("t")  # no stop_at_end: only the partitions given a limit stop
+    follower.stop_at({TopicPartition("t", 2): 1})
+    assert [r.partition for r in follower.poll(max_records=100) if r.partition == 2] == [2]
+
+
 def test_poll_bytes_cap(broker: Broker) -> None:
     broker.create_topic("t")
     broker.produce_batch("t", [b"x" * 1000] * 10)
