@@ -803,6 +803,22 @@ class Broker:
             self._forget(topic)  # deleted, or deleted and created again: look once more
         raise TopicNotFoundError(topic)
 
+    def settled_watermarks(self, topic: str) -> dict[int, tuple[int, int]]:
+        """:meth:`watermarks` read while holding the write lock (a transaction that writes
+        nothing, so nothing is synced to disk).
+
+        No append is in progress then, and appends stamp their records under the same lock:
+        a record appended after this call has a timestamp from after it (unless its producer
+        set one). ``consume -f --until @TIME`` uses this to end a partition that stays quiet.
+        """
+        meta = self._meta(topic)
+        with self._write() as conn:
+            marks = log.watermarks(conn, meta.topic_id)
+        if not marks:
+            self._forget(topic)
+            raise TopicNotFoundError(topic)
+        return {m.partition: (m.log_start_offset, m.next_offset) for m in marks}
+
     def earliest_offset(self, topic: str, partition: int) -> int:
         """The first offset still stored (Kafka's log start offset)."""
         return self._partition_marks(topic, partition)[0]

@@ -122,6 +122,9 @@ class Consumer:
         self._consumed: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._stop: dict[TopicPartition, int] | None = None
+        #: Newly assigned partitions without a committed offset, whose start position is
+        #: recorded at the next poll (after ``on_assign`` and any seek before that poll).
+        self._unrecorded_starts: set[TopicPartition] = set()
         self._rotation = 0
         self._last_auto_commit = time.monotonic()
         self.on_assign = on_assign
@@ -235,14 +238,10 @@ class Consumer:
                 self._set_position(tp, result.committed[tp])
             else:
                 fresh.append(tp)
+        self._unrecorded_starts.difference_update(gone)
         if fresh:
             self._reset(fresh, self.auto_offset_reset)
-            starts = {tp: self._positions[tp] for tp in fresh}
-            try:
-                self._membership.commit_start_positions(starts)
-                self._committed.update(starts)
-            except FencedError:
-                pass  # moved on already: the next sync sorts it out
+            self._unrecorded_starts.update(fresh)
         if gone and self.on_revoke is not None:
             self.on_revoke(gone)
         if result.assigned and self.on_assign is not None:
@@ -256,6 +255,30 @@ class Consumer:
             # Without auto-commit the application commits what it processed; committing the
             # positions on release would skip records it polled but has not processed yet.
             self._apply(membership.sync(self._consumed, commit_released=self.auto_commit))
+        if self._unrecorded_starts:
+            self._record_start_positions()
+
+    def _record_start_positions(self) -> None:
+        """Record where newly assigned partitions without a committed offset start.
+
+        Done at the first poll after the assignment rather than at once, so that the recorded
+        start is where the application put the partition (a seek in ``on_assign``, or right
+        after the consumer was created), not the ``auto_offset_reset`` position it replaced.
+        """
+        assert self._membership is not None
+        fresh, self._unrecorded_starts = self._unrecorded_starts, set()
+        starts = {
+            tp: self._positions[tp]
+            for tp in fresh
+            if tp in self._positions and tp not in self._committed  # not committed since
+        }
+        if not starts:
+            return
+        try:
+            self._membership.commit_start_positions(starts)
+            self._committed.update(starts)
+        except FencedError:
+            pass  # moved on already: the next sync sorts it out
 
     def keepalive(self) -> None:
         """Tell the group this consumer is still making progress between polls.
@@ -340,6 +363,18 @@ class Consumer:
                     stop[tp] = end
         self._stop = stop
         return dict(stop)
+
+    def stop_at(self, offsets: dict[TopicPartition, int]) -> None:
+        """Read no further than ``offsets`` (exclusive) in these partitions.
+
+        Combined with :meth:`stop_at_end` (call that first), the lower limit wins;
+        :attr:`at_end` turns True once every assigned partition that has a limit reached it.
+        """
+        stop = self._stop if self._stop is not None else {}
+        for tp, offset in offsets.items():
+            key = TopicPartition(*tp)
+            stop[key] = min(offset, stop.get(key, offset))
+        self._stop = stop
 
     def pending_assignment(self) -> float | None:
         """Partitions on their way to this group member: None when there are none, else the

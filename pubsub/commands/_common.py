@@ -119,6 +119,16 @@ def fail(message: str, hint: str | None = None, *, code: int = 2) -> NoReturn:
     raise error
 
 
+_ESCAPES = {"\\t": "\t", "\\n": "\n", "\\r": "\r", "\\0": "\0", "\\\\": "\\"}
+
+
+def unescape(text: str) -> str:
+    """A separator given on the command line: ``\\t \\n \\r \\0 \\\\`` become the characters."""
+    for escaped, char in _ESCAPES.items():
+        text = text.replace(escaped, char)
+    return text
+
+
 def silence_stdout() -> None:
     """After EPIPE: point stdout at /dev/null so the interpreter's final flush stays quiet."""
     try:

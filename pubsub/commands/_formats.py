@@ -43,6 +43,15 @@ def raw_formatter(terminator: bytes) -> Formatter:
     return render
 
 
+def keyed_formatter(separator: bytes, terminator: bytes) -> Formatter:
+    """kcat's ``-K``: each record as key, ``separator``, value, ``terminator`` (null as empty)."""
+
+    def render(records: list[Record]) -> bytes:
+        return b"".join([(r[4] or b"") + separator + (r[5] or b"") + terminator for r in records])
+
+    return render
+
+
 def json_formatter(terminator: bytes) -> Formatter:
     """One JSON envelope per record (see docs/cli-json.md)."""
     from pubsub.envelope import record_to_json

@@ -15,16 +15,20 @@ from pubsub.commands._common import (
     finite,
     group_names,
     interrupt_on_sigterm,
+    note,
     silence_stdout,
     state,
     topic_names,
+    unescape,
     warn,
 )
-from pubsub.errors import PubsubError
+from pubsub.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from pubsub.broker import Broker
+    from pubsub.commands._until import StopPoint
     from pubsub.consumer import Consumer
     from pubsub.records import Record, TopicPartition
 
@@ -41,13 +45,29 @@ _NUMBER = re.compile(r"-?[0-9]{1,19}\Z")
 _MAX_INT = 2**63 - 1
 
 
-def parse_time(text: str) -> int:
-    """ISO-8601 (local time unless it says otherwise) or epoch milliseconds -> ms."""
+def parse_time(
+    text: str, *, now_ms: int | None = None, prefix: str = "", what: str = "time"
+) -> int:
+    """ISO-8601 (local time unless it says otherwise), epoch milliseconds, or ``-DURATION``
+    (that long before ``now_ms``, by default now: ``-1h``, ``-30m``, ``-3m30s``) -> ms.
+
+    ``prefix`` is what the command line puts before the time (``@`` for ``-o``), for the
+    hint. The relative form is a thin layer over :func:`pubsub.config.parse_duration`.
+    """
     raw = text.strip()
-    hint = "use ISO-8601 (2026-11-26T08:00:00, 2026-11-26T08:00:00Z) or epoch milliseconds"
+    hint = (
+        f"use {prefix}TIME (ISO-8601 such as 2026-11-26T08:00:00 or 2026-11-26T08:00:00Z, or "
+        f"epoch ms) or {prefix}-DURATION, that long before now ({prefix}-1h, {prefix}-30m, "
+        f"{prefix}-3m30s)"
+    )
+    if raw.startswith("-"):
+        before = _before_now(raw[1:], now_ms)
+        if before is None:
+            fail(f"invalid {what} {text[:60]!r}", hint)
+        return before
     if raw.isdigit():
         if not _NUMBER.match(raw) or int(raw) > _MAX_INT:
-            fail(f"invalid time {text[:60]!r}", hint)
+            fail(f"invalid {what} {text[:60]!r}", hint)
         return int(raw)
     from datetime import datetime
 
@@ -57,7 +77,21 @@ def parse_time(text: str) -> int:
             moment = moment.astimezone()
         return int(moment.timestamp() * 1000)
     except (ValueError, OverflowError, OSError):  # not ISO-8601, or beyond what time_t holds
-        fail(f"invalid time {text[:60]!r}", hint)
+        fail(f"invalid {what} {text[:60]!r}", hint)
+
+
+def _before_now(duration: str, now_ms: int | None) -> int | None:
+    """``now_ms`` (default: the clock) minus ``duration`` (``1h``, ``3m30s``); None if invalid."""
+    from pubsub import config
+
+    if not duration[:1].isdigit():  # "", "-1h", " 1h": not a duration
+        return None
+    try:
+        ago = config.parse_duration(duration)
+    except InvalidArgumentError:
+        return None
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    return now - ago
 
 
 def parse_offset(spec: str) -> tuple[str, int]:
@@ -70,14 +104,91 @@ def parse_offset(spec: str) -> tuple[str, int]:
     if value == "stored":
         return "stored", 0
     if value.startswith("@"):
-        return "time", parse_time(value[1:])
+        return "time", parse_time(value[1:], prefix="@")
     if _NUMBER.match(value) and abs(int(value)) <= _MAX_INT:
         number = int(value)
-        return ("offset", number) if number >= 0 else ("last", -number)
+        # "-0" is 0 records before the end: nothing, not offset 0.
+        return ("last", -number) if value.startswith("-") else ("offset", number)
     fail(
         f"invalid offset {spec[:60]!r}",
-        "use beginning, end, stored, N (an offset), -N (N before the end) or @TIME",
+        "use beginning, end, stored, N (an offset), -N (N before the end), @TIME or "
+        "@-DURATION (that long before now, such as @-1h)",
     )
+
+
+def parse_until(spec: str) -> tuple[str, int]:
+    """``--until`` as (kind, value): offset N, or time T (ms)."""
+    value = spec.strip()
+    if value.startswith("@"):
+        return "time", parse_time(value[1:], prefix="@", what="--until time")
+    if _NUMBER.match(value) and not value.startswith("-") and int(value) <= _MAX_INT:
+        return "offset", int(value)
+    fail(
+        f"invalid --until {spec[:60]!r}",
+        "use N (stop before offset N of each partition), @TIME or @-DURATION (such as @-1h)",
+    )
+
+
+def topic_patterns(value: list[str]) -> list[str]:
+    """Typer callback: each TOPIC is a valid name, or a regular expression when it starts with ^.
+
+    Checked before anything is opened, like every name (a bad one is exit 2).
+    """
+    for name in value:
+        if name.startswith("^"):
+            try:
+                re.compile(name)
+            except re.error as exc:
+                fail(
+                    f"invalid regular expression {name[:60]!r}: {exc}",
+                    "a TOPIC starting with ^ is a Python regular expression, such as '^logs-'",
+                )
+        else:
+            topic_names(name)
+    return value
+
+
+def resolve_topics(broker: "Broker", patterns: list[str], exclude: str | None) -> list[str]:
+    """The topics named, in order, each once; ``^`` patterns expanded (without ``exclude``).
+
+    A pattern matches a name the way librdkafka's (so kcat's) subscriptions do: searched
+    from the start, ``^`` anchoring it there; add ``$`` to anchor the end too.
+    """
+    names: list[str] = []
+    existing: list[str] | None = None
+    for pattern in patterns:
+        if not pattern.startswith("^"):
+            names.append(pattern)
+            continue
+        if existing is None:
+            existing = [topic.name for topic in broker.list_topics()]
+        regex = re.compile(pattern)
+        matched = [name for name in existing if regex.search(name) and name != exclude]
+        if not matched:
+            fail(
+                f"{pattern!r} matches no topic",
+                "see the topics with 'pubsub topic list'; a pattern is searched from the start "
+                "of each name ('^logs' matches logs and logs-eu)",
+                code=3,
+            )
+        names.extend(matched)
+    return list(dict.fromkeys(names))
+
+
+def complete_offset(incomplete: str) -> list[str]:
+    """Shell completion of ``-o``: its keywords and examples of a relative time."""
+    choices = ["beginning", "end", "stored", "-10", "@-1h", "@-30m", "@-1d"]
+    return [choice for choice in choices if choice.startswith(incomplete)]
+
+
+def complete_until(incomplete: str) -> list[str]:
+    """Shell completion of ``--until``: examples of a relative time."""
+    return [choice for choice in ("@-1h", "@-30m", "@-1d") if choice.startswith(incomplete)]
+
+
+def complete_format(incomplete: str) -> list[str]:
+    """Shell completion of ``--format``: the named formats (a template is free text)."""
+    return [choice for choice in ("raw", "json") if choice.startswith(incomplete)]
 
 
 def _apply_offset(
@@ -102,13 +213,15 @@ def _apply_offset(
 
 def consume(
     ctx: typer.Context,
-    topic: Annotated[
-        str,
+    topics: Annotated[
+        list[str],
         typer.Argument(
-            help="The topic to read.",
+            help="The topics to read; one starting with ^ is a regular expression matched "
+            "against the start of each topic name (kcat's convention).",
             show_default=False,
             autocompletion=complete_topic,
-            callback=topic_names,
+            callback=topic_patterns,
+            metavar="TOPIC...",
         ),
     ],
     offset: Annotated[
@@ -117,14 +230,33 @@ def consume(
             "-o",
             "--offset",
             help="Where to start: beginning, end, stored (the group's committed offset), "
-            "N, -N (N records before the end of each partition), or @TIME (ISO-8601 or "
-            "epoch ms). Default: beginning without a group, stored with one.",
+            "N, -N (N records before the end of each partition), @TIME (ISO-8601 or epoch "
+            "ms) or @-DURATION (that long before now: @-1h, @-3m30s). Applies once to each "
+            "partition this run reads, also to one a group hands over later; an offset "
+            "outside a partition's log starts at its nearest end, with a warning. Default: "
+            "beginning without a group, stored with one.",
             metavar="SPEC",
+            autocompletion=complete_offset,
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--until",
+            help="Where to stop, then exit 0 (also with --follow): N (before offset N of each "
+            "partition), @TIME or @-DURATION (before the first record at or after that time).",
+            metavar="SPEC",
+            autocompletion=complete_until,
         ),
     ] = None,
     partition: Annotated[
         list[int] | None,
-        typer.Option("-p", "--partition", min=0, help="Read only this partition (repeatable)."),
+        typer.Option(
+            "-p",
+            "--partition",
+            min=0,
+            help="Read only this partition of each topic (repeatable).",
+        ),
     ] = None,
     group: Annotated[
         str | None,
@@ -167,8 +299,19 @@ def consume(
             help="raw (value and newline), json (the envelope, see docs/cli-json.md), or a "
             "template with kcat's tokens %s %S %k %K %t %p %o %T %h and \\n \\t.",
             metavar="raw|json|TEMPLATE",
+            autocompletion=complete_format,
         ),
     ] = "raw",
+    key_separator: Annotated[
+        str | None,
+        typer.Option(
+            "-K",
+            "--key-separator",
+            help="Print each record as KEY SEP VALUE (kcat's -K; escapes \\t \\0 allowed); "
+            "a null key or value prints as empty.",
+            metavar="SEP",
+        ),
+    ] = None,
     null_terminated: Annotated[
         bool, typer.Option("-0", help="End each record with NUL instead of newline.")
     ] = False,
@@ -178,7 +321,7 @@ def consume(
             "--batch",
             min=1,
             help="Records fetched, written and (with a group) committed at a time "
-            "[default: 2000; with --exec 20, so that a rebalance is noticed between records].",
+            "(default 2000; with --exec 20, so that a rebalance is noticed between records).",
             show_default=False,
         ),
     ] = None,
@@ -191,6 +334,16 @@ def consume(
             "PUBSUB_HEADERS (JSON) and PUBSUB_HEADER_<NAME> in its environment. With --group "
             "the offset is committed only after it exits 0.",
             metavar="CMD",
+        ),
+    ] = None,
+    exec_timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--exec-timeout",
+            help="With --exec: a command still running after this long gets SIGTERM (its "
+            "process group), then SIGKILL after a grace period (the same duration, at most "
+            "10 s), and counts as a failed attempt.",
+            metavar="DURATION",
         ),
     ] = None,
     retries: Annotated[
@@ -210,7 +363,8 @@ def consume(
         typer.Option(
             "--dead-letter",
             help="With --exec: when retries are exhausted, move the record to this topic "
-            "(with its coordinates and the error in headers) and go on, instead of stopping.",
+            "(with its coordinates and the error in headers) and go on, instead of stopping. "
+            "A missing topic is created, with 1 partition.",
             metavar="TOPIC",
             callback=topic_names,
         ),
@@ -227,60 +381,89 @@ def consume(
         ),
     ] = 10.0,
 ) -> None:
-    """Consume records from TOPIC to stdout.
+    """Consume records from each TOPIC to stdout.
 
     Without --follow it exits (0) at the end of the log as it was when it started, so a cron
     job processes what arrived since its last run. With --group, offsets are committed only
     after the records were written and flushed: a crash redelivers, never skips.
 
-    Several processes consuming with the same --group share the partitions; one that exits
-    hands its partitions over at once, one that dies loses them after --session-timeout.
+    A pipe cannot tell what its reader consumed: in 'pubsub consume jobs -g g | head -n 1'
+    every record written into the pipe is committed, so records head never read are skipped
+    next time. For an exact hand-over use --exec (each record committed after its command
+    exits 0) or -n (exactly that many written and committed).
+
+    Several processes consuming with the same --group share the partitions (of every TOPIC);
+    one that exits hands its partitions over at once, one that dies loses them after
+    --session-timeout. A ^ pattern is expanded once, at the start.
 
     Examples:
 
       pubsub consume orders -o -10
+      pubsub consume orders -o @-2h --until @-1h
+      pubsub consume orders invoices --format '%t %p:%o %k=%s\\n'
+      pubsub consume '^logs-' -f -K '\\t'
       pubsub consume jobs -g workers -f
-      pubsub consume orders --format '%p:%o %k=%s\\n'
-      pubsub consume jobs -g workers --exec ./handle.sh --dead-letter jobs-failed
+      pubsub consume jobs -g workers --exec ./handle.sh --exec-timeout 5m --dead-letter jobs-failed
     """
     from pubsub.commands._formats import make_formatter
     from pubsub.consumer import Consumer
 
-    formatter = make_formatter(output_format, null_terminated)
+    if key_separator is not None:
+        formatter = _keyed(key_separator, output_format, null_terminated, exec_command)
+    else:
+        formatter = make_formatter(output_format, null_terminated)
     where = parse_offset(offset) if offset is not None else None
+    stop_spec = parse_until(until) if until is not None else None
     if where is not None and where[0] == "stored" and group is None:
         fail("-o stored needs a group", "add --group NAME, or use -o beginning")
     runner = None
+    default_batch = 2000
     if exec_command is not None:
         from pubsub import config
 
-        runner = _Exec(exec_command, retries, config.parse_duration(backoff), dead_letter, group)
+        limit_ms = config.parse_duration(exec_timeout) if exec_timeout is not None else None
+        from pubsub.commands._exec import EXEC_BATCH, Exec
+
+        runner = Exec(
+            exec_command, retries, config.parse_duration(backoff), dead_letter, group, limit_ms
+        )
+        default_batch = EXEC_BATCH
     elif dead_letter is not None:
         fail("--dead-letter needs --exec", "add --exec CMD")
+    elif exec_timeout is not None:
+        fail("--exec-timeout needs --exec", "add --exec CMD")
+    if dead_letter is not None and dead_letter in topics:
+        fail(
+            f"--dead-letter {dead_letter} is a topic this command reads",
+            "failed records would come back to it: use another topic, such as "
+            f"{dead_letter}-failed",
+        )
     settings = state(ctx)
     broker = settings.broker(create=False)
     interrupt_on_sigterm()
     consumer: Consumer | None = None
     try:
+        names = resolve_topics(broker, topics, dead_letter)
         if dead_letter is not None:
-            broker.describe_topic(dead_letter)  # must exist before any record fails
+            _ensure_dead_letter(broker, dead_letter)  # before any record can fail
         partitions = None
         if partition:
-            partitions = [(topic, p) for p in dict.fromkeys(partition)]
+            partitions = [(name, p) for name in names for p in dict.fromkeys(partition)]
         consumer = Consumer(
             broker,
-            None if partitions else topic,
+            None if partitions else names,
             group=group,
             partitions=partitions,
             auto_offset_reset=reset.value,
             auto_commit=False,
-            max_poll_records=batch or (EXEC_BATCH if exec_command is not None else 2000),
+            max_poll_records=batch or default_batch,
             on_warning=warn,
             session_timeout=session_timeout,
         )
         if where is not None:
             # -o applies once to each partition this run reads, also to partitions a group
-            # hands over later; after that a partition continues from where it is.
+            # hands over later; after that a partition continues from where it is. A new
+            # group records where -o put a partition as its first committed offset.
             positioned: set[TopicPartition] = set()
             member = consumer
 
@@ -293,7 +476,13 @@ def consume(
             consumer.on_assign = position
         if not follow:
             consumer.stop_at_end()
-        batches = _batches(consumer, max_messages, follow, timeout)
+        stop = None
+        if stop_spec is not None:
+            from pubsub.commands._until import StopPoint
+
+            wanted = partitions or [tp for name in names for tp in broker.topic_partitions(name)]
+            stop = StopPoint(consumer, broker, stop_spec, wanted, follow)
+        batches = _batches(consumer, max_messages, follow, timeout, stop)
         if runner is not None:
             runner.run(consumer, batches)
         else:
@@ -304,9 +493,40 @@ def consume(
         broker.close()
 
 
-#: Records per poll with --exec: each takes milliseconds, and a group member only hands
-#: partitions over between polls.
-EXEC_BATCH = 20
+def _keyed(
+    separator: str, output_format: str, null_terminated: bool, exec_command: str | None
+) -> "Callable[[list[Record]], bytes]":
+    """The formatter of ``-K SEP``, after checking what it may be combined with."""
+    from pubsub.commands._formats import keyed_formatter
+
+    if output_format != "raw":
+        fail(
+            "-K prints raw keys and values; it does not combine with --format",
+            "drop -K, or write the key into the template: --format '%k:%s\\n'",
+        )
+    if exec_command is not None:
+        fail("-K formats stdout, which --exec leaves to the command", "the key is in $PUBSUB_KEY")
+    raw = os.fsencode(unescape(separator))
+    if not raw:
+        fail("-K cannot be empty", "use a separator such as : or '\\t'")
+    return keyed_formatter(raw, b"\0" if null_terminated else b"\n")
+
+
+def _ensure_dead_letter(broker: "Broker", name: str) -> None:
+    """Create the dead-letter topic if it is missing (1 partition), saying so on stderr."""
+    from pubsub.errors import TopicExistsError, TopicNotFoundError
+
+    try:
+        broker.describe_topic(name)
+        return
+    except TopicNotFoundError:
+        pass
+    try:
+        broker.create_topic(name)
+    except TopicExistsError:
+        return  # another worker created it just now
+    note(f"created topic {name} (1 partition) for dead letters")
+
 
 #: Without --follow, a group member waits for partitions another member is handing over:
 #: until the holder's lease has run out plus this margin, and never longer than the limit.
@@ -315,9 +535,14 @@ HANDOVER_LIMIT = 120.0
 
 
 def _batches(
-    consumer: "Consumer", max_messages: int | None, follow: bool, timeout: float | None
+    consumer: "Consumer",
+    max_messages: int | None,
+    follow: bool,
+    timeout: float | None,
+    stop: "StopPoint | None" = None,
 ) -> "Iterator[list[Record]]":
-    """Polls until the end of the log (or forever with --follow), at most ``max_messages``."""
+    """Polls until the end of the log (or forever with --follow), at most ``max_messages``,
+    no further than ``stop``."""
     remaining = max_messages
     idle_since = time.monotonic()
     handover_until: float | None = None
@@ -328,9 +553,15 @@ def _batches(
                 wait = min(wait, timeout - (time.monotonic() - idle_since))
                 if wait <= 0:
                     return
+            if stop is not None:
+                if stop.finished(consumer):
+                    return
+                wait = min(wait, stop.seconds_left())
             records = consumer.poll(wait, remaining)
         else:
             records = consumer.poll(0.0 if handover_until is None else 0.05, remaining)
+        if stop is not None and records:
+            records = stop.cut(consumer, records)
         if not records:
             if follow:
                 continue
@@ -357,7 +588,9 @@ def _batches(
             remaining -= len(records)
 
 
-def _commit(consumer: "Consumer", offsets: "dict[TopicPartition, int] | None" = None) -> bool:
+def commit_or_warn(
+    consumer: "Consumer", offsets: "dict[TopicPartition, int] | None" = None
+) -> bool:
     """Commit; a refusal (the group moved the partition) is a warning, not an error."""
     from pubsub.errors import FencedError
 
@@ -384,186 +617,24 @@ def _write(
             out.write(formatter(records))
             out.flush()
         except BrokenPipeError:
-            silence_stdout()
+            silence_stdout()  # the reader is gone: end quietly, this batch uncommitted
             raise
+        except OSError as exc:  # a full disk, an I/O error: this batch stays uncommitted
+            silence_stdout()
+            from pubsub.errors import StorageError
+
+            raise StorageError(
+                f"cannot write to stdout: {exc.strerror or exc}",
+                hint="the records of this batch were not committed; free space (or fix the "
+                "output) and run again",
+            ) from None
         if commit and follow:
             # Following: commit in the background, so that the next record is not held up
             # by this commit's fsync (and its wait for the producers' write lock).
             consumer.commit_async()
         elif commit:
-            _commit(consumer)
+            commit_or_warn(consumer)
     if commit:
         # Record where the group stands even if it read nothing (a new group starting at
         # --reset latest must not fall back to earliest on its next run).
-        _commit(consumer)
-
-
-#: While an --exec command runs, the worker tells its group it is alive this often (s).
-KEEPALIVE_SECONDS = 5.0
-#: On Ctrl-C or SIGTERM, how long an --exec command gets to finish after SIGTERM (s).
-EXEC_GRACE = 10.0
-
-
-def _rewind(consumer: "Consumer", unprocessed: "list[Record]") -> None:
-    """Fetch ``unprocessed`` again: move each partition back to its first one still owned."""
-    first: dict[TopicPartition, int] = {}
-    for record in unprocessed:
-        first.setdefault(record.topic_partition, record.offset)
-    owned = set(consumer.assignment)
-    for tp, offset in first.items():
-        if tp in owned:
-            consumer.seek(tp, offset)
-
-
-class ExecFailedError(PubsubError):
-    """An --exec command kept failing and no --dead-letter topic was given (exit 8)."""
-
-    code = "exec_failed"
-    exit_code = 8
-
-
-def _env_name(name: str) -> str:
-    return "PUBSUB_HEADER_" + "".join(c if c.isalnum() else "_" for c in name.upper())
-
-
-class _Exec:
-    """Runs a command per record; commits after success, retries, dead-letters or stops."""
-
-    def __init__(
-        self,
-        command: str,
-        retries: int,
-        backoff_ms: int,
-        dead_letter: str | None,
-        group: str | None,
-    ) -> None:
-        self.command = command
-        self.retries = retries
-        self.backoff = backoff_ms / 1000
-        self.dead_letter = dead_letter
-        self.group = group
-
-    def environment(self, record: "Record", attempt: int) -> dict[bytes, bytes]:
-        env = dict(os.environb)
-        env[b"PUBSUB_TOPIC"] = record.topic.encode()
-        env[b"PUBSUB_PARTITION"] = str(record.partition).encode()
-        env[b"PUBSUB_OFFSET"] = str(record.offset).encode()
-        env[b"PUBSUB_TIMESTAMP"] = str(record.timestamp).encode()
-        env[b"PUBSUB_ATTEMPT"] = str(attempt).encode()
-        if self.group is not None:
-            env[b"PUBSUB_GROUP"] = self.group.encode()
-        if record.key is not None and b"\0" not in record.key:
-            env[b"PUBSUB_KEY"] = record.key
-        env[b"PUBSUB_HEADERS"] = (record.headers_json or "[]").encode()
-        for name, value in record.headers:
-            if value is not None and b"\0" not in value:
-                env[_env_name(name).encode()] = value
-        return env
-
-    def attempt(self, consumer: "Consumer", record: "Record", attempt: int) -> str | None:
-        """Run the command once; None on success, else what went wrong.
-
-        The command runs in its own session. On Ctrl-C or SIGTERM it gets SIGTERM (its whole
-        process group), EXEC_GRACE seconds to finish, then SIGKILL; the record is not
-        committed. While it runs, the group is told the worker is alive.
-        """
-        import signal
-        import subprocess
-
-        child = subprocess.Popen(
-            ["/bin/sh", "-c", self.command],
-            stdin=subprocess.PIPE,
-            env=self.environment(record, attempt),
-            start_new_session=True,
-        )
-        payload: bytes | None = record.value or b""
-        try:
-            while True:
-                try:
-                    child.communicate(payload, timeout=KEEPALIVE_SECONDS)
-                    break
-                except subprocess.TimeoutExpired:
-                    payload = None  # already handed over; communicate keeps feeding it
-                    consumer.keepalive()
-        except KeyboardInterrupt:
-            for sig, wait in ((signal.SIGTERM, EXEC_GRACE), (signal.SIGKILL, None)):
-                try:
-                    os.killpg(child.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    child.wait(timeout=wait)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-            raise
-        if child.returncode == 0:
-            return None
-        if child.returncode < 0:
-            return f"killed by signal {-child.returncode}"
-        return f"exit status {child.returncode}"
-
-    def process(self, consumer: "Consumer", record: "Record") -> tuple[str | None, int]:
-        """Run with retries; (error or None, attempts made)."""
-        error: str | None = None
-        for attempt in range(1, self.retries + 2):
-            consumer.keepalive()
-            error = self.attempt(consumer, record, attempt)
-            if error is None:
-                return None, attempt
-            if attempt <= self.retries:
-                delay = self.backoff * 2 ** (attempt - 1)
-                warn(
-                    f"{record.topic}[{record.partition}]@{record.offset}: command failed "
-                    f"({error}); retry {attempt} of {self.retries} in {delay:g} s"
-                )
-                time.sleep(delay)
-        return error, self.retries + 1
-
-    def run(self, consumer: "Consumer", batches: "Iterator[list[Record]]") -> None:
-        from pubsub.errors import FencedError
-        from pubsub.records import Message
-
-        for records in batches:
-            for index, record in enumerate(records):
-                tp = record.topic_partition
-                error, attempts = self.process(consumer, record)
-                done = {tp: record.offset + 1}
-                if error is None:
-                    if self.group is not None and not _commit(consumer, done):
-                        # The group moved on: fetch again after syncing, from what is left.
-                        _rewind(consumer, records[index + 1 :])
-                        break
-                    continue
-                if self.dead_letter is None:
-                    raise ExecFailedError(
-                        f"{record.topic}[{record.partition}]@{record.offset}: command failed "
-                        f"({error}) after {attempts} attempt(s); the record is not committed",
-                        hint="fix the cause and run again (it starts from this record), or "
-                        "pass --dead-letter TOPIC to move failing records aside",
-                    )
-                headers = [
-                    *record.headers,
-                    ("pubsub.original.topic", record.topic.encode()),
-                    ("pubsub.original.partition", str(record.partition).encode()),
-                    ("pubsub.original.offset", str(record.offset).encode()),
-                    ("pubsub.original.timestamp", str(record.timestamp).encode()),
-                    ("pubsub.error", error.encode()),
-                    ("pubsub.attempts", str(attempts).encode()),
-                ]
-                message = Message(record.value, record.key, headers)
-                try:
-                    if self.group is not None:
-                        consumer.send_and_commit(self.dead_letter, [message], done)
-                    else:
-                        consumer._broker.produce_batch(self.dead_letter, [message])
-                except FencedError as exc:
-                    warn(f"{exc.message}; the new owner will retry the record")
-                    _rewind(consumer, records[index + 1 :])
-                    break
-                warn(
-                    f"{record.topic}[{record.partition}]@{record.offset}: moved to "
-                    f"{self.dead_letter} after {attempts} attempt(s) ({error})"
-                )
-        if self.group is not None:
-            _commit(consumer)
+        commit_or_warn(consumer)

@@ -15,6 +15,7 @@ from pubsub.commands._common import (
     silence_stdout,
     state,
     topic_names,
+    unescape,
 )
 from pubsub.errors import InvalidArgumentError, InvalidRecordError, TopicNotFoundError
 
@@ -29,15 +30,6 @@ class InputFormat(StrEnum):
 
     raw = "raw"
     json = "json"
-
-
-_ESCAPES = {"\\t": "\t", "\\n": "\n", "\\r": "\r", "\\0": "\0", "\\\\": "\\"}
-
-
-def _unescape(text: str) -> str:
-    for escaped, char in _ESCAPES.items():
-        text = text.replace(escaped, char)
-    return text
 
 
 def _parse_header(text: str) -> tuple[str, bytes]:
@@ -101,6 +93,15 @@ def produce(
     null_delimited: Annotated[
         bool, typer.Option("-0", help="Records in stdin end with NUL instead of newline.")
     ] = False,
+    empty_as_null: Annotated[
+        bool,
+        typer.Option(
+            "-Z",
+            "--null-empty",
+            help="Send an empty value as null (a tombstone, for compacted topics), and with -K "
+            "an empty key as null, as kcat's -Z does.",
+        ),
+    ] = False,
     create: Annotated[
         bool, typer.Option("--create", help="Create the topic (1 partition) if it is missing.")
     ] = False,
@@ -134,11 +135,12 @@ def produce(
 
       pubsub produce orders '{"id": 1}' -k customer-9
       seq 1000 | pubsub produce numbers
+      printf 'customer-9:\\n' | pubsub produce customers -K : -Z
       pubsub consume a --format json | pubsub produce b --format json
     """
     key_bytes = os.fsencode(key) if key is not None else None
     headers = [_parse_header(h) for h in header or ()]
-    separator = os.fsencode(_unescape(key_separator)) if key_separator is not None else None
+    separator = os.fsencode(unescape(key_separator)) if key_separator is not None else None
     if separator is not None and (key is not None or separator == b""):
         fail("-K cannot be empty or combined with -k", "use -k KEY or -K SEP")
     if input_format is InputFormat.json and (key is not None or separator is not None or headers):
@@ -146,12 +148,15 @@ def produce(
             "--format json takes keys and headers from each record",
             "drop -k/-K/-H, or use --format raw",
         )
+    if input_format is InputFormat.json and empty_as_null:
+        fail("-Z applies to raw input", 'drop -Z: in JSON a null value is written "value": null')
     settings = state(ctx)
     broker = settings.broker(create=create)
     try:
         if create:
             _ensure_topic(broker, topic)
         writer = _Writer(broker, topic, key_bytes, headers, partition, print_offsets)
+        writer.empty_as_null = empty_as_null
         if values:
             writer.write([os.fsencode(v) for v in values], first_line=1, from_stdin=False)
             return
@@ -237,9 +242,15 @@ class _Writer:
         self.print_offsets = print_offsets
         self.committed = 0
         self.what = "line"
+        #: -Z: an empty value (and with -K an empty key) is sent as null.
+        self.empty_as_null = False
 
     def write(self, batch: list[bytes], *, first_line: int, from_stdin: bool) -> None:
         self.what = "line" if from_stdin else "value"
+        if self.empty_as_null and b"" in batch:
+            nulls: list[Message | bytes | str | None] = [value or None for value in batch]
+            self._commit(nulls, first_line)
+            return
         self._commit(batch, first_line)
 
     def write_keyed(self, batch: list[bytes], separator: bytes, *, first_line: int) -> None:
@@ -247,12 +258,15 @@ class _Writer:
 
         messages: list[Message | bytes | str | None] = []
         headers, partition = self.headers, self.partition
+        null = self.empty_as_null
         for line in batch:
             key, sep, value = line.partition(separator)
-            if sep:
-                messages.append(Message(value, key, headers, partition))
+            if not sep:
+                key, value = b"", line
+            if null:
+                messages.append(Message(value or None, key or None, headers, partition))
             else:
-                messages.append(Message(line, None, headers, partition))
+                messages.append(Message(value, key if sep else None, headers, partition))
         self._commit(messages, first_line)
 
     def write_json(self, batch: list[bytes], *, first_line: int) -> None:

@@ -128,6 +128,31 @@ def test_produce_values_and_keys(cli: Invoker) -> None:
     ]
 
 
+def test_produce_empty_values_as_null(cli: Invoker) -> None:
+    """-Z (kcat's): an empty value is sent as null, a tombstone; with -K an empty key too."""
+    cli("topic", "create", "z")
+
+    def records() -> list[tuple[bytes | None, bytes | None]]:
+        with Broker(cli.db_path) as broker:
+            return [(r.key, r.value) for r in broker.fetch("z", 0, 0, max_records=100)]
+
+    r = cli("produce", "z", "-K", ":", "-Z", input=b"k1:\nk2:v\n:v3\n\nplain\n")
+    assert r.exit_code == 0, r
+    assert records() == [
+        (b"k1", None),
+        (b"k2", b"v"),
+        (None, b"v3"),
+        (None, None),
+        (None, b"plain"),
+    ]
+    assert cli("produce", "z", "-Z", "-k", "k", "", "x").exit_code == 0
+    assert cli("produce", "z", "-Z", input=b"\ny\n").exit_code == 0
+    assert cli("produce", "z", "", input=b"").exit_code == 0  # without -Z: an empty value
+    assert records()[5:] == [(b"k", None), (b"k", b"x"), (None, None), (None, b"y"), (None, b"")]
+    bad = cli("produce", "z", "-Z", "--format", "json", input=b'{"value": null}\n')
+    assert bad.exit_code == 2 and "-Z" in bad.stderr
+
+
 def test_produce_needs_the_topic(cli: Invoker) -> None:
     cli("topic", "create", "other")
     r = cli("produce", "missing", "x")

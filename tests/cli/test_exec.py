@@ -112,10 +112,30 @@ def test_dead_letter_moves_the_record_and_goes_on(jobs: Path, tmp_path: Path) ->
     }
 
 
-def test_dead_letter_topic_must_exist(jobs: Path) -> None:
-    r = run_cli(jobs, "consume", "jobs", "-g", "g", "--exec", "true", "--dead-letter", "nope")
-    assert r.returncode == 3 and b"nope" in r.stderr
-    assert committed(jobs) == {}
+def test_dead_letter_topic_is_created_when_missing(jobs: Path) -> None:
+    args = ["consume", "jobs", "-g", "g", "--retries", "0", "--dead-letter", "jobs-dlq"]
+    r = run_cli(jobs, *args, "--exec", '[ "$(cat)" != bad ]')
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count(b"jobs-dlq") == 2  # created (once), then the record moved to it
+    assert b"created topic jobs-dlq (1 partition) for dead letters" in r.stderr
+    with Broker(jobs) as broker:
+        assert broker.describe_topic("jobs-dlq").partitions == 1
+        assert [m.value for m in broker.fetch("jobs-dlq", 0, 0)] == [b"bad"]
+    again = run_cli(jobs, *args, "-o", "beginning", "--exec", "true")
+    assert again.returncode == 0 and b"created" not in again.stderr
+
+
+def test_dead_letter_cannot_be_a_topic_consumed(jobs: Path) -> None:
+    r = run_cli(jobs, "consume", "jobs", "-g", "g", "--exec", "true", "--dead-letter", "jobs")
+    assert r.returncode == 2 and b"--dead-letter" in r.stderr
+    with Broker(jobs) as broker:
+        broker.create_topic("jobs-failed")
+    # A regular expression that also matches the dead-letter topic leaves it out.
+    out = run_cli(
+        jobs, "consume", "^jobs", "-g", "g", "--exec", "cat; echo", "--dead-letter", "jobs-failed"
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == b"one\ntwo\nbad\nfour\n"
 
 
 def test_command_that_ignores_stdin(db_path: Path) -> None:
@@ -263,3 +283,115 @@ def test_offset_flag_applies_to_partitions_handed_over_later(db_path: Path) -> N
     assert second.returncode == 0, second.stderr
     # It got half the partitions from the first member, and read them from the beginning.
     assert second.stdout == b"v\n" * 20
+
+
+def test_offset_flag_is_the_first_committed_position_of_a_new_group(db_path: Path) -> None:
+    """A new group started with -o records that position, not the --reset one."""
+    with Broker(db_path) as broker:
+        broker.create_topic("t")
+        broker.produce_batch("t", [f"v{i}".encode() for i in range(10)])
+    r = run_cli(
+        db_path, "consume", "t", "-g", "g", "-o", "-1", "--exec", "exit 1", "--retries", "0"
+    )
+    assert r.returncode == 8
+    assert b"t[0]@9: command failed" in r.stderr and b"starts from this record" in r.stderr
+    assert committed(db_path) == {0: 9}
+    rerun = run_cli(db_path, "consume", "t", "-g", "g", "--exec", "cat; echo")
+    assert rerun.returncode == 0 and rerun.stdout == b"v9\n"
+
+
+def test_failure_after_moving_back_names_the_committed_offset(db_path: Path) -> None:
+    with Broker(db_path) as broker:
+        broker.create_topic("t")
+        broker.produce_batch("t", [f"v{i}".encode() for i in range(10)])
+        broker.commit_offsets("g", {("t", 0): 7})
+    r = run_cli(db_path, "consume", "t", "-g", "g", "-o", "2", "--exec", "exit 1", "--retries", "0")
+    assert r.returncode == 8
+    assert b"starts from this record" not in r.stderr
+    assert b"committed offset of t[0] is 7" in r.stderr
+    assert committed(db_path) == {0: 7}  # -o moves this run, not the group's offset
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [
+        'echo "$PUBSUB_OFFSET" >> "$STARTED"; cat; echo',  # dies of SIGPIPE
+        'trap "" PIPE; echo "$PUBSUB_OFFSET" >> "$STARTED"; cat; echo',  # fails with EPIPE
+    ],
+    ids=["sigpipe", "epipe"],
+)
+def test_closed_stdout_ends_quietly(db_path: Path, tmp_path: Path, handler: str) -> None:
+    with Broker(db_path) as broker:
+        broker.create_topic("jobs")
+        broker.produce_batch("jobs", [f"job{i}".encode() for i in range(50)])
+    started = tmp_path / "started"
+    reader = subprocess.Popen(
+        [PUBSUB, "consume", "jobs", "-g", "g", "--backoff", "10ms", "--exec", handler],
+        env=cli_env(db_path, STARTED=str(started)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert reader.stdout is not None and reader.stderr is not None
+    got = [reader.stdout.readline() for _ in range(3)]  # what `| head -3` reads
+    reader.stdout.close()
+    err = reader.stderr.read()
+    reader.stderr.close()
+    assert reader.wait(timeout=60) == 0, err
+    assert got == [b"job0\n", b"job1\n", b"job2\n"]
+    # The handler may complain (cat: write error); pubsub neither retries nor fails.
+    ours = [line for line in err.splitlines() if line.startswith((b"warning:", b"error:"))]
+    assert ours == [] and b"Traceback" not in err, err
+    runs = started.read_text().split()
+    assert len(runs) == len(set(runs))  # the cut-off handler was not retried
+    cut_off = int(runs[-1])
+    assert cut_off >= 3
+    assert committed(db_path) == {0: cut_off}  # everything before it, not it
+
+
+def test_exec_timeout_stops_a_hung_command(jobs: Path, tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    command = f"sleep 300 & echo $! >> {pids}; wait"
+    started = time.monotonic()
+    r = run_cli(
+        jobs, "consume", "jobs", "-g", "g", "-n", "2", "--exec", command, "--exec-timeout", "300ms",
+        "--retries", "1", "--backoff", "10ms", "--dead-letter", "failed",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - started < 60
+    assert b"timed out after 300ms" in r.stderr and b"retry 1 of 1" in r.stderr
+    with Broker(jobs) as broker:
+        moved = broker.fetch("failed", 0, 0)
+    assert [m.value for m in moved] == [b"one", b"two"]
+    assert dict(moved[0].headers)["pubsub.error"] == b"timed out after 300ms"
+    assert dict(moved[0].headers)["pubsub.attempts"] == b"2"
+    assert committed(jobs) == {0: 2}
+    for pid in pids.read_text().split():  # the command's children went with it
+        assert not Path(f"/proc/{pid}").exists() or b"Z" in _proc_state(pid)
+
+
+def test_exec_timeout_kills_a_command_that_ignores_sigterm(jobs: Path, tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    command = f"trap '' TERM; echo $$ >> {pids}; while :; do sleep 0.05; done"
+    r = run_cli(
+        jobs, "consume", "jobs", "-g", "g", "--exec", command, "--exec-timeout", "500ms",
+        "--retries", "0",
+    )  # fmt: skip
+    assert r.returncode == 8
+    assert b"jobs[0]@0: command failed (timed out after 500ms)" in r.stderr
+    assert committed(jobs) == {0: 0}
+    [pid] = pids.read_text().split()
+    assert not Path(f"/proc/{pid}").exists() or b"Z" in _proc_state(pid)
+
+
+def test_exec_timeout_needs_exec(jobs: Path) -> None:
+    r = run_cli(jobs, "consume", "jobs", "--exec-timeout", "1s")
+    assert r.returncode == 2 and b"--exec-timeout needs --exec" in r.stderr
+    bad = run_cli(jobs, "consume", "jobs", "--exec", "true", "--exec-timeout", "soon")
+    assert bad.returncode == 2 and b"invalid duration" in bad.stderr
+
+
+def _proc_state(pid: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().split(b") ")[1][:1]
+    except (OSError, IndexError):
+        return b"Z"

@@ -326,6 +326,29 @@ def test_shell_completion_names_topics_and_groups(db_path: Path) -> None:
     assert r.returncode == 0 and r.stdout.strip() == b"" and not missing.exists()
 
 
+def test_shell_completion_of_formats_and_offsets(db_path: Path) -> None:
+    known_database(db_path).close()
+
+    def complete(words: str) -> list[str]:
+        env = cli_env(
+            db_path,
+            _PUBSUB_COMPLETE="complete_bash",
+            COMP_WORDS=words,
+            COMP_CWORD=str(len(words.split(" ")) - 1),
+        )
+        r = subprocess.run([PUBSUB], env=env, capture_output=True, timeout=30, check=False)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.decode().split()
+
+    assert complete("pubsub consume a --format ") == ["raw", "json"]
+    assert complete("pubsub consume a --format j") == ["json"]
+    offsets = complete("pubsub consume a -o ")
+    assert offsets[:3] == ["beginning", "end", "stored"] and "@-1h" in offsets
+    assert complete("pubsub consume a --offset b") == ["beginning"]
+    assert complete("pubsub consume a --until @-") == ["@-1h", "@-30m", "@-1d"]
+    assert complete("pubsub produce a --format ") == ["raw", "json"]
+
+
 def test_install_completion_end_to_end(db_path: Path, tmp_path: Path) -> None:
     """--install-completion from bash writes a script that bash then uses to complete.
 

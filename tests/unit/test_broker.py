@@ -317,6 +317,15 @@ def test_watermarks(broker: Broker) -> None:
         broker.latest_offset("t", 2)
 
 
+def test_settled_watermarks(broker: Broker) -> None:
+    """The same figures as watermarks(), read under the write lock (so nothing is in flight)."""
+    broker.create_topic("t", partitions=2)
+    broker.produce_batch("t", [b"a", b"b"], partition=1)
+    assert broker.settled_watermarks("t") == broker.watermarks("t") == {0: (0, 0), 1: (0, 2)}
+    with pytest.raises(TopicNotFoundError):
+        broker.settled_watermarks("nope")
+
+
 def test_offset_for_time_in_order(db_path: Path) -> None:
     clock = Clock(1000)
     with Broker(db_path, clock=clock) as broker:

@@ -115,6 +115,45 @@ def test_iteration_commits_only_what_was_handed_out(db_path: Path) -> None:
         assert broker.committed_offsets("g") == {("t", 0): 5}
 
 
+def test_a_seek_before_the_first_poll_is_the_recorded_start(db_path: Path) -> None:
+    """A new group records where it starts at its first poll: after a seek, that position."""
+    with Broker(db_path) as broker:
+        fill(broker, "t", 2, 10)
+    consumer = Consumer(db_path, "t", group="g", auto_commit=False)
+    try:
+        consumer.seek(("t", 0), 6)
+        consumer.seek_from_end(2, [TopicPartition("t", 1)])
+        assert len(consumer.poll(0.0, 1)) == 1  # read, never committed
+    finally:
+        consumer.close(commit=False)
+    with Broker(db_path) as broker:
+        assert broker.committed_offsets("g") == {("t", 0): 6, ("t", 1): 8}
+
+
+def test_a_seek_in_on_assign_is_the_recorded_start_of_a_handed_over_partition(
+    db_path: Path,
+) -> None:
+    with Broker(db_path) as broker:
+        fill(broker, "t", 2, 10)
+    first = Consumer(db_path, "t", group="g", auto_commit=False)  # both partitions, unpolled
+    second = Consumer(db_path, "t", group="g", auto_commit=False)
+    try:
+        assert second.assignment == []  # partition 1 moves once the first member polls
+        second.on_assign = second.seek_to_end
+        first.poll(0.0, 1)
+        deadline = time.monotonic() + 10
+        while not second.assignment and time.monotonic() < deadline:
+            second.poll(0.01)
+        [moved] = second.assignment
+    finally:
+        first.close(commit=False)
+        second.close(commit=False)
+    with Broker(db_path) as broker:
+        offsets = broker.committed_offsets("g")
+    assert offsets[moved] == 10  # where on_assign put it, not where --reset would have
+    assert offsets[TopicPartition("t", 1 - moved.partition)] == 0
+
+
 def test_iteration_stops_at_end_with_zero_timeout(broker: Broker) -> None:
     fill(broker, "t", 2, 3)
     consumer = broker.consumer("t", iter_timeout=0)
@@ -206,6 +245,21 @@ def test_stop_at_end_ignores_later_records(broker: Broker) -> None:
     while records := consumer.poll():
         got.extend(records)
     assert len(got) == 6 and consumer.at_end
+
+
+def test_stop_at_limits_partitions_and_the_lower_limit_wins(broker: Broker) -> None:
+    fill(broker, "t", 3, 10)
+    consumer = broker.consumer("t")
+    consumer.stop_at_end()
+    consumer.stop_at({TopicPartition("t", 0): 3, TopicPartition("t", 1): 50})
+    got: list[tuple[int, int]] = []
+    while records := consumer.poll(max_records=4):
+        got.extend((r.partition, r.offset) for r in records)
+    assert sorted(got) == [(0, o) for o in range(3)] + [(p, o) for p in (1, 2) for o in range(10)]
+    assert consumer.at_end
+    follower = broker.consumer("t")  # no stop_at_end: only the partitions given a limit stop
+    follower.stop_at({TopicPartition("t", 2): 1})
+    assert [r.partition for r in follower.poll(max_records=100) if r.partition == 2] == [2]
 
 
 def test_poll_bytes_cap(broker: Broker) -> None:
