@@ -9,6 +9,7 @@ group and explicit partitions it reads those and commits for the group without j
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sqlite3
@@ -19,7 +20,7 @@ from typing import Literal
 
 from pubsub import config as topic_config
 from pubsub.broker import Broker, cut_to_bytes, rows_bytes, to_records
-from pubsub.db.connection import DEFAULT_BUSY_TIMEOUT, SyncMode
+from pubsub.db.connection import DEFAULT_BUSY_TIMEOUT, Reconnecting, SyncMode
 from pubsub.db.notify import ChangeWaiter
 from pubsub.errors import FencedError, InvalidArgumentError, TopicNotFoundError
 from pubsub.limits import DEFAULT_MAX_POLL_BYTES
@@ -582,19 +583,35 @@ class Consumer:
 
     # -- committing ------------------------------------------------------------------------
 
-    def _uncommitted(self) -> dict[TopicPartition, int]:
-        """Consumed positions not yet committed (or submitted for a background commit)."""
+    def _uncommitted(
+        self, in_flight: dict[TopicPartition, int] | None = None
+    ) -> dict[TopicPartition, int]:
+        """Consumed positions not stored as committed (nor ``in_flight``: being written in
+        the background). A background commit that failed is not stored: it is here again."""
         committed = self._committed
-        return {tp: o for tp, o in self._consumed.items() if committed.get(tp) != o}
+        busy = in_flight or {}
+        return {
+            tp: o
+            for tp, o in self._consumed.items()
+            if committed.get(tp) != o and busy.get(tp) != o
+        }
 
     def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
-        """Commit consumed offsets (or the given ones) for the group, in one transaction."""
+        """Commit consumed offsets (or the given ones) for the group, in one transaction.
+
+        Background commits still in flight are finished first, so an older one never lands
+        after this one; consumed offsets whose background commit failed are written now.
+        Raises :class:`~pubsub.errors.FencedError` for partitions this member no longer
+        owns, :class:`~pubsub.errors.BusyError` or :class:`~pubsub.errors.StorageError`
+        when nothing could be written.
+        """
         self._check_open()
         if self.group is None:
             raise InvalidArgumentError(
                 "this consumer has no group, so it has nothing to commit",
                 hint="create it with group=NAME",
             )
+        self._flush_async()
         if offsets is None:
             offsets = self._uncommitted()
         if not offsets:
@@ -604,6 +621,8 @@ class Consumer:
         else:
             self._broker.commit_offsets(self.group, offsets)
         self._committed.update(offsets)
+        if self._committer is not None:
+            self._committer.superseded(offsets)
         self._last_auto_commit = time.monotonic()
 
     def commit_async(self, offsets: dict[TopicPartition, int] | None = None) -> None:
@@ -611,20 +630,25 @@ class Consumer:
 
         For a consumer that must not wait for the commit's fsync between two records (live
         tailing). Requests are merged: only the newest offsets of each partition are written.
-        Failures (a partition moved to another member) go to ``on_warning``. Pending commits
-        are written before a rebalance releases partitions and before :meth:`close` returns.
+        :meth:`committed` reports an offset once it is stored, not when it is submitted.
+
+        A commit that fails on the lock (busy) or on storage (an I/O error; the connection
+        is then replaced) is retried with a growing pause, up to
+        ``_BackgroundCommitter.ATTEMPTS`` times, and then given up with a warning: its
+        offsets stay uncommitted, so the next :meth:`commit_async` or :meth:`commit` writes
+        them, and :meth:`close` writes them or raises. A commit refused because the partition
+        moved to another member is dropped with a warning, never retried. Pending commits are
+        written before a rebalance releases partitions and before :meth:`close` returns.
         """
         self._check_open()
         if self.group is None:
             raise InvalidArgumentError("this consumer has no group, so it has nothing to commit")
-        if offsets is None:
-            offsets = self._uncommitted()
-        if not offsets:
-            return
         if self._committer is None:
             self._committer = _BackgroundCommitter(self)
-        self._committer.submit(offsets)
-        self._committed.update(offsets)
+        if offsets is None:
+            offsets = self._uncommitted(self._committer.in_flight())
+        if offsets:
+            self._committer.submit(offsets)
 
     def _flush_async(self) -> None:
         if self._committer is not None:
@@ -656,8 +680,11 @@ class Consumer:
             else:
                 broker.commit_offsets_locked(conn, group, offsets)
 
+        self._flush_async()  # an older background commit must not land after this one
         result = broker._produce_batch(topic, messages, headers=headers, inside=commit)
         self._committed.update(offsets)
+        if self._committer is not None:
+            self._committer.superseded(offsets)
         return result
 
     def _maybe_auto_commit(self) -> None:
@@ -682,20 +709,45 @@ class Consumer:
     def close(self, *, commit: bool | None = None) -> None:
         """Close; with auto-commit (or ``commit=True``) commit consumed offsets first.
 
+        Background commits are finished first, and offsets whose background commit failed
+        are written now. When something that was to be committed cannot be written, the
+        consumer still closes, and then the error (:class:`~pubsub.errors.BusyError`,
+        :class:`~pubsub.errors.StorageError`) is raised: the group's offsets are not where
+        the application asked, as when :meth:`commit` raises.
+
         A group member leaves the group at once, so its partitions move to the other members
-        without waiting for its lease to run out.
+        without waiting for its lease to run out. Leaving is best effort: when only the leave
+        fails (on a busy lock, or an I/O error twice), ``on_warning`` says so and the
+        partitions move once the lease runs out; every commit is durable by then.
         """
         if self._closed:
             return
         wanted = commit if commit is not None else self.auto_commit
         try:
             self._flush_async()
+            offsets = self._uncommitted() if wanted else {}
             if self._committer is not None:
                 self._committer.stop()
+                for tp, offset in self._committer.failed().items():
+                    if tp in self._positions and self._committed.get(tp) != offset:
+                        offsets.setdefault(tp, offset)  # newer consumed offsets win
             if self._membership is not None:
-                self._membership.leave(self._consumed if wanted else None)
-            elif wanted:
-                self.commit()
+                left = self._membership.leave(offsets)
+                if left.not_committed:
+                    names = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in left.not_committed)
+                    self.on_warning(
+                        f"group {self.group}: offsets of {names} not committed on close: "
+                        "another member owns them now"
+                    )
+                if not left.left:
+                    self.on_warning(
+                        f"group {self.group}: could not leave the group (the database is busy "
+                        "or failing); its partitions move to the other members when this "
+                        f"member's lease runs out, within {self._membership.session_ms / 1000:g}"
+                        " s"
+                    )
+            elif offsets:
+                self.commit(offsets)
         finally:
             self._closed = True
             self._waiter.close()
@@ -716,11 +768,31 @@ class Consumer:
     ) -> None:
         # After an exception the records in flight may not have been processed: do not
         # commit them.
-        self.close(commit=None if exc_type is None else False)
+        if exc_type is None:
+            self.close()
+            return
+        from pubsub.errors import PubsubError
+
+        try:
+            self.close(commit=False)
+        except PubsubError as error:  # the exception in flight is the one to see
+            self.on_warning(f"closing after an error: {error.message}")
 
 
 class _BackgroundCommitter:
-    """Writes a consumer's offset commits from a thread with its own connection."""
+    """Writes a consumer's offset commits from a thread with its own connection.
+
+    Requests are merged per partition, the newest winning. The consumer's committed view
+    changes only once a commit is stored. A commit that fails on the lock or on storage is
+    put back under any newer request for the same partition and retried after a pause that
+    doubles up to a cap; after :attr:`ATTEMPTS` failures in a row the pending offsets are
+    given up (:meth:`failed`) until a later commit of their partitions supersedes them. A
+    fenced commit (the partition moved to another member) is dropped at once.
+    """
+
+    ATTEMPTS = 5
+    FIRST_PAUSE = 0.05  # seconds before the first retry; then doubled, up to MAX_PAUSE
+    MAX_PAUSE = 1.0
 
     def __init__(self, consumer: Consumer) -> None:
         import threading
@@ -728,6 +800,8 @@ class _BackgroundCommitter:
         self._consumer = consumer
         self._lock = threading.Condition()
         self._pending: dict[TopicPartition, int] = {}
+        self._writing: dict[TopicPartition, int] = {}
+        self._failed: dict[TopicPartition, int] = {}
         self._busy = False
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="pubsub-committer", daemon=True)
@@ -738,8 +812,28 @@ class _BackgroundCommitter:
             self._pending.update(offsets)
             self._lock.notify_all()
 
+    def in_flight(self) -> dict[TopicPartition, int]:
+        """The newest offset of each partition submitted and not yet stored or given up."""
+        with self._lock:
+            return {**self._writing, **self._pending}
+
+    def failed(self) -> dict[TopicPartition, int]:
+        """Offsets given up after failed attempts and not superseded since."""
+        with self._lock:
+            return dict(self._failed)
+
+    def superseded(self, offsets: dict[TopicPartition, int]) -> None:
+        """The consumer stored ``offsets`` itself: failed ones for those partitions are moot."""
+        with self._lock:
+            for tp in offsets:
+                self._failed.pop(tp, None)
+
     def flush(self) -> None:
-        """Wait until everything submitted so far is written (or failed)."""
+        """Wait until everything submitted so far is stored, dropped or given up.
+
+        Bounded: at most :attr:`ATTEMPTS` transactions, each waiting at most the busy
+        timeout for the lock, and the pauses between them.
+        """
         with self._lock:
             while self._pending or self._busy:
                 self._lock.wait(1.0)
@@ -750,14 +844,19 @@ class _BackgroundCommitter:
             self._lock.notify_all()
         self._thread.join(timeout=10)
 
+    def _warn(self, message: str) -> None:
+        # A warning callback that raises (warnings turned into errors) must not stop the
+        # thread: flush() would then wait for commits nobody writes.
+        with contextlib.suppress(Exception):
+            self._consumer.on_warning(message)
+
     def _run(self) -> None:
-        from pubsub.db.connection import Reconnecting
-        from pubsub.db.transaction import WriteTransaction
-        from pubsub.errors import PubsubError
+        from pubsub.errors import BusyError, StorageError
 
         consumer = self._consumer
         broker = consumer._broker
         link = Reconnecting(broker.path, sync=broker.sync, busy_timeout=broker.busy_timeout)
+        failures = 0
         try:
             while True:
                 with self._lock:
@@ -766,23 +865,74 @@ class _BackgroundCommitter:
                     if not self._pending:
                         return
                     offsets, self._pending = self._pending, {}
+                    self._writing = offsets
                     self._busy = True
+                pause = 0.0
                 try:
-                    conn = link.get()
-                    conn.execute("PRAGMA wal_autocheckpoint = 0")  # leave it to the writers
-                    with WriteTransaction(
-                        conn, broker.busy_timeout, broker.path, link.discard
-                    ) as write:
-                        if consumer._membership is not None:
-                            consumer._membership.commit_locked(write, offsets)
-                        else:
-                            assert consumer.group is not None
-                            broker.commit_offsets_locked(write, consumer.group, offsets)
-                except PubsubError as exc:  # an I/O error has discarded the connection
-                    consumer.on_warning(f"background commit failed: {exc.message}")
-                finally:
+                    self._write(link, offsets)
+                except FencedError as exc:
+                    failures = 0
+                    self._warn(f"background commit refused: {exc.message}")
+                except (BusyError, StorageError) as exc:  # an I/O error discarded the link
+                    failures += 1
+                    pause = self._failed_attempt(offsets, exc.message, failures)
+                    if not pause:
+                        failures = 0
+                except Exception as exc:  # not worth retrying; commit() will say more
+                    failures = 0
                     with self._lock:
+                        self._failed.update(offsets)
+                    self._warn(f"background commit failed: {exc}; these offsets are not committed")
+                else:
+                    failures = 0
+                    with self._lock:
+                        for tp, offset in offsets.items():
+                            self._failed.pop(tp, None)
+                            if tp in consumer._positions:  # still assigned
+                                consumer._committed[tp] = offset
+                finally:
+                    if pause:
+                        time.sleep(pause)
+                    with self._lock:
+                        self._writing = {}
                         self._busy = False
                         self._lock.notify_all()
         finally:
             link.discard()
+
+    def _write(self, link: Reconnecting, offsets: dict[TopicPartition, int]) -> None:
+        from pubsub.db.transaction import WriteTransaction
+
+        consumer = self._consumer
+        broker = consumer._broker
+        conn = link.get()
+        conn.execute("PRAGMA wal_autocheckpoint = 0")  # leave it to the writers
+        with WriteTransaction(conn, broker.busy_timeout, broker.path, link.discard) as write:
+            if consumer._membership is not None:
+                consumer._membership.commit_locked(write, offsets)
+            else:
+                assert consumer.group is not None
+                broker.commit_offsets_locked(write, consumer.group, offsets)
+
+    def _failed_attempt(
+        self, offsets: dict[TopicPartition, int], message: str, failures: int
+    ) -> float:
+        """Put ``offsets`` back for a retry (under newer requests) and return the pause
+        before it; or give everything pending up after the last attempt (returns 0)."""
+        with self._lock:
+            for tp, offset in offsets.items():
+                self._pending.setdefault(tp, offset)  # a newer request wins
+            if failures < self.ATTEMPTS:
+                pause = min(self.FIRST_PAUSE * 2.0 ** (failures - 1), self.MAX_PAUSE)
+            else:
+                self._failed.update(self._pending)
+                self._pending = {}
+                pause = 0.0
+        if pause and failures == 1:
+            self._warn(f"background commit failed: {message}; retrying")
+        elif not pause:
+            self._warn(
+                f"background commit failed {failures} times: {message}; these offsets are "
+                "not committed (the next commit writes them)"
+            )
+        return pause

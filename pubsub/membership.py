@@ -29,7 +29,7 @@ from pubsub.db import catalog, groups, membership
 from pubsub.db.connection import Reconnecting
 from pubsub.db.membership import PartitionKey
 from pubsub.db.transaction import ReadScope, WriteTransaction
-from pubsub.errors import FencedError, PubsubError
+from pubsub.errors import BusyError, FencedError, PubsubError, StorageError
 from pubsub.records import TopicPartition
 
 if TYPE_CHECKING:
@@ -94,6 +94,13 @@ def assign(
         counts[chosen] += 1
         result[key] = chosen
     return result
+
+
+class LeaveResult(NamedTuple):
+    """What leaving did."""
+
+    left: bool  # False: the leave could not be written; the member's lease runs out instead
+    not_committed: list[TopicPartition]  # given offsets not stored: owned by others by now
 
 
 class SyncResult(NamedTuple):
@@ -369,33 +376,69 @@ class Membership:
             self.broker.now(),
         )
 
-    def leave(self, consumed: Mapping[TopicPartition, int] | None) -> None:
-        """Leave at once: commit ``consumed`` (if given), free the partitions, rebalance."""
+    def leave(self, consumed: Mapping[TopicPartition, int] | None) -> LeaveResult:
+        """Leave at once: commit ``consumed`` (if given), free the partitions, rebalance.
+
+        One transaction, tried twice on a busy lock or a storage error (the broker replaces
+        a connection that saw an I/O error, so the second try runs on a new one). If both
+        fail while there was something to commit, the error is raised: those offsets are
+        not stored. With nothing to commit, leaving is best effort: ``left`` is False and
+        the partitions move to the other members once this member's lease runs out (its
+        heartbeat has stopped). Offsets of partitions this member no longer owns are not
+        committed; they are listed in ``not_committed`` unless the group holds them already.
+        """
         if self._heartbeat is not None:
             self._heartbeat.stop()
         if self.group_id is None:
-            return
+            return LeaveResult(True, sorted(consumed or ()))
+        try:
+            for attempt in (1, 2):
+                try:
+                    return LeaveResult(True, self._leave_once(consumed or {}))
+                except (BusyError, StorageError):
+                    if attempt == 2 and consumed:
+                        raise
+            return LeaveResult(False, [])
+        finally:
+            self.owned = {}
+
+    def _leave_once(self, consumed: Mapping[TopicPartition, int]) -> list[TopicPartition]:
+        assert self.group_id is not None
         with self._write() as conn:
             group_id = self.group_id
-            if consumed and not self._member_gone.is_set():
-                owners = membership.live_owners(
-                    conn,
-                    group_id,
-                    [(tid, tp.partition) for tp, tid in self.owned.items()],
-                    self.boot,
-                    self._lease_clock(),
-                )
-                rows = [
-                    (topic_id, tp.partition, consumed[tp], None)
+            refused: list[TopicPartition] = []
+            if consumed:
+                owners = {}
+                if not self._member_gone.is_set():
+                    owners = membership.live_owners(
+                        conn,
+                        group_id,
+                        [(tid, tp.partition) for tp, tid in self.owned.items()],
+                        self.boot,
+                        self._lease_clock(),
+                    )
+                mine = {
+                    tp: topic_id
                     for tp, topic_id in self.owned.items()
                     if tp in consumed and owners.get((topic_id, tp.partition)) == self.member_id
-                ]
-                if rows:
+                }
+                if mine:
+                    rows = [(tid, tp.partition, consumed[tp], None) for tp, tid in mine.items()]
                     groups.offsets_commit(conn, group_id, rows, self.broker.now())
+                if len(mine) < len(consumed):
+                    stored = {
+                        TopicPartition(row.topic, row.partition): row.committed_offset
+                        for row in groups.offsets_get(conn, self.group)
+                    }
+                    refused = sorted(
+                        tp
+                        for tp, offset in consumed.items()
+                        if tp not in mine and stored.get(tp) != offset
+                    )
             if membership.member_delete(conn, group_id, self.member_id):
                 rebalance(conn, group_id)
                 membership.generation_bump(conn, group_id)
-        self.owned = {}
+            return refused
 
     @property
     def lost_membership(self) -> bool:

@@ -106,6 +106,20 @@ def all_records(broker: Broker, topic: str) -> dict[int, list[tuple[int, bytes |
     return out
 
 
+def default_interrupt_signals() -> None:
+    """In a child, before exec: SIGINT and SIGQUIT back to their default disposition.
+
+    A shell starts a background job (``make test &``) with both ignored, and an ignored
+    disposition is inherited across exec: Python then installs no KeyboardInterrupt handler
+    and a Ctrl-C test sees its child ignore the key. ``preexec_fn`` runs in the forked child,
+    so this never touches the test process itself.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 class Terminal:
     """A real process on a pseudo-terminal (stdin, stdout and stderr), for what only a
     terminal gets: tables, the live dashboard, progress bars, key presses."""
@@ -125,6 +139,7 @@ class Terminal:
             # becomes SIGINT for the process, as in a real shell.
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            default_interrupt_signals()
 
         self.proc = subprocess.Popen(
             args,
@@ -132,7 +147,7 @@ class Terminal:
             stdout=replica,
             stderr=replica,
             env=env,
-            preexec_fn=controlling_terminal,  # noqa: PLW1509 - only setsid and one ioctl
+            preexec_fn=controlling_terminal,  # noqa: PLW1509 - setsid, an ioctl, two signal()s
         )
         os.close(replica)
         self.output = b""
@@ -163,11 +178,33 @@ class Terminal:
         os.write(self.primary, data)
 
     def finish(self, timeout: float = 20.0) -> int:
-        """Drain the output until the process exits; its exit code."""
-        self.read_until(b"\0never\0", timeout=timeout)
-        code = self.proc.wait(timeout=timeout)
-        os.close(self.primary)
-        return code
+        """Drain the output until the process exits; its exit code (killed and reaped if
+        it does not exit in time, and the wait's TimeoutExpired raised)."""
+        try:
+            self.read_until(b"\0never\0", timeout=timeout)
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Kill the process if it still runs, reap it and close the terminal (idempotent).
+
+        Reaping matters: a child left running is reported by ``subprocess`` as a
+        ResourceWarning, which fails whichever test happens to be running when it is
+        collected.
+        """
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+        if self.primary >= 0:
+            os.close(self.primary)
+            self.primary = -1
+
+    def __enter__(self) -> Terminal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def text(self) -> str:

@@ -220,29 +220,23 @@ def _terminal(db_path: Path, *args: str, **env: str) -> Terminal:
 
 def test_top_refreshes_and_quits_on_q(db_path: Path) -> None:
     known_database(db_path).close()
-    term = _terminal(db_path, "top", "--interval", "0.2")
-    try:
+    with _terminal(db_path, "top", "--interval", "0.2") as term:
         assert term.read_until(b"q: quit", count=3), term.text  # three refreshes drawn
         assert "topics" in term.text and "groups" in term.text and "36" in term.text
         term.send(b"q")
         assert term.finish(timeout=10) == 0
-    finally:
-        term.proc.kill()
     assert "\x1b[?1049h" in term.text and "\x1b[?1049l" in term.text  # screen restored
 
 
 def test_top_shows_new_records_and_stops_on_ctrl_c(db_path: Path) -> None:
     known_database(db_path).close()
-    term = _terminal(db_path, "top", "-i", "0.2")
-    try:
+    with _terminal(db_path, "top", "-i", "0.2") as term:  # killed and reaped however it ends
         assert term.read_until(b"q: quit"), term.text
         with Broker(db_path) as broker:
             broker.produce_batch("b", [b"x"] * 12_345)
         assert term.read_until(b"12,346"), term.text  # b's record count, refreshed
         term.send(b"\x03")  # Ctrl-C through the terminal's line discipline: SIGINT
         assert term.finish(timeout=10) in (0, 130)
-    finally:
-        term.proc.kill()
 
 
 def test_tables_honour_no_color_on_a_terminal(db_path: Path) -> None:

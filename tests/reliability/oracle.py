@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from array import array
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -160,6 +162,52 @@ def check_commits_monotonic(commits: Iterable[tuple[str, str, int, int]]) -> int
     return n
 
 
+class DeliveredOffsets:
+    """Which offsets of each (group, topic, partition) were delivered: one byte per offset.
+
+    Log offsets are dense, so a byte array indexed by offset is a tenth of the memory of a set
+    of ints and lets I5 test a whole range at once (``bytearray.find``, in C).
+    """
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, str, int], bytearray] = {}
+
+    def add(self, key: tuple[str, str, int], offset: int) -> bool:
+        """Mark ``offset`` delivered; True if it had been delivered before."""
+        assert offset >= 0, f"{key}: delivered a negative offset {offset}"
+        marks = self.seen.get(key)
+        if marks is None:
+            marks = self.seen[key] = bytearray()
+        if offset >= len(marks):
+            marks.extend(bytes(max(offset + 1 - len(marks), len(marks))))  # amortised growth
+        again = marks[offset] == 1
+        marks[offset] = 1
+        return again
+
+    def check_below(
+        self,
+        committed: Mapping[tuple[str, str, int], int],
+        start: Mapping[tuple[str, int], int] | None = None,
+    ) -> int:
+        """I5 for ``committed``; returns the number of offsets covered."""
+        covered = 0
+        for key, offset in committed.items():
+            marks = self.seen.get(key, bytearray())
+            low = (start or {}).get((key[1], key[2]), 0)
+            if offset > low:
+                window = marks[low:offset]
+                hole = window.find(0)
+                if hole >= 0 or len(window) < offset - low:
+                    first = low + (hole if hole >= 0 else len(window))
+                    missing = [
+                        o for o in range(first, min(offset, first + 1000))
+                        if o >= len(marks) or not marks[o]
+                    ][:5]  # fmt: skip
+                    raise AssertionError(f"{key}: committed {offset} but never delivered {missing}")
+            covered += max(0, offset - low)
+        return covered
+
+
 def check_delivered_below_commit(
     delivered: Iterable[tuple[str, str, int, int]],
     committed: Mapping[tuple[str, str, int], int],
@@ -169,19 +217,12 @@ def check_delivered_below_commit(
 
     ``delivered`` are (group, topic, partition, offset); ``start`` gives the first offset a
     group could read per (topic, partition) (the log start when it began; 0 by default).
-    Returns the number of offsets covered.
+    Returns the number of offsets covered. Linear in deliveries plus committed offsets.
     """
-    seen: dict[tuple[str, str, int], set[int]] = defaultdict(set)
+    seen = DeliveredOffsets()
     for group, topic, partition, offset in delivered:
-        seen[(group, topic, partition)].add(offset)
-    covered = 0
-    for key, offset in committed.items():
-        got = seen.get(key, set())
-        low = (start or {}).get((key[1], key[2]), 0)
-        missing = [o for o in range(low, offset) if o not in got]
-        assert not missing, f"{key}: committed {offset} but never delivered {missing[:5]}"
-        covered += max(0, offset - low)
-    return covered
+        seen.add((group, topic, partition), offset)
+    return seen.check_below(committed, start)
 
 
 def check_exclusive_ownership(
@@ -236,10 +277,20 @@ def check_member_lines(
       poll that delivered it began;
     - I6: a member's acknowledged commit for a partition is never preceded, since the member
       was assigned it, by another member's assignment of it (a stale owner is fenced).
+
+    O(n log n) in the number of lines, memory linear: the soak's millions of deliveries are
+    checked by binary search in per-partition commit and assignment timelines, never by
+    scanning every commit per delivery or every assignment per commit.
     """
     report = GroupReport()
     polls: dict[tuple[str, float], float] = {}  # (member, t_after) -> t_before
-    delivered: list[tuple[str, int, int, float]] = []
+    members: dict[str, int] = {}  # member name -> index (deliveries keep the index only)
+    names: list[str] = []
+    # Per partition, columns of the deliveries: member index, offset, t_after.
+    d_member: dict[int, array[int]] = defaultdict(lambda: array("l"))
+    d_offset: dict[int, array[int]] = defaultdict(lambda: array("q"))
+    d_after: dict[int, array[float]] = defaultdict(lambda: array("d"))
+    seen = DeliveredOffsets()
     commits: list[tuple[float, str, int, int]] = []
     assigned: list[tuple[float, str, int]] = []
     for line in lines:
@@ -247,41 +298,73 @@ def check_member_lines(
         if kind == "P":
             polls[(fields[0], float(fields[2]))] = float(fields[1])
         elif kind == "D":
-            member, p, o, t = fields
-            delivered.append((member, int(p), int(o), float(t)))
+            member, p_, o_, t_ = fields
+            p, o = int(p_), int(o_)
+            index = members.get(member)
+            if index is None:
+                index = members[member] = len(names)
+                names.append(member)
+            d_member[p].append(index)
+            d_offset[p].append(o)
+            d_after[p].append(float(t_))
+            report.delivered += 1
+            if seen.add((group, topic, p), o):
+                report.redelivered += 1
         elif kind == "C":
-            member, p, o, t = fields
-            commits.append((float(t), member, int(p), int(o)))
+            member, p_, o_, t_ = fields
+            commits.append((float(t_), member, int(p_), int(o_)))
         elif kind == "S":
-            member, p, t = fields
-            assigned.append((float(t), member, int(p)))
+            member, p_, t_ = fields
+            assigned.append((float(t_), member, int(p_)))
         elif kind == "F":
             report.fenced += 1
     commits.sort()
-    report.delivered = len(delivered)
     report.commits = check_commits_monotonic((group, topic, p, o) for _, _, p, o in commits)
-    report.covered = check_delivered_below_commit(
-        ((group, topic, p, o) for _, p, o, _ in delivered),
-        {k: v for k, v in final.items() if k[0] == group and k[1] == topic},
-        start,
+    report.covered = seen.check_below(
+        {k: v for k, v in final.items() if k[0] == group and k[1] == topic}, start
     )
-    by_partition: dict[int, list[tuple[float, int]]] = defaultdict(list)
+
+    # Duplicates only after the last commit: the floor of a delivery is the highest offset
+    # committed (acknowledged) before its poll began, a prefix maximum over the partition's
+    # commits in time order, found by binary search.
+    commit_times: dict[int, list[float]] = defaultdict(list)
+    commit_floor: dict[int, list[int]] = defaultdict(list)
     for t, _, p, o in commits:
-        by_partition[p].append((t, o))
-    seen: set[tuple[int, int]] = set()
-    for member, p, o, t_after in sorted(delivered, key=lambda d: d[3]):
-        t_before = polls[(member, t_after)]
-        floor = max((c for t, c in by_partition[p] if t < t_before), default=0)
-        assert o >= floor, f"{member} got {p}@{o} after offset {floor} was committed"
-        if (p, o) in seen:
-            report.redelivered += 1
-        seen.add((p, o))
+        floors = commit_floor[p]
+        commit_times[p].append(t)
+        floors.append(max(o, floors[-1]) if floors else o)
+    worst: tuple[float, str, int, int, int] | None = None  # the earliest counter-example
+    for p, offsets in d_offset.items():
+        times, floors = commit_times.get(p, []), commit_floor.get(p, [])
+        for i, o in enumerate(offsets):
+            t_after = d_after[p][i]
+            member = names[d_member[p][i]]
+            t_before = polls[(member, t_after)]
+            before = bisect_left(times, t_before)  # commits with t < t_before
+            floor = floors[before - 1] if before else 0
+            if o < floor and (worst is None or t_after < worst[0]):
+                worst = (t_after, member, p, o, floor)
+    if worst is not None:
+        _, member, p, o, floor = worst
+        raise AssertionError(f"{member} got {p}@{o} after offset {floor} was committed")
+
+    # I6: per (member, partition) the assignment times, per partition all of them in order.
     assigned.sort()
+    mine_by: dict[tuple[str, int], list[float]] = defaultdict(list)
+    all_times: dict[int, list[float]] = defaultdict(list)
+    all_by: dict[int, list[tuple[float, str]]] = defaultdict(list)
+    for ta, member, p in assigned:
+        mine_by[(member, p)].append(ta)
+        all_times[p].append(ta)
+        all_by[p].append((ta, member))
     for t, member, p, _ in commits:
-        mine = [ta for ta, m, pa in assigned if m == member and pa == p and ta <= t]
-        assert mine, f"{member} committed {p} without being assigned it"
-        others = [
-            (ta, m) for ta, m, pa in assigned if pa == p and m != member and mine[-1] < ta < t
-        ]
-        assert not others, f"{member} committed {p} at {t} after {others[0]} took it"
+        mine = mine_by.get((member, p), [])
+        last = bisect_right(mine, t)  # this member's assignments at or before the commit
+        assert last, f"{member} committed {p} without being assigned it"
+        since = mine[last - 1]
+        # Any assignment of p strictly between the member's last one and the commit is
+        # another member's (a later one of its own would be its last).
+        i = bisect_right(all_times[p], since)
+        if i < len(all_times[p]) and all_times[p][i] < t:
+            raise AssertionError(f"{member} committed {p} at {t} after {all_by[p][i]} took it")
     return report

@@ -20,7 +20,9 @@ ROOT = str(Path(__file__).parents[2])
 class Worker:
     """A child process whose complete stdout lines are collected by a thread.
 
-    A line cut short by a kill is not a line: only text up to the last newline counts.
+    A line cut short by a kill is not a line: only text up to the last newline counts. With
+    ``keep_lines=False`` the lines are read and counted but not kept (a soak's producer
+    prints millions that nobody checks).
     """
 
     def __init__(
@@ -30,7 +32,10 @@ class Worker:
         env: dict[str, str] | None = None,
         stdin: int | None = None,
         stderr_path: Path | None = None,
+        keep_lines: bool = True,
     ) -> None:
+        self.keep_lines = keep_lines
+        self.line_count = 0
         self.stderr_path = stderr_path
         stderr = open(stderr_path, "wb") if stderr_path else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
@@ -66,7 +71,9 @@ class Worker:
                     self.ready_at = time.monotonic()
                     self.ready.set()
                 else:
-                    self.lines.append(line)
+                    self.line_count += 1
+                    if self.keep_lines:
+                        self.lines.append(line)
                     self.last_line_at = time.monotonic()
         self.ready.set()
 
@@ -89,8 +96,14 @@ class Worker:
         return self.stderr_path.read_text(errors="replace")
 
 
-def python_worker(mode: str, *args: object, stderr_path: Path | None = None) -> Worker:
-    return Worker([sys.executable, WORKERS, mode, *map(str, args)], stderr_path=stderr_path)
+def python_worker(
+    mode: str, *args: object, stderr_path: Path | None = None, keep_lines: bool = True
+) -> Worker:
+    return Worker(
+        [sys.executable, WORKERS, mode, *map(str, args)],
+        stderr_path=stderr_path,
+        keep_lines=keep_lines,
+    )
 
 
 class CliProducer:

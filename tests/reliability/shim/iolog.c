@@ -20,6 +20,9 @@
  * IOLOG_FAIL_KINDS contains 'w' and syncs when it contains 's') and the IOLOG_FAIL_COUNT-1
  * eligible operations after it (-1: all of them) fail with errno IOLOG_FAIL_ERRNO (EIO by
  * default) without touching the file.
+ *
+ * Slowing (IOLOG_SYNC_DELAY_US=N): every fsync on a tracked file waits N microseconds first,
+ * like a slow disk (the other threads' operations go on meanwhile).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -43,6 +46,7 @@ static const char *dir;
 static int log_fd = -1;
 static long fail_at, fail_count = 1, eligible;
 static int fail_errno = EIO, fail_writes, fail_syncs;
+static long sync_delay_us;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int (*real_open)(const char *, int, ...);
@@ -84,6 +88,7 @@ static void init(void) {
     if ((s = getenv("IOLOG_FAIL_AT"))) fail_at = atol(s);
     if ((s = getenv("IOLOG_FAIL_COUNT"))) fail_count = atol(s);
     if ((s = getenv("IOLOG_FAIL_ERRNO"))) fail_errno = atoi(s);
+    if ((s = getenv("IOLOG_SYNC_DELAY_US"))) sync_delay_us = atol(s);
     s = getenv("IOLOG_FAIL_KINDS");
     if (!s) s = "ws";
     fail_writes = strchr(s, 'w') != NULL;
@@ -247,6 +252,7 @@ ssize_t write(int fd, const void *buf, size_t n) {
 
 static int do_sync(int (*fn)(int), int fd) {
     if (fd < 0 || fd >= MAX_FD || !tracked[fd]) return fn(fd);
+    if (sync_delay_us > 0) usleep((useconds_t)sync_delay_us);
     pthread_mutex_lock(&lock);
     if (should_fail(0)) {
         pthread_mutex_unlock(&lock);
