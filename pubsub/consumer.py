@@ -733,8 +733,10 @@ class Consumer:
                         offsets.setdefault(tp, offset)  # newer consumed offsets win
             if self._membership is not None:
                 left = self._membership.leave(offsets)
-                if left.not_committed:
-                    names = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in left.not_committed)
+                # A partition never polled consumed nothing: losing it loses nothing.
+                lost = [tp for tp in left.not_committed if tp not in self._unrecorded_starts]
+                if lost:
+                    names = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in lost)
                     self.on_warning(
                         f"group {self.group}: offsets of {names} not committed on close: "
                         "another member owns them now"
