@@ -1,6 +1,7 @@
 """``pubsub topic``: create, list, describe, alter and delete topics."""
 
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -122,6 +123,31 @@ def _human_config(key: str, value: str) -> str:
     return value
 
 
+def retention_summary(config: Mapping[str, str]) -> str:
+    """The policies that delete a topic's records, for a table: '7d, 1.0 GiB/partition'.
+
+    The delete policies apply only when cleanup.policy contains ``delete``; 'forever' when
+    nothing ever deletes a record.
+    """
+    policies = set(config.get("cleanup.policy", "delete").split(","))
+    parts: list[str] = []
+    if "delete" in policies:
+        ms = int(config.get("retention.ms", "-1"))
+        if ms >= 0:
+            parts.append(human_ms(ms))
+        size = int(config.get("retention.bytes", "-1"))
+        if size >= 0:
+            parts.append(f"{human_bytes(size)}/partition")
+        count = int(config.get("retention.messages", "-1"))
+        if count >= 0:
+            parts.append(f"{count:,} record{'' if count == 1 else 's'}/partition")
+        if config.get("retention.consumed") == "true":
+            parts.append("consumed")
+    if "compact" in policies:
+        parts.append("compact")
+    return ", ".join(parts) or "forever"
+
+
 @app.command("create")
 def topic_create(
     ctx: typer.Context,
@@ -181,7 +207,7 @@ def topic_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
                 t.partitions,
                 f"{t.records:,}",
                 human_bytes(t.bytes),
-                human_ms(int(t.config["retention.ms"])),
+                retention_summary(t.config),
                 iso_time(t.created_ms),
             )
             for t in topics
