@@ -477,9 +477,23 @@ def test_small_disks_retention_frees_the_full_disk_repeatedly(
     assert totals["freed_space"] == totals["retention_on_full"]
 
 
+def pipe_until_full(db: Path, size: int, disk: int) -> subprocess.CompletedProcess[bytes]:
+    """``pubsub produce`` from a fast pipe of ``size``-byte lines, twice the disk's worth."""
+    line = b"x" * (size - 1) + b"\n"
+    return subprocess.run(
+        [PUBSUB, "produce", TOPIC],
+        input=line * (2 * disk // size),
+        capture_output=True,
+        env=cli_env(db),
+        timeout=120,
+        check=False,
+    )
+
+
 def test_full_6mib_disk_retention_run_and_topic_delete(tmp_path: Path) -> None:
-    """1 KB lines into a 6 MiB disk with retention.messages=500 until exit 7: retention frees
-    it, production resumes; filled again, the topic can be deleted on the full disk."""
+    """1 KB lines piped into a 6 MiB disk with retention.messages=500 until exit 7: retention
+    frees it and production resumes, three times; filled again, the topic can be deleted on
+    the full disk."""
     need_tmpfs(tmp_path)
     point = tmp_path / "six"
     rng = random.Random("six")
@@ -488,17 +502,21 @@ def test_full_6mib_disk_retention_run_and_topic_delete(tmp_path: Path) -> None:
         assert (
             cli(db, "topic", "create", TOPIC, "--config", "retention.messages=500").returncode == 0
         )
-        for round_ in range(3):
-            assert_full_error(produce_lockstep(db, rng, f"f{round_}", sizes=(1024,), exact=True))
+        for _ in range(3):
+            full = pipe_until_full(db, 1024, 6 * MIB)
+            assert_full_error(Fill(full.returncode, full.stderr.decode(), {}))
+            with Broker(db) as broker:
+                assert broker.describe_topic(TOPIC).records > 3000  # the disk is well used
             done = cli(db, "retention", "run")
             assert done.returncode == 0, done.stderr.decode()
             assert b"deleted" in done.stderr
             with Broker(db) as broker:
                 assert broker.describe_topic(TOPIC).records == 500
             assert free_bytes(point) > 2 * MIB
-            again = produce_lockstep(db, rng, f"a{round_}", max_records=20, exact=True)
+            again = produce_lockstep(db, rng, "again", max_records=20, exact=True)
             assert again.returncode == 0, again.stderr
-        assert_full_error(produce_lockstep(db, rng, "last", sizes=(1024,), exact=True))
+        full = pipe_until_full(db, 1024, 6 * MIB)
+        assert full.returncode == EXIT_STORAGE
         deleted = cli(db, "topic", "delete", TOPIC, "--yes")
         assert deleted.returncode == 0, deleted.stderr.decode()
         assert cli(db, "db", "check").returncode == 0
