@@ -782,7 +782,8 @@ def truncate(
                         offset=before,
                         log_start_offset=start,
                         next_offset=end,
-                        hint=f"truncate before at most {end} (everything), or leave out --before",
+                        hint=f"give at most {end} there (all of it), choose other partitions, "
+                        "or leave out the offset to delete everything",
                     )
                 target = before
             else:

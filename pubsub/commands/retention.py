@@ -64,17 +64,16 @@ def summary(report: "RetentionReport") -> str:
         line += "; WAL truncated"
     if report.reserve_released:
         line += "; the disk was full: used the reserve file"
-    elif report.disk_full and not report.deleted_records:
-        line += "; the disk is full and no policy deletes anything yet"
     return line
 
 
 def full_disk_hint(report: "RetentionReport") -> str | None:
-    """What to do when the disk is full and this sweep could not help."""
+    """A warning and what to do when the disk is full and this sweep could not help."""
     if not report.disk_full or report.deleted_records or report.skipped:
         return None
     return (
-        "hint: set a policy ('pubsub topic alter TOPIC --config retention.messages=N' or "
+        "warning: the disk is full and no policy deletes anything yet\n"
+        "hint: set one ('pubsub topic alter TOPIC --config retention.messages=N' or "
         "--retention 1d) and run retention again, or 'pubsub topic truncate TOPIC'"
     )
 

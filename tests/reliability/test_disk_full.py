@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pytest
 
-from pubsub import Broker
+from pubsub import Broker, StorageFullError
 from tests.helpers import PUBSUB, cli_env
 from tests.reliability.oracle import check_log, read_stored, scale
 
@@ -549,3 +549,62 @@ def test_retention_with_nothing_to_delete_keeps_the_reserve(tmp_path: Path) -> N
         assert json.loads(done.stdout)["deleted_records"] > 0
         assert reserve.stat().st_size == MIB
         assert produce_lockstep(db, rng, "k2", max_records=20).returncode == 0
+
+
+def test_truncate_on_a_full_disk(tmp_path: Path) -> None:
+    """``topic truncate`` is the operator's first resort on a full disk: part of a partition,
+    then all of it, each time on the full disk."""
+    need_tmpfs(tmp_path)
+    point = tmp_path / "trunc"
+    rng = random.Random("trunc")
+    with small_disk(point, 8 * MIB):
+        db = point / "t.db"
+        assert cli(db, "topic", "create", TOPIC).returncode == 0
+        fill = produce_lockstep(db, rng, "a", sizes=(1024,), exact=True, max_batch=256)
+        assert_full_error(fill)
+        end = max(offset for _, _, offset in fill.acked) + 1
+        done = cli(db, "topic", "truncate", TOPIC, "--before", str(end - 500), "--yes")
+        assert done.returncode == 0, done.stderr.decode()
+        assert f"deleted {end - 500:,} records" in done.stderr.decode()
+        assert free_bytes(point) > 2 * MIB
+        assert Path(f"{db}-reserve").stat().st_size == MIB
+        check_acked(db, fill.acked)
+        assert produce_lockstep(db, rng, "b", max_records=20, exact=True).returncode == 0
+        assert_full_error(produce_lockstep(db, rng, "c", sizes=(1024,), exact=True))
+        done = cli(db, "topic", "truncate", TOPIC, "--yes")
+        assert done.returncode == 0, done.stderr.decode()
+        with Broker(db) as broker:
+            assert broker.describe_topic(TOPIC).records == 0
+        assert cli(db, "db", "check").returncode == 0
+        assert free_bytes(point) > 5 * MIB
+        assert produce_lockstep(db, rng, "d", max_records=20).returncode == 0
+
+
+def test_a_transaction_larger_than_the_reserve_leaves_whole_partitions_to_delete(
+    tmp_path: Path,
+) -> None:
+    """The documented limit: a 2 MiB transaction that filled the disk left more in the WAL
+    than the database file has room for even with the reserve. Retention and a partial
+    truncate refuse without touching the reserve; emptying the partition works."""
+    need_tmpfs(tmp_path)
+    point = tmp_path / "big"
+    with small_disk(point, 6 * MIB):
+        db = point / "b.db"
+        with Broker(db) as broker:
+            broker.create_topic(TOPIC, config={"retention.messages": "10"})
+            with pytest.raises(StorageFullError):
+                for _ in range(10):
+                    broker.produce_batch(TOPIC, [b"x" * 1000] * 2048)
+        reserve = Path(f"{db}-reserve")
+        for args in (["retention", "run"], ["topic", "truncate", TOPIC, "--before", "5", "-y"]):
+            done = cli(db, *args)
+            assert done.returncode == EXIT_STORAGE, (args, done.stderr.decode())
+            error, hint = done.stderr.decode().splitlines()
+            assert error.startswith("error: no room to win space back"), error
+            assert "topic truncate" in hint, hint
+            assert reserve.stat().st_size == MIB  # kept for work that can use it
+        done = cli(db, "topic", "truncate", TOPIC, "--yes")
+        assert done.returncode == 0, done.stderr.decode()
+        assert cli(db, "db", "check").returncode == 0
+        assert free_bytes(point) > 3 * MIB
+        assert reserve.stat().st_size == MIB
