@@ -397,17 +397,20 @@ class Sweeper:
         nothing written that would fail (the WAL is checkpointed only if that fits)."""
         broker = self.broker
         full = low_on_space(broker.path)
+        vacuumed = 0
+        if self.vacuum and not full:  # pages freed by earlier sweeps can still go
+            vacuumed = incremental_vacuum(broker)
         checkpointed = False
         if broker.path != ":memory:" and checkpoint_fits(broker.connection, broker.path):
             try:
-                checkpointed = cap_wal(broker, 0 if full else self.wal_cap)
+                checkpointed = cap_wal(broker, 0 if full or vacuumed else self.wal_cap)
             except StorageError:
                 checkpointed = False
         reports = tuple(
             PartitionReport(w.topic, w.partition, 0, 0, w.log_start_offset, ()) for w in plan
         )
         report = RetentionReport(
-            reports, False, started, broker.now(), 0, checkpointed, None, disk_full=full
+            reports, False, started, broker.now(), vacuumed, checkpointed, None, disk_full=full
         )
         if not full:
             self._record(report, room)

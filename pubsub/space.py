@@ -85,7 +85,8 @@ class Room:
         self.low = False
         #: This operation released the reserve (all of it).
         self.released = False
-        #: The file system had less than the reserve's size free when the operation started.
+        #: The file system had less than the reserve's size free at the start (after the first
+        #: checkpoint, if one could complete).
         self.full = False
         self._prepared: sqlite3.Connection | None = None
         self._secure: int | None = None
@@ -269,11 +270,6 @@ class Room:
                 tune_checkpoints(conn, self.path)
         self._prepared = None
         restore_reserve(self.path)
-
-    @property
-    def reserve_missing(self) -> bool:
-        """True while the reserve is not whole (released and not yet put back)."""
-        return self.enabled and reserve_size(self.path) < RESERVE_BYTES
 
 
 def _mib(nbytes: int) -> str:

@@ -335,6 +335,16 @@ def test_a_sweep_with_nothing_to_delete_writes_nothing(timed: Broker) -> None:
     assert [s for s in statements if "maintenance_leases" in s or s.startswith("DELETE")] == []
 
 
+def test_vacuum_runs_even_when_nothing_is_deleted(db_path: Path, clock: Clock) -> None:
+    with Broker(db_path, clock=clock) as broker:
+        broker.create_topic("t", config={"retention.ms": "1d"})
+        broker.produce_batch("t", [b"x" * 1000] * 2000)
+        clock.now += 2 * DAY
+        assert broker.run_retention().deleted_records == 2000  # pages freed, kept in the file
+        report = broker.run_retention(vacuum=True)
+        assert report.deleted_records == 0 and report.vacuumed_pages > 400
+
+
 def test_a_second_sweep_waits_for_the_first(timed: Broker, db_path: Path) -> None:
     timed.create_topic("t", config={"retention.messages": "0"})
     timed.produce_batch("t", [b"x"] * 10)
