@@ -396,6 +396,7 @@ class Sweeper:
         """A sweep that deletes nothing: no lease, no reserve released, and on a full disk
         nothing written that would fail (the WAL is checkpointed only if that fits)."""
         broker = self.broker
+        self._progress(self._total, self._total, "")  # every partition checked
         full = low_on_space(broker.path)
         vacuumed = 0
         if self.vacuum and not full:  # pages freed by earlier sweeps can still go
