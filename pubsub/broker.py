@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple, TypeVar, cast
 
 from pubsub.db import catalog, log, schema
 from pubsub.db.connection import DEFAULT_BUSY_TIMEOUT, Reconnecting, SyncMode
-from pubsub.db.files import DEFAULT_FILE_MODE
+from pubsub.db.files import DEFAULT_FILE_MODE, LOW_SPACE_BYTES, low_on_space
 from pubsub.db.transaction import ReadScope, WriteTransaction
 from pubsub.errors import (
     FencedError,
@@ -23,6 +23,7 @@ from pubsub.errors import (
     InvalidRecordError,
     OffsetOutOfRangeError,
     PubsubError,
+    StorageFullError,
     TopicDeletedError,
     TopicExistsError,
     TopicNotFoundError,
@@ -45,12 +46,16 @@ if TYPE_CHECKING:
     from pubsub.consumer import Consumer, OffsetReset
     from pubsub.group_admin import GroupInfo, OffsetChange, Strategy
     from pubsub.maintenance import Problem
-    from pubsub.retention import RetentionReport
+    from pubsub.retention import PartitionReport, RetentionReport
 
 __all__ = ["Broker", "DatabaseInfo"]
 
 _new_record = tuple.__new__
 _T = TypeVar("_T")
+#: A producer looks at the free space again after writing this much.
+_TUNE_EVERY_BYTES = 4 * 1024 * 1024
+#: Part of the space reserve a small administrative write may use on a full disk.
+_BORROW_BYTES = 256 * 1024
 
 
 def now_ms() -> int:
@@ -177,6 +182,9 @@ class Broker:
             raise
         self._topics: dict[str, _TopicMeta] = {}
         self._round_robin = RoundRobin()
+        #: Bytes to write before the checkpoint interval is adapted to the free space again.
+        self._until_tune = _TUNE_EVERY_BYTES
+        self._low_space = self.path != ":memory:" and low_on_space(self.path, LOW_SPACE_BYTES)
         self._closed = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -231,6 +239,28 @@ class Broker:
     def now(self) -> int:
         """The broker's clock: milliseconds since the epoch."""
         return self._clock()
+
+    def _tune(self) -> None:
+        """Adapt the connection's checkpoint interval to the free space (a long-running
+        producer sees the disk fill up; see :func:`pubsub.db.connection.tune_checkpoints`)."""
+        from pubsub.db.connection import tune_checkpoints
+
+        self._until_tune = _TUNE_EVERY_BYTES
+        if self.path != ":memory:":
+            with self._read():
+                self._low_space = tune_checkpoints(self._conn, self.path)
+
+    @property
+    def low_on_space(self) -> bool:
+        """True when the database's file system had less than 64 MiB free at the last look
+        (on opening, then after every 4 MiB produced).
+
+        Checkpoints then run every 256 KiB of WAL, and ``pubsub produce`` commits its input
+        in transactions of at most 128 KiB: what a disk that fills up leaves in the WAL must
+        fit in the space reserve, or retention cannot win the disk back (see
+        :mod:`pubsub.space`). A :meth:`produce_batch` is one transaction whatever its size.
+        """
+        return self._low_space
 
     # -- topic metadata cache --------------------------------------------------------------
 
@@ -389,7 +419,8 @@ class Broker:
                 )
         if partitions is not None:
             topic_config.validate_partitions(partitions)
-        with self._write() as conn:
+
+        def alter(conn: sqlite3.Connection) -> None:
             row = catalog.topic_get_by_name(conn, name)
             if row is None:
                 raise TopicNotFoundError(name)
@@ -415,17 +446,85 @@ class Broker:
                 else:
                     retention.drop_compaction_indexes(conn, row.topic_id, partition)
             catalog.topic_bump_version(conn, row.topic_id)
+
+        self._write_or_borrow(alter)
         self._forget(name)
         return self.describe_topic(name)
 
+    def _write_or_borrow(self, work: Callable[[sqlite3.Connection], None]) -> None:
+        """``work(conn)`` in a write transaction; on a full disk once more with part of the
+        space reserve released: a small write such as setting a retention policy must work
+        there, as it is how the space is won back."""
+        try:
+            with self._write() as conn:
+                work(conn)
+        except StorageFullError:
+            from pubsub.db.files import release_reserve
+
+            if self.path == ":memory:" or not release_reserve(self.path, _BORROW_BYTES):
+                raise
+            with self._write() as conn:
+                work(conn)
+
     def delete_topic(self, name: str) -> None:
-        """Delete a topic, its records and every group offset on it."""
-        with self._write() as conn:
+        """Delete a topic, its records and every group offset on it.
+
+        On a full disk this uses the space reserve as retention does (see :mod:`pubsub.space`):
+        dropping a table writes almost nothing once freed pages are not zeroed, and the space
+        goes back to the file system. Raises :class:`~pubsub.errors.StorageFullError` only
+        when even that finds no room.
+        """
+        from pubsub.space import Room
+
+        with self._read():
+            if catalog.topic_get_by_name(self._conn, name) is None:
+                raise TopicNotFoundError(name)
+
+        def drop(conn: sqlite3.Connection) -> None:
             row = catalog.topic_get_by_name(conn, name)
             if row is None:
                 raise TopicNotFoundError(name)
             catalog.topic_delete(conn, row)
-        self._forget(name)
+
+        room = Room(self)
+        try:
+            room.start(deletes=True, clears=True)
+            try:
+                room.run(drop)
+            finally:
+                self._forget(name)
+            if room.low:
+                room.settle()
+                room.vacuum()
+                room.settle()
+        finally:
+            room.close()
+
+    def truncate(
+        self,
+        topic: str,
+        partitions: Iterable[int] | None = None,
+        *,
+        before: int | None = None,
+        before_time: int | None = None,
+    ) -> "list[PartitionReport]":
+        """Delete the oldest records of ``topic``: all of them, those below offset ``before``,
+        or those before the first record at or after ``before_time`` (ms since the epoch).
+
+        Kafka's DeleteRecords: the log start offset moves forward and offsets keep counting
+        (``next_offset`` does not change). ``partitions`` limits it to those partitions
+        (default: all). A ``before`` beyond a partition's next offset raises
+        :class:`~pubsub.errors.OffsetOutOfRangeError` and deletes nothing; ``before`` at or
+        below the log start deletes nothing there. ``before_time`` is found through the time
+        index in O(log n); with no record that new, everything goes. Group offsets are left
+        as they are: a group below the new log start resumes there, with a warning, as after
+        retention. Runs in short transactions, and on a full disk uses the space reserve (see
+        :mod:`pubsub.space`). Returns, per partition, the records and bytes deleted and the new
+        log start offset (``reasons`` is ``("truncate",)``).
+        """
+        from pubsub.retention import truncate
+
+        return truncate(self, topic, partitions, before=before, before_time=before_time)
 
     # -- produce ---------------------------------------------------------------------------
 
@@ -622,6 +721,9 @@ class Broker:
         # whole batch goes to one partition); byte_counts: bytes per partition.
         routes, members, byte_counts = self._sizes_and_routes(meta, batch)
         values = batch.values
+        self._until_tune -= sum(byte_counts.values()) + 4096  # a commit writes a page at least
+        if self._until_tune <= 0:
+            self._tune()
         with self._write() as conn:
             now = self._clock()
             filled = _fill_timestamps(batch.timestamps, now)

@@ -125,6 +125,49 @@ def parse_size(text: str, *, allow_forever: bool = False) -> int:
     return _bounded(float(match.group(1)) * _SIZE_UNITS[match.group(2)], text, "size")
 
 
+_EPOCH_MS = re.compile(r"[0-9]{1,19}\Z", re.ASCII)
+_TIME_HINT = (
+    "use @TIME (ISO-8601: @2026-11-26T08:00:00, local time unless it says otherwise, "
+    "@2026-11-26T08:00:00Z; or epoch milliseconds) or @-DURATION before now (@-1h, @-30m, "
+    "@-3m30s)"
+)
+
+
+def parse_time_spec(text: str, now_ms: int) -> int:
+    """``@TIME`` or ``@-DURATION`` as milliseconds since the epoch.
+
+    TIME is ISO-8601 (``@2026-11-26T08:00:00``, in the local time zone unless it names one:
+    ``Z``, ``+01:00``) or epoch milliseconds (``@1764000000000``). ``@-DURATION`` is that long
+    before ``now_ms``: ``@-1h``, ``@-30m``, ``@-3m30s``, ``@-1.5d`` (units of
+    :func:`parse_duration`). Raises :class:`~pubsub.errors.InvalidArgumentError` otherwise.
+    """
+    raw = text.strip()
+    if not raw.startswith("@") or len(raw) < 2:
+        raise InvalidArgumentError(f"invalid time {_shown(text)}", hint=_TIME_HINT)
+    body = raw[1:]
+    if body.startswith("-"):
+        moment = now_ms - parse_duration(body[1:])
+        if moment < 0:
+            raise InvalidArgumentError(f"invalid time {_shown(text)}: before 1970", hint=_TIME_HINT)
+        return moment
+    if body.isdigit():
+        if not _EPOCH_MS.match(body) or int(body) > MAX_CONFIG_INT:
+            raise InvalidArgumentError(f"invalid time {_shown(text)}", hint=_TIME_HINT)
+        return int(body)
+    from datetime import UTC, datetime, timedelta
+
+    try:
+        parsed = datetime.fromisoformat(body.replace("Z", "+00:00").replace("z", "+00:00"))
+        if parsed.tzinfo is None:
+            parsed = parsed.astimezone()  # local time
+        moment = (parsed - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+    except (ValueError, OverflowError, OSError):  # not ISO-8601, or beyond what time_t holds
+        raise InvalidArgumentError(f"invalid time {_shown(text)}", hint=_TIME_HINT) from None
+    if moment < 0:
+        raise InvalidArgumentError(f"invalid time {_shown(text)}: before 1970", hint=_TIME_HINT)
+    return moment
+
+
 def _bounded(value: float, text: str, what: str) -> int:
     """``value`` rounded, or an error when it is beyond what the database can store."""
     if not value <= MAX_CONFIG_INT:  # also catches inf and nan from absurdly long numbers

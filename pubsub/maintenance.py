@@ -171,7 +171,7 @@ def vacuum(broker: "Broker", *, full: bool = False, progress: Progress | None = 
     number of pages freed.
     """
     from pubsub.db.transaction import checkpoint_truncate
-    from pubsub.retention import incremental_vacuum
+    from pubsub.space import incremental_vacuum
 
     conn = broker.connection
     if not full:

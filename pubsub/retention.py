@@ -15,21 +15,19 @@ Policies (Kafka's keys, per topic, shown by ``topic describe``):
 
 The delete policies (the first four, with ``cleanup.policy`` containing ``delete``) remove a
 prefix of each partition: the log start offset moves forward. Deletions run in short write
-transactions sized to about 20 ms each, so producers and consumers keep going during a sweep of
-millions of records; a sweep killed midway leaves a consistent database and the next one
-finishes the job. A lease in the database keeps two overlapping sweeps (cron) from running at
-once.
+transactions sized to about 10 ms each and, because a deletion appends about as many bytes to
+the WAL as it deletes, to at most a few MiB; producers and consumers keep going during a sweep
+of millions of records, and a sweep killed midway leaves a consistent database that the next
+one finishes. A lease in the database keeps two overlapping sweeps (cron) from running at
+once. ``topic truncate`` (:func:`truncate`) deletes a prefix the same way.
 
-On a full disk even a deletion needs room: its pages go to the WAL first, and only a vacuum
-and a checkpoint give the space back, so a sweep that starts with less free space than the
-reserve's size does both. A sweep that fails with :class:`StorageFullError` therefore
-deletes the database's reserve file (``<db>-reserve``, see :mod:`pubsub.db.files`) and runs
-again, this time with ``secure_delete=FAST`` (freed pages are not zeroed through the WAL),
-returning freed pages to the file system and truncating the WAL; every sweep puts the reserve
-back afterwards when the disk has room for it.
+The plan (the offset each policy deletes below) is made before anything is written: a sweep
+that deletes nothing writes nothing and leaves the reserve file alone. On a full disk, or one
+low on space, deleting needs room first: see :mod:`pubsub.space` for the order of the work
+(reserve released, checkpoints that fit, transactions sized to the room left, a vacuum, the
+reserve put back as soon as there is room).
 """
 
-import contextlib
 import json
 import os
 import secrets
@@ -37,15 +35,22 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, NamedTuple
 
 from pubsub.config import effective_config
 from pubsub.db import catalog, membership
 from pubsub.db import retention as sql
-from pubsub.db.files import low_on_space, release_reserve, restore_reserve
-from pubsub.db.transaction import ReadScope, WriteTransaction
-from pubsub.errors import StorageFullError, TopicNotFoundError
+from pubsub.db.files import LOW_SPACE_BYTES, low_on_space
+from pubsub.db.transaction import ReadScope
+from pubsub.errors import (
+    InvalidArgumentError,
+    OffsetOutOfRangeError,
+    StorageError,
+    TopicNotFoundError,
+)
 from pubsub.membership import boot_id, lease_clock_ms
+from pubsub.space import Room, cap_wal, checkpoint_fits, incremental_vacuum
 
 if TYPE_CHECKING:
     from pubsub.broker import Broker
@@ -60,6 +65,18 @@ LEASE_MS = 60_000
 #: The WAL is checkpointed and truncated after a sweep that left it larger than this.
 DEFAULT_WAL_CAP = 64 * 1024 * 1024
 LEASE_NAME = "retention"
+#: On a low disk, a partition losing every record is cleared in one transaction up to this size.
+CLEAR_MAX_BYTES = 64 * 1024 * 1024
+
+__all__ = [
+    "PartitionReport",
+    "RetentionReport",
+    "Sweeper",
+    "cap_wal",
+    "delete_prefix",
+    "incremental_vacuum",
+    "truncate",
+]
 
 
 class PartitionReport(NamedTuple):
@@ -85,6 +102,8 @@ class RetentionReport(NamedTuple):
     skipped: str | None  # why nothing ran (another sweep holds the lease)
     #: The disk was full: the sweep released the reserve file to make room for its work.
     reserve_released: bool = False
+    #: The file system had less free space than the reserve's size when the sweep started.
+    disk_full: bool = False
 
     @property
     def deleted_records(self) -> int:
@@ -98,7 +117,8 @@ class RetentionReport(NamedTuple):
 
 
 class _Batcher:
-    """Sizes write transactions so that each takes about TARGET_BATCH_SECONDS."""
+    """Sizes write transactions so that each takes about TARGET_BATCH_SECONDS (in records;
+    :class:`~pubsub.space.Room` caps them in bytes)."""
 
     def __init__(self, rows: int = 2000) -> None:
         self.rows = rows
@@ -108,6 +128,93 @@ class _Batcher:
             return
         ideal = rows * TARGET_BATCH_SECONDS / seconds
         self.rows = int(min(200_000, max(100, (self.rows + ideal) / 2)))
+
+
+class _Work(NamedTuple):
+    """The plan for one partition, made before anything is written."""
+
+    topic: str
+    topic_id: int
+    partition: int
+    config: dict[str, str]
+    log_start_offset: int
+    target: int  # the delete policies remove every offset below this
+    reasons: tuple[str, ...]
+    compact: bool  # the topic is compacted
+    next_offset: int
+    byte_count: int
+
+    @property
+    def deletes(self) -> bool:
+        return self.target > self.log_start_offset
+
+    @property
+    def clears(self) -> bool:
+        """Every record goes (and few enough to clear in one transaction on a low disk)."""
+        return self.target >= self.next_offset and self.byte_count <= CLEAR_MAX_BYTES
+
+
+def delete_prefix(
+    broker: "Broker",
+    room: Room,
+    topic_id: int,
+    partition: int,
+    target: int,
+    *,
+    batcher: _Batcher | None = None,
+    inside: Callable[[sqlite3.Connection], None] | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> tuple[int, int]:
+    """Delete every record of a partition below ``target`` in short transactions, moving its
+    log start to ``target``; (records, bytes) deleted.
+
+    Each transaction deletes what takes about 10 ms and at most ``room.budget()`` bytes (its
+    WAL frames are about as large), runs ``inside(conn)`` too (a lease renewal), and is
+    followed by ``room.settle()``. On a low disk a partition that loses every record (and
+    holds at most :data:`CLEAR_MAX_BYTES`) is cleared in one transaction that writes almost
+    nothing to the WAL.
+    """
+    batcher = batcher or _Batcher()
+    records = size = 0
+    first: int | None = None
+
+    def step(conn: sqlite3.Connection) -> tuple[int, int, int, int] | None:
+        """One transaction: (its first offset, the new log start, records, bytes)."""
+        state = sql.partition_state(conn, topic_id, partition)
+        if state is None or state.log_start_offset >= target:
+            return None
+        low = state.log_start_offset
+        if room.low and target >= state.next_offset and state.byte_count <= CLEAR_MAX_BYTES:
+            count, nbytes, end = state.record_count, state.byte_count, target
+            sql.delete_all(conn, topic_id, partition)
+        else:
+            chunk = sql.prefix_chunk(
+                conn, topic_id, partition, low, target, batcher.rows, room.budget()
+            )
+            count, nbytes, end = chunk.records, chunk.bytes, chunk.end
+            if count:
+                sql.delete_chunk(conn, topic_id, partition, low, end)
+        sql.account_deleted(conn, topic_id, partition, count, nbytes, end)
+        sql.prune_time_index(conn, topic_id, partition, end)
+        if inside is not None:
+            inside(conn)
+        return low, end, count, nbytes
+
+    while True:
+        began = time.monotonic()
+        done = room.run(step)  # retried on a full disk: count only what committed
+        if done is None:
+            break
+        low, end, count, nbytes = done
+        first = low if first is None else first
+        records += count
+        size += nbytes
+        batcher.measured(count, time.monotonic() - began)
+        room.settle()
+        if progress is not None:
+            progress((end - first) / max(1, target - first))
+        time.sleep(YIELD_SECONDS)
+    return records, size
 
 
 class Sweeper:
@@ -138,15 +245,12 @@ class Sweeper:
         )
         self._batcher = _Batcher()
 
-    # -- transactions and the lease ----------------------------------------------------------
+    # -- the lease ---------------------------------------------------------------------------
 
-    def _write(self) -> WriteTransaction:
-        broker = self.broker
-        return broker._write()
-
-    def _take_lease(self) -> str | None:
+    def _take_lease(self, room: Room | None = None) -> str | None:
         """Take the sweep lease; return why not if another live sweep holds it."""
-        with self._write() as conn:
+
+        def take(conn: sqlite3.Connection) -> str | None:
             current = sql.lease_get(conn, LEASE_NAME)
             if (
                 current is not None
@@ -158,148 +262,259 @@ class Sweeper:
                     f"another retention run is in progress (pid {holder.get('pid')} on "
                     f"{holder.get('host')})"
                 )
-            sql.lease_put(conn, LEASE_NAME, self._holder, boot_id(), self._lease_clock() + LEASE_MS)
-        return None
+            self._renew(conn)
+            return None
+
+        return (room or Room(self.broker)).run(take)
 
     def _renew(self, conn: sqlite3.Connection) -> None:
         sql.lease_put(conn, LEASE_NAME, self._holder, boot_id(), self._lease_clock() + LEASE_MS)
 
-    def _release_lease(self) -> None:
-        with self._write() as conn:
-            sql.lease_delete(conn, LEASE_NAME, self._holder)
+    def _release_lease(self, room: Room | None = None) -> None:
+        (room or Room(self.broker)).run(
+            lambda conn: sql.lease_delete(conn, LEASE_NAME, self._holder)
+        )
 
     # -- the sweep ---------------------------------------------------------------------------
 
     def run(self, topics: Iterable[str] | None = None) -> RetentionReport:
         """Apply the policies once; with ``dry_run`` only report what would go.
 
-        With less free space than the reserve's size, the sweep also vacuums and truncates the
-        WAL, so that what it deletes leaves the file. If it fails because the disk is full, it
-        releases the reserve file and sweeps again (the reserve is put back at the end when
-        there is room for it).
+        The plan (what each policy deletes) is made first, without writing. When it deletes
+        nothing, nothing is written and the reserve file stays. On a file system low on space
+        the sweep works as :mod:`pubsub.space` describes: the reserve released if the disk is
+        full, checkpoints that fit, transactions sized to the room left, a vacuum at the end,
+        and the reserve put back as soon as there is room for it.
         """
-        path = self.broker.path
-        if self.dry_run or path == ":memory:":
-            return self._sweep(topics)
-        saved = self.vacuum, self.wal_cap
-        if low_on_space(path):
-            # Deleted pages give space back only after a vacuum and a checkpoint.
-            self.vacuum, self.wal_cap = True, 0
-        try:
-            report = self._sweep(topics)
-        except StorageFullError:
-            if not release_reserve(path):
-                raise
-            # This SQLite may zero every freed page (secure_delete), which would put the whole
-            # deleted prefix into the WAL again; FAST skips that where it costs I/O.
-            conn = self.broker.connection
-            secure = int(conn.execute("PRAGMA secure_delete").fetchone()[0])
-            self.vacuum, self.wal_cap = True, 0
-            self._done = 0.0
-            conn.execute("PRAGMA secure_delete=FAST")
-            try:
-                report = self._sweep(topics)._replace(reserve_released=True)
-            except StorageFullError:
-                restore_reserve(path)  # it did not help (a file-size limit): keep it
-                raise
-            finally:
-                # An I/O error in the retry closes this connection (the broker opens a new
-                # one, with the default setting): then there is nothing to restore.
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute(f"PRAGMA secure_delete={secure}")
-        finally:
-            self.vacuum, self.wal_cap = saved
-        restore_reserve(path)
-        return report
-
-    def _sweep(self, topics: Iterable[str] | None) -> RetentionReport:
         broker = self.broker
         started = broker.now()
+        plan = self._plan(topics)
+        self._total = float(len(plan))
+        if self.dry_run:
+            return self._dry_report(plan, started)
+        room = Room(broker)
+        try:
+            if not self._has_work(plan, room):
+                return self._nothing_to_do(plan, room, started)
+            deleting = [work for work in plan if work.deletes or work.compact]
+            room.start(deletes=True, clears=all(work.clears for work in deleting))
+            return self._sweep(plan, room, started)
+        finally:
+            room.close()
+
+    def _plan(self, topics: Iterable[str] | None) -> list[_Work]:
+        broker = self.broker
+        conn = broker.connection
+        plan: list[_Work] = []
         with ReadScope(broker.path):
             if topics is None:
-                rows = catalog.topic_list(broker.connection)
+                rows = catalog.topic_list(conn)
             else:
                 rows = []
                 for name in dict.fromkeys(topics):
-                    row = catalog.topic_get_by_name(broker.connection, name)
+                    row = catalog.topic_get_by_name(conn, name)
                     if row is None:
                         raise TopicNotFoundError(name)
                     rows.append(row)
-        if not self.dry_run:
-            reason = self._take_lease()
-            if reason is not None:
-                return RetentionReport((), False, started, broker.now(), 0, False, reason)
-        reports: list[PartitionReport] = []
-        self._total = float(sum(row.partition_count for row in rows))
-        try:
             for row in rows:
-                with ReadScope(broker.path):
-                    config = effective_config(catalog.configs_get(broker.connection, row.topic_id))
+                config = effective_config(catalog.configs_get(conn, row.topic_id))
+                policies = set(config["cleanup.policy"].split(","))
                 for partition in range(row.partition_count):
-                    self._progress(self._done, self._total, f"{row.name}/{partition}")
-                    done = self._partition(row.name, row.topic_id, partition, config)
-                    if done is not None:
-                        reports.append(done)
-                    self._done += 1
-            self._progress(self._done, self._total, "")
-            vacuumed = 0
-            checkpointed = False
-            if not self.dry_run:
-                if self.vacuum:
-                    self._progress(self._done, self._total, "vacuum")
-                    vacuumed = incremental_vacuum(broker)
-                # Freed pages leave the file only when the WAL is checkpointed.
-                checkpointed = cap_wal(broker, 0 if vacuumed else self.wal_cap)
-        finally:
-            if not self.dry_run:
-                self._release_lease()
-        finished = broker.now()
-        report = RetentionReport(
-            tuple(reports), self.dry_run, started, finished, vacuumed, checkpointed, None
-        )
-        if not self.dry_run:
-            with self._write() as conn:
-                conn.execute(
-                    "INSERT INTO retention_runs (started_ms, finished_ms, deleted_records, "
-                    "deleted_bytes, partitions) VALUES (?, ?, ?, ?, ?)",
-                    (started, finished, report.deleted_records, report.deleted_bytes, len(reports)),
+                    state = sql.partition_state(conn, row.topic_id, partition)
+                    if state is None:
+                        continue
+                    target, reasons = (
+                        self._delete_target(row.name, row.topic_id, state, config)
+                        if "delete" in policies
+                        else (state.log_start_offset, [])
+                    )
+                    plan.append(
+                        _Work(
+                            row.name,
+                            row.topic_id,
+                            partition,
+                            config,
+                            state.log_start_offset,
+                            target,
+                            tuple(reasons),
+                            "compact" in policies,
+                            state.next_offset,
+                            state.byte_count,
+                        )
+                    )
+        return plan
+
+    def _has_work(self, plan: list[_Work], room: Room) -> bool:
+        """True when the plan deletes something (compaction may delete nothing: on a low disk,
+        where the reserve is at stake, its estimate decides)."""
+        if any(work.deletes for work in plan):
+            return True
+        compacted = [work for work in plan if work.compact]
+        if not compacted:
+            return False
+        if not low_on_space(self.broker.path, LOW_SPACE_BYTES):
+            return True
+        return any(self._compaction_size(work)[0] for work in compacted)
+
+    def _compaction_size(self, work: _Work) -> tuple[int, int]:
+        conn = self.broker.connection
+        with ReadScope(self.broker.path):
+            state = sql.partition_state(conn, work.topic_id, work.partition)
+            if state is None:
+                return 0, 0
+            low = max(state.cleaned_offset, state.log_start_offset)
+            cutoff = self.broker.now() - int(work.config["delete.retention.ms"])
+            return _compaction_estimate(
+                conn, work.topic_id, work.partition, low, state.next_offset, cutoff
+            )
+
+    def _dry_report(self, plan: list[_Work], started: int) -> RetentionReport:
+        conn = self.broker.connection
+        reports = []
+        for work in plan:
+            deleted = (0, 0)
+            if work.deletes:
+                with ReadScope(self.broker.path):
+                    deleted = sql.range_stats(
+                        conn, work.topic_id, work.partition, work.log_start_offset, work.target
+                    )
+            compacted = self._compaction_size(work) if work.compact else (0, 0)
+            reasons = work.reasons + (("compact",) if compacted[0] else ())
+            reports.append(
+                PartitionReport(
+                    work.topic,
+                    work.partition,
+                    deleted[0] + compacted[0],
+                    deleted[1] + compacted[1],
+                    max(work.log_start_offset, work.target),
+                    reasons,
                 )
+            )
+        return RetentionReport(tuple(reports), True, started, self.broker.now(), 0, False, None)
+
+    def _nothing_to_do(self, plan: list[_Work], room: Room, started: int) -> RetentionReport:
+        """A sweep that deletes nothing: no lease, no reserve released, and on a full disk
+        nothing written that would fail (the WAL is checkpointed only if that fits)."""
+        broker = self.broker
+        self._progress(self._total, self._total, "")  # every partition checked
+        full = low_on_space(broker.path)
+        vacuumed = 0
+        if self.vacuum and not full:  # pages freed by earlier sweeps can still go
+            vacuumed = incremental_vacuum(broker)
+        checkpointed = False
+        if broker.path != ":memory:" and checkpoint_fits(broker.connection, broker.path):
+            try:
+                checkpointed = cap_wal(broker, 0 if full or vacuumed else self.wal_cap)
+            except StorageError:
+                checkpointed = False
+        reports = tuple(
+            PartitionReport(w.topic, w.partition, 0, 0, w.log_start_offset, ()) for w in plan
+        )
+        report = RetentionReport(
+            reports, False, started, broker.now(), vacuumed, checkpointed, None, disk_full=full
+        )
+        if not full:
+            self._record(report, room)
         return report
 
-    def _partition(
-        self, topic: str, topic_id: int, partition: int, config: dict[str, str]
-    ) -> PartitionReport | None:
+    def _sweep(self, plan: list[_Work], room: Room, started: int) -> RetentionReport:
         broker = self.broker
-        conn = broker.connection
-        policies = set(config["cleanup.policy"].split(","))
-        with ReadScope(broker.path):
-            state = sql.partition_state(conn, topic_id, partition)
-            if state is None:
-                return None
-            target, reasons = (
-                self._delete_target(topic, topic_id, state, config)
-                if "delete" in policies
-                else (state.log_start_offset, [])
+        reason = self._take_lease(room)
+        if reason is not None:
+            return RetentionReport((), False, started, broker.now(), 0, False, reason)
+        reports: list[PartitionReport] = []
+        vacuumed = 0
+        checkpointed = False
+        finished = False
+        try:
+            for work in plan:
+                self._progress(self._done, self._total, f"{work.topic}/{work.partition}")
+                reports.append(self._partition(work, room))
+                self._done += 1
+            self._progress(self._done, self._total, "")
+            if self.vacuum or room.low:
+                self._progress(self._done, self._total, "vacuum")
+                vacuumed = room.vacuum()
+            # Freed pages leave the file only when the WAL is checkpointed.
+            checkpointed = (
+                room.settle() if room.low else cap_wal(broker, 0 if vacuumed else self.wal_cap)
             )
+            finished = True
+        finally:
+            try:
+                self._release_lease(room)
+            except StorageError:
+                if finished:
+                    raise
+                # Already failing: the lease expires, or the next sweep sees this one is gone.
+        report = RetentionReport(
+            tuple(reports),
+            False,
+            started,
+            broker.now(),
+            vacuumed,
+            checkpointed,
+            None,
+            reserve_released=room.released,
+            disk_full=room.full,
+        )
+        self._record(report, room)
+        return report
+
+    def _record(self, report: RetentionReport, room: Room) -> None:
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO retention_runs (started_ms, finished_ms, deleted_records, "
+                "deleted_bytes, partitions) VALUES (?, ?, ?, ?, ?)",
+                (
+                    report.started_ms,
+                    report.finished_ms,
+                    report.deleted_records,
+                    report.deleted_bytes,
+                    len(report.partitions),
+                ),
+            )
+
+        room.run(insert)
+
+    def _partition(self, work: _Work, room: Room) -> PartitionReport:
+        broker = self.broker
         deleted = (0, 0)
-        if target > state.log_start_offset:
-            deleted = (
-                sql.range_stats(conn, topic_id, partition, state.log_start_offset, target)
-                if self.dry_run
-                else self._delete_prefix(topic_id, partition, target)
+        if work.deletes:
+
+            def progress(share: float) -> None:
+                self._progress(self._done + min(1.0, share), self._total, "")
+
+            deleted = delete_prefix(
+                broker,
+                room,
+                work.topic_id,
+                work.partition,
+                work.target,
+                batcher=self._batcher,
+                inside=self._renew,
+                progress=progress,
             )
+        reasons = list(work.reasons)
         compacted = (0, 0)
-        if "compact" in policies:
-            compacted = self._compact(topic_id, partition, config, state.next_offset)
+        if work.compact:
+            with ReadScope(broker.path):
+                state = sql.partition_state(broker.connection, work.topic_id, work.partition)
+            if state is not None:
+                compacted = self._compact(work, room, state.next_offset)
             if compacted[0]:
                 reasons.append("compact")
-        records, size = deleted[0] + compacted[0], deleted[1] + compacted[1]
         with ReadScope(broker.path):
-            after = sql.partition_state(conn, topic_id, partition)
-        log_start = after.log_start_offset if after is not None else target
-        if self.dry_run:
-            log_start = max(state.log_start_offset, target)
-        return PartitionReport(topic, partition, records, size, log_start, tuple(reasons))
+            after = sql.partition_state(broker.connection, work.topic_id, work.partition)
+        log_start = after.log_start_offset if after is not None else work.target
+        return PartitionReport(
+            work.topic,
+            work.partition,
+            deleted[0] + compacted[0],
+            deleted[1] + compacted[1],
+            log_start,
+            tuple(reasons),
+        )
 
     def _delete_target(
         self, topic: str, topic_id: int, state: sql.PartitionState, config: dict[str, str]
@@ -348,67 +563,24 @@ class Sweeper:
                     return offset + 1
             position = rows[-1][0] + 1
 
-    def _delete_prefix(self, topic_id: int, partition: int, target: int) -> tuple[int, int]:
-        """Delete everything below ``target`` in short transactions."""
-        total_records = total_bytes = 0
-        start: int | None = None
-        while True:
-            began = time.monotonic()
-            with self._write() as conn:
-                state = sql.partition_state(conn, topic_id, partition)
-                if state is None or state.log_start_offset >= target:
-                    break
-                low = state.log_start_offset
-                if start is None:
-                    start = low
-                high = sql.offset_after(conn, topic_id, partition, low, self._batcher.rows)
-                high = target if high is None else min(high, target)
-                records, size = sql.delete_range(conn, topic_id, partition, low, high)
-                sql.account_deleted(conn, topic_id, partition, records, size, high)
-                sql.prune_time_index(conn, topic_id, partition, high)
-                self._renew(conn)
-            self._batcher.measured(records, time.monotonic() - began)
-            total_records += records
-            total_bytes += size
-            share = (high - start) / max(1, target - start)
-            self._progress(self._done + min(1.0, share), self._total, "")
-            time.sleep(YIELD_SECONDS)
-        return total_records, total_bytes
-
-    def _compact(
-        self, topic_id: int, partition: int, config: dict[str, str], head: int
-    ) -> tuple[int, int]:
+    def _compact(self, work: _Work, room: Room, head: int) -> tuple[int, int]:
         """Keep the latest record per key below ``head``; drop expired tombstones."""
         broker = self.broker
-        conn = broker.connection
+        topic_id, partition = work.topic_id, work.partition
         with ReadScope(broker.path):
-            state = sql.partition_state(conn, topic_id, partition)
+            state = sql.partition_state(broker.connection, topic_id, partition)
         if state is None:
             return 0, 0
         low = max(state.cleaned_offset, state.log_start_offset)
-        tombstone_cutoff = broker.now() - int(config["delete.retention.ms"])
-        if self.dry_run:
-            return _compaction_estimate(conn, topic_id, partition, low, head, tombstone_cutoff)
+        cutoff = broker.now() - int(work.config["delete.retention.ms"])
         total = [0, 0]
         after: bytes | None = None
         while True:
             began = time.monotonic()
-            with self._write() as conn:
-                limit = max(10, self._batcher.rows // 10)
-                keys = (
-                    sql.dirty_keys(conn, topic_id, partition, low, head, limit)
-                    if after is None
-                    else sql.dirty_keys_after(conn, topic_id, partition, low, head, after, limit)
-                )
-                records = size = 0
-                for key, newest in keys:
-                    r, s = sql.delete_older_versions(conn, topic_id, partition, key, newest)
-                    records += r
-                    size += s
-                sql.account_deleted(conn, topic_id, partition, records, size, None)
-                if len(keys) < limit:
-                    sql.set_cleaned_offset(conn, topic_id, partition, head)
-                self._renew(conn)
+            limit = max(10, self._batcher.rows // 10)
+            step = partial(self._older_versions, topic_id, partition, low, head, after, limit)
+            keys, records, size = room.run(step)
+            room.settle()
             self._batcher.measured(max(records, len(keys)) * 10, time.monotonic() - began)
             total[0] += records
             total[1] += size
@@ -417,25 +589,68 @@ class Sweeper:
                 break
             after = keys[-1][0]
         while True:
-            with self._write() as conn:
-                stones = sql.expired_tombstones(
-                    conn, topic_id, partition, tombstone_cutoff, head, self._batcher.rows
-                )
-                records = size = 0
-                for offset, key, stone_size in stones:
-                    # Only a tombstone that is still the key's latest record may go.
-                    if sql.latest_offset_of_key(conn, topic_id, partition, key) == offset:
-                        sql.delete_offset(conn, topic_id, partition, offset)
-                        records += 1
-                        size += stone_size
-                sql.account_deleted(conn, topic_id, partition, records, size, None)
-                start = sql.settle_log_start(conn, topic_id, partition)
-                sql.prune_time_index(conn, topic_id, partition, start)
+            rows = self._batcher.rows
+            found, records, size = room.run(
+                partial(self._expired_tombstones, topic_id, partition, cutoff, head, rows)
+            )
+            room.settle()
             total[0] += records
             total[1] += size
-            if len(stones) < self._batcher.rows or not records:
+            if found < rows or not records:
                 break
         return total[0], total[1]
+
+    def _older_versions(
+        self,
+        topic_id: int,
+        partition: int,
+        low: int,
+        head: int,
+        after: bytes | None,
+        limit: int,
+        conn: sqlite3.Connection,
+    ) -> tuple[list[tuple[bytes, int]], int, int]:
+        """One compaction transaction: older versions of up to ``limit`` keys written in
+        ``[low, head)`` (after key ``after``); (keys, records, bytes)."""
+        keys = (
+            sql.dirty_keys(conn, topic_id, partition, low, head, limit)
+            if after is None
+            else sql.dirty_keys_after(conn, topic_id, partition, low, head, after, limit)
+        )
+        records = size = 0
+        for key, newest in keys:
+            r, s = sql.delete_older_versions(conn, topic_id, partition, key, newest)
+            records += r
+            size += s
+        sql.account_deleted(conn, topic_id, partition, records, size, None)
+        if len(keys) < limit:
+            sql.set_cleaned_offset(conn, topic_id, partition, head)
+        self._renew(conn)
+        return keys, records, size
+
+    def _expired_tombstones(
+        self,
+        topic_id: int,
+        partition: int,
+        cutoff: int,
+        head: int,
+        rows: int,
+        conn: sqlite3.Connection,
+    ) -> tuple[int, int, int]:
+        """One transaction of tombstones older than ``cutoff``; (found, records, bytes)."""
+        stones = sql.expired_tombstones(conn, topic_id, partition, cutoff, head, rows)
+        records = size = 0
+        for offset, key, stone_size in stones:
+            # Only a tombstone that is still the key's latest record may go.
+            if sql.latest_offset_of_key(conn, topic_id, partition, key) == offset:
+                sql.delete_offset(conn, topic_id, partition, offset)
+                records += 1
+                size += stone_size
+        sql.account_deleted(conn, topic_id, partition, records, size, None)
+        start = sql.settle_log_start(conn, topic_id, partition)
+        sql.prune_time_index(conn, topic_id, partition, start)
+        self._renew(conn)
+        return len(stones), records, size
 
 
 def _holder_alive(lease: sql.LeaseRow, now_lease: int) -> bool:
@@ -513,43 +728,94 @@ def _compaction_estimate(
     return int(older[0]) + int(stones[0]), int(older[1]) + int(stones[1])
 
 
-def incremental_vacuum(
+def truncate(
     broker: "Broker",
-    pages_per_step: int = 2048,
-    progress: Callable[[float, float], None] | None = None,
-) -> int:
-    """Return free pages to the file system in short steps; the number of pages freed.
+    topic: str,
+    partitions: Iterable[int] | None = None,
+    *,
+    before: int | None = None,
+    before_time: int | None = None,
+) -> list[PartitionReport]:
+    """Delete the records of ``topic`` below an offset, or older than a time; all by default.
 
-    ``progress`` is called with (pages freed, free pages at the start) after each step.
+    See :meth:`pubsub.broker.Broker.truncate`. Nothing is deleted when an argument is wrong
+    (every partition is checked first). Runs like a sweep's deletions: short transactions,
+    and on a full disk the reserve and the order of :mod:`pubsub.space`.
     """
-    from pubsub.db.transaction import run_script_immediate
-
-    conn = broker.connection
-    freed = 0
-    total = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
-    while True:
-        before = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
-        if before == 0:
-            return freed
-        run_script_immediate(
-            conn, f"PRAGMA incremental_vacuum({int(pages_per_step)});", broker.busy_timeout
+    if before is not None and before_time is not None:
+        raise InvalidArgumentError("give an offset or a time to truncate before, not both")
+    for name, value in (("offset", before), ("time", before_time)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise InvalidArgumentError(f"invalid {name} {value!r} to truncate before")
+    if before is not None and before < 0:
+        raise InvalidArgumentError(
+            f"invalid offset {before} to truncate before", hint="offsets are 0 or more"
         )
-        after = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
-        freed += before - after
-        if progress is not None:
-            progress(min(freed, total), max(total, freed))
-        if after >= before:
-            return freed
+    conn = broker.connection
+    targets: list[tuple[int, int, int]] = []  # (partition, log start, target)
+    clears = True  # every partition loses every record
+    with ReadScope(broker.path):
+        row = catalog.topic_get_by_name(conn, topic)
+        if row is None:
+            raise TopicNotFoundError(topic)
+        chosen = list(range(row.partition_count)) if partitions is None else list(partitions)
+        for partition in dict.fromkeys(chosen):
+            if (
+                isinstance(partition, bool)
+                or not isinstance(partition, int)
+                or not (0 <= partition < row.partition_count)
+            ):
+                raise InvalidArgumentError(
+                    f"topic {topic!r} has no partition {partition}",
+                    hint=f"partitions are 0 to {row.partition_count - 1}",
+                )
+            state = sql.partition_state(conn, row.topic_id, partition)
+            if state is None:
+                raise TopicNotFoundError(topic)
+            start, end = state.log_start_offset, state.next_offset
+            if before_time is not None:
+                from pubsub.db.log import offset_for_timestamp
 
-
-def cap_wal(broker: "Broker", cap: int) -> bool:
-    """Checkpoint and truncate the WAL if it grew past ``cap`` bytes; True if it did."""
+                keep = offset_for_timestamp(conn, row.topic_id, partition, before_time, start)
+                target = end if keep is None else keep
+            elif before is not None:
+                if before > end:
+                    raise OffsetOutOfRangeError(
+                        f"offset {before} is beyond the end of {topic}[{partition}] "
+                        f"(next offset {end})",
+                        offset=before,
+                        log_start_offset=start,
+                        next_offset=end,
+                        hint=f"give at most {end} there (all of it), choose other partitions, "
+                        "or leave out the offset to delete everything",
+                    )
+                target = before
+            else:
+                target = end
+            if target > start:
+                clears = clears and target >= end and state.byte_count <= CLEAR_MAX_BYTES
+            targets.append((partition, start, target))
+    room = Room(broker)
+    reports: list[PartitionReport] = []
     try:
-        size = os.stat(broker.path + "-wal").st_size
-    except FileNotFoundError:
-        return False
-    if size <= cap:
-        return False
-    from pubsub.db.transaction import checkpoint_truncate
-
-    return checkpoint_truncate(broker.connection, broker.path)
+        if any(target > start for _, start, target in targets):
+            room.start(deletes=True, clears=clears)
+        batcher = _Batcher()
+        for partition, start, target in targets:
+            deleted = (0, 0)
+            if target > start:
+                deleted = delete_prefix(
+                    broker, room, row.topic_id, partition, target, batcher=batcher
+                )
+            with ReadScope(broker.path):
+                after = sql.partition_state(conn, row.topic_id, partition)
+            log_start = after.log_start_offset if after is not None else target
+            reports.append(PartitionReport(topic, partition, *deleted, log_start, ("truncate",)))
+        if room.low:
+            room.vacuum()
+            room.settle()
+        elif any(r.deleted_records for r in reports):
+            cap_wal(broker, DEFAULT_WAL_CAP)
+    finally:
+        room.close()
+    return reports

@@ -19,6 +19,8 @@ from typing import BinaryIO
 CHUNK = 1 << 20
 DEFAULT_MAX_RECORDS = 16384
 DEFAULT_MAX_BYTES = 4 << 20
+#: Batches (and reads) while the disk is low on space: a transaction of at most 128 KiB.
+LOW_SPACE_MAX_BYTES = 64 << 10
 
 
 class RecordReader:
@@ -44,7 +46,11 @@ class RecordReader:
         self._delimiter = delimiter
         self._linger = linger
         self._max_records = max_records
-        self._max_bytes = max_bytes
+        #: A batch is handed over once it holds this many bytes (may be changed between
+        #: batches: ``pubsub produce`` makes it smaller when the disk is low on space).
+        self.max_bytes = max_bytes
+        #: Bytes asked for per read: a batch exceeds ``max_bytes`` by less than this.
+        self.chunk_size = CHUNK
         self.interrupted = False
         #: Bytes taken from the stream so far (for a progress bar).
         self.bytes_read = 0
@@ -59,11 +65,11 @@ class RecordReader:
 
     def _read(self) -> bytes:
         if self._fd is not None:
-            return os.read(self._fd, CHUNK)
+            return os.read(self._fd, self.chunk_size)
         read1 = getattr(self._stream, "read1", None)
         if read1 is not None:
-            return bytes(read1(CHUNK))
-        return bytes(self._stream.read(CHUNK))
+            return bytes(read1(self.chunk_size))
+        return bytes(self._stream.read(self.chunk_size))
 
     def _ready(self, timeout: float) -> bool:
         """True if a read would not block (input waiting, or end of file)."""
@@ -80,7 +86,7 @@ class RecordReader:
         try:
             while True:
                 if pending:
-                    full = len(pending) >= self._max_records or pending_bytes >= self._max_bytes
+                    full = len(pending) >= self._max_records or pending_bytes >= self.max_bytes
                     wait = max(0.0, flush_at - time.monotonic())
                     if full or not self._ready(wait):
                         yield pending

@@ -21,6 +21,7 @@ from pubsub.errors import InvalidArgumentError, InvalidRecordError, TopicNotFoun
 
 if TYPE_CHECKING:
     from pubsub.broker import Broker
+    from pubsub.commands._input import RecordReader
     from pubsub.commands._render import Progress
     from pubsub.records import Message
 
@@ -187,6 +188,7 @@ def _produce_stdin(
     progress = _file_progress(stream, writer.topic)
     line = 1
     try:
+        _size_batches(reader, writer.broker)
         for batch in reader:
             if input_format is InputFormat.json:
                 writer.write_json(batch, first_line=line)
@@ -195,6 +197,7 @@ def _produce_stdin(
             else:
                 writer.write(batch, first_line=line, from_stdin=True)
             line += len(batch)
+            _size_batches(reader, writer.broker)
             if progress is not None:
                 progress.update(reader.bytes_read)
     finally:
@@ -202,6 +205,16 @@ def _produce_stdin(
             progress.close()
     if reader.interrupted:
         raise KeyboardInterrupt
+
+
+def _size_batches(reader: "RecordReader", broker: "Broker") -> None:
+    """Small transactions while the disk is low on space (see ``Broker.low_on_space``): what
+    a full disk leaves in the WAL must fit in the space reserve for retention to win it back."""
+    from pubsub.commands._input import CHUNK, DEFAULT_MAX_BYTES, LOW_SPACE_MAX_BYTES
+
+    low = broker.low_on_space
+    reader.max_bytes = LOW_SPACE_MAX_BYTES if low else DEFAULT_MAX_BYTES
+    reader.chunk_size = LOW_SPACE_MAX_BYTES if low else CHUNK
 
 
 def _file_progress(stream: Any, topic: str) -> "Progress | None":

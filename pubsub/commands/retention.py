@@ -36,6 +36,7 @@ def _report_json(report: "RetentionReport") -> dict[str, Any]:
         "vacuumed_pages": report.vacuumed_pages,
         "wal_checkpointed": report.wal_checkpointed,
         "reserve_released": report.reserve_released,
+        "disk_full": report.disk_full,
         "started_ms": report.started_ms,
         "finished_ms": report.finished_ms,
         "partitions": [
@@ -65,6 +66,17 @@ def summary(report: "RetentionReport") -> str:
     if report.reserve_released:
         line += "; the disk was full: used the reserve file"
     return line
+
+
+def full_disk_hint(report: "RetentionReport") -> str | None:
+    """A warning and what to do when the disk is full and this sweep could not help."""
+    if not report.disk_full or report.deleted_records or report.skipped:
+        return None
+    return (
+        "warning: the disk is full and no policy deletes anything yet\n"
+        "hint: set one ('pubsub topic alter TOPIC --config retention.messages=N' or "
+        "--retention 1d) and run retention again, or 'pubsub topic truncate TOPIC'"
+    )
 
 
 @app.command("run")
@@ -122,9 +134,12 @@ def retention_run(
         report = broker.run_retention(
             topic or None, dry_run=dry_run, vacuum=vacuum, wal_cap=cap, progress=progress
         )
+    hint = full_disk_hint(report)
     if as_json or not stdout_is_tty():
         write_json_lines([_report_json(report)])
         note(summary(report))
+        if hint:
+            note(hint)
         return
     changed = [p for p in report.partitions if p.deleted_records]
     if changed:
@@ -147,3 +162,5 @@ def retention_run(
             numeric=(1, 2, 3, 4),
         )
     print(summary(report))
+    if hint:
+        note(hint)

@@ -1,6 +1,7 @@
 """``pubsub topic``: create, list, describe, alter and delete topics."""
 
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -122,6 +123,31 @@ def _human_config(key: str, value: str) -> str:
     return value
 
 
+def retention_summary(config: Mapping[str, str]) -> str:
+    """The policies that delete a topic's records, for a table: '7d, 1.0 GiB/partition'.
+
+    The delete policies apply only when cleanup.policy contains ``delete``; 'forever' when
+    nothing ever deletes a record.
+    """
+    policies = set(config.get("cleanup.policy", "delete").split(","))
+    parts: list[str] = []
+    if "delete" in policies:
+        ms = int(config.get("retention.ms", "-1"))
+        if ms >= 0:
+            parts.append(human_ms(ms))
+        size = int(config.get("retention.bytes", "-1"))
+        if size >= 0:
+            parts.append(f"{human_bytes(size)}/partition")
+        count = int(config.get("retention.messages", "-1"))
+        if count >= 0:
+            parts.append(f"{count:,} record{'' if count == 1 else 's'}/partition")
+        if config.get("retention.consumed") == "true":
+            parts.append("consumed")
+    if "compact" in policies:
+        parts.append("compact")
+    return ", ".join(parts) or "forever"
+
+
 @app.command("create")
 def topic_create(
     ctx: typer.Context,
@@ -181,7 +207,7 @@ def topic_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
                 t.partitions,
                 f"{t.records:,}",
                 human_bytes(t.bytes),
-                human_ms(int(t.config["retention.ms"])),
+                retention_summary(t.config),
                 iso_time(t.created_ms),
             )
             for t in topics
@@ -321,3 +347,113 @@ def topic_delete(
                 fail("not deleted", code=1)
         broker.delete_topic(name)
     note(f"topic {name}: deleted")
+
+
+def _truncate_point(spec: str | None, now_ms: int) -> tuple[int | None, int | None]:
+    """``--before``: (offset, None), (None, time in ms), or (None, None) for everything."""
+    if spec is None:
+        return None, None
+    raw = spec.strip()
+    if raw.startswith("@"):
+        from pubsub import config
+
+        return None, config.parse_time_spec(raw, now_ms)
+    if raw.isdigit() and len(raw) <= 19 and int(raw) <= 2**63 - 1:
+        return int(raw), None
+    fail(
+        f"invalid --before {spec[:60]!r}",
+        "use an offset N (delete offsets below N), @TIME (ISO-8601 or epoch ms) or "
+        "@-DURATION before now (@-1h, @-30m, @-3m30s)",
+    )
+
+
+@app.command("truncate")
+def topic_truncate(
+    ctx: typer.Context,
+    name: Annotated[
+        str, typer.Argument(help="The topic.", autocompletion=complete_topic, callback=topic_names)
+    ],
+    partition: Annotated[
+        list[int] | None,
+        typer.Option(
+            "-p", "--partition", min=0, help="Only this partition (repeatable). Default: all."
+        ),
+    ] = None,
+    before: Annotated[
+        str | None,
+        typer.Option(
+            "--before",
+            help="Delete only what comes before: offset N in each partition, the first record "
+            "at or after @TIME (ISO-8601, local time unless it names a zone, or epoch ms), or "
+            "@-DURATION before now (@-1h, @-30m). Default: everything.",
+            metavar="N|@TIME|@-DURATION",
+        ),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete a topic's oldest records (all of them by default); offsets keep counting.
+
+    The log start offset moves forward and the next offset stays, as with retention (Kafka's
+    delete-records, nats' stream purge). An offset beyond a partition's end is refused
+    (exit 3) and nothing is deleted. Group offsets are left as they are: a group below the
+    new log start resumes there, with a warning. Works on a full disk, using the space
+    reserve as retention does. Asks for confirmation on a terminal; in a script, --yes is
+    required. A summary goes to stderr; --json prints the result on stdout.
+
+    Examples:
+
+      pubsub topic truncate scratch --yes
+      pubsub topic truncate logs --before @-7d --yes
+      pubsub topic truncate orders -p 0 -p 2 --before 1200 --yes --json
+    """
+    with state(ctx).broker() as broker:
+        offset, moment = _truncate_point(before, broker.now())
+        topic = broker.describe_topic(name)
+        chosen = sorted(set(partition)) if partition else None
+        if not yes:
+            where = "" if chosen is None else f" in partition(s) {', '.join(map(str, chosen))}"
+            if offset is not None:
+                what = f"the records below offset {offset}"
+            elif moment is not None:
+                what = f"the records before {iso_time(moment)}"
+            else:
+                parts = topic.partition_info
+                count = sum(p.records for p in parts if chosen is None or p.partition in chosen)
+                what = f"all {count:,} record{'' if count == 1 else 's'}"
+            if not sys.stdin.isatty():
+                fail(
+                    f"refusing to delete {what} of topic {name!r} without confirmation",
+                    "pass --yes to truncate it from a script",
+                )
+            if not typer.confirm(f"Delete {what} of topic {name}{where}?", err=True):
+                fail("not truncated", code=1)
+        reports = broker.truncate(name, chosen, before=offset, before_time=moment)
+    records = sum(r.deleted_records for r in reports)
+    size = sum(r.deleted_bytes for r in reports)
+    if as_json:
+        write_json_lines(
+            [
+                {
+                    "topic": name,
+                    "deleted_records": records,
+                    "deleted_bytes": size,
+                    "partitions": [
+                        {
+                            "partition": r.partition,
+                            "deleted_records": r.deleted_records,
+                            "deleted_bytes": r.deleted_bytes,
+                            "log_start_offset": r.log_start_offset,
+                        }
+                        for r in reports
+                    ],
+                }
+            ]
+        )
+    starts = ", ".join(f"{r.partition}: {r.log_start_offset}" for r in reports)
+    touched = sum(1 for r in reports if r.deleted_records)
+    note(
+        f"topic {name}: deleted {records:,} record{'' if records == 1 else 's'} "
+        f"({human_bytes(size)}) from {touched} of {len(reports)} partition(s); "
+        f"log start {starts}"
+    )

@@ -5,11 +5,18 @@
 mode of the database file.
 
 **Reserve.** A new database gets a companion file ``<db>-reserve`` of :data:`RESERVE_BYTES`
-(written, not sparse). Producers never touch it. When a retention sweep fails because the disk
-is full, it deletes the reserve and retries, so the deletions (which must first append WAL
-frames) and the checkpoint that returns the space have room; at the end of every sweep the
-reserve is put back if the disk has room for it and as much again. Under a per-file size limit
-(``RLIMIT_FSIZE``) the reserve does not help: only raising the limit does.
+(written, not sparse). Producers never touch it. Work that frees space on a full disk (a
+retention sweep, ``topic truncate``, ``topic delete``) deletes it first, so that its
+deletions (which must first append WAL frames) and the checkpoint that returns the space have
+room; a small write that makes such work possible (``topic alter``) borrows part of it. It is
+put back as soon as the disk has room for the missing part and as much again (see
+:mod:`pubsub.space`). Under a per-file size limit (``RLIMIT_FSIZE``) the reserve does not
+help: only raising the limit does.
+
+**Low on space.** Below :data:`LOW_SPACE_BYTES` free, connections checkpoint the WAL every
+:data:`LOW_SPACE_WAL_PAGES` pages instead of SQLite's 1,000: a checkpoint can complete only if
+the database file can grow to hold what the WAL holds, and what is left when the disk fills
+must fit in the reserve for the space to be won back.
 
 **File system.** SQLite's WAL mode needs every process on one host, with shared memory and
 working locks: "WAL does not work over a network filesystem". Opening a database on a network
@@ -21,6 +28,7 @@ be read (not Linux) the check passes.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 
@@ -30,6 +38,13 @@ DEFAULT_FILE_MODE = 0o600
 #: Size of the ``<db>-reserve`` file released for a retention sweep on a full disk.
 RESERVE_BYTES = 1024 * 1024
 RESERVE_SUFFIX = "-reserve"
+#: Less free space than this on the database's file system is "low on space".
+LOW_SPACE_BYTES = 64 * 1024 * 1024
+#: WAL pages between checkpoints when low on space (256 KiB of 4 KiB pages: well under the
+#: reserve, so that the checkpoint a full disk interrupted can complete once it is released).
+LOW_SPACE_WAL_PAGES = 64
+#: SQLite's default number of WAL pages between automatic checkpoints.
+DEFAULT_WAL_PAGES = 1000
 
 #: Where the mount table is read from (tests point it at a fake one).
 MOUNTINFO = "/proc/self/mountinfo"
@@ -119,14 +134,7 @@ def create_reserve(path: str, mode: int = DEFAULT_FILE_MODE, size: int = RESERVE
         return False
     try:
         os.fchmod(fd, mode)
-        try:
-            os.posix_fallocate(fd, 0, size)
-        except OSError as exc:
-            if exc.errno in _SPACE_ERRNOS:
-                raise
-            block = b"\0" * 65536  # no fallocate on this file system: write the blocks
-            for start in range(0, size, len(block)):
-                os.write(fd, block[: size - start])
+        _allocate(fd, 0, size)
         os.fsync(fd)
         os.close(fd)
         fd = -1
@@ -141,40 +149,95 @@ def create_reserve(path: str, mode: int = DEFAULT_FILE_MODE, size: int = RESERVE
             os.remove(temporary)
 
 
-def release_reserve(path: str) -> bool:
-    """Delete the reserve of ``path`` so that its space can be used; True if there was one."""
+def reserve_size(path: str) -> int:
+    """Bytes the reserve of ``path`` holds now (0 when it is gone)."""
     try:
-        os.remove(reserve_path(path))
-    except FileNotFoundError:
-        return False
-    return True
+        return os.stat(reserve_path(path)).st_size
+    except OSError:
+        return 0
+
+
+def _allocate(fd: int, start: int, end: int) -> None:
+    """Give the file ``fd`` real blocks from ``start`` to ``end``."""
+    try:
+        os.posix_fallocate(fd, start, end - start)
+    except OSError as exc:
+        if exc.errno in _SPACE_ERRNOS:
+            raise
+        block = b"\0" * 65536  # no fallocate on this file system: write the blocks
+        os.lseek(fd, start, os.SEEK_SET)
+        for position in range(start, end, len(block)):
+            os.write(fd, block[: end - position])
+
+
+def release_reserve(path: str, nbytes: int | None = None) -> int:
+    """Give the reserve's space to the file system: all of it, or ``nbytes`` of it.
+
+    Returns the bytes released (0 when there was no reserve).
+    """
+    target = reserve_path(path)
+    held = reserve_size(path)
+    if held <= 0:
+        with contextlib.suppress(OSError):
+            os.remove(target)  # an empty leftover
+        return 0
+    try:
+        if nbytes is None or nbytes >= held:
+            os.remove(target)
+            return held
+        os.truncate(target, held - nbytes)
+    except OSError:
+        return 0
+    return nbytes
+
+
+def free_bytes(path: str) -> int | None:
+    """Bytes an unprivileged writer may still use on the file system of ``path``."""
+    try:
+        stats = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return None
+    return stats.f_bavail * stats.f_frsize
 
 
 def low_on_space(path: str, floor: int = RESERVE_BYTES) -> bool:
     """True when the file system of ``path`` has less than ``floor`` bytes free."""
-    try:
-        stats = os.statvfs(os.path.dirname(os.path.abspath(path)))
-    except OSError:
-        return False
-    return stats.f_bavail * stats.f_frsize < floor
+    free = free_bytes(path)
+    return free is not None and free < floor
 
 
 def restore_reserve(path: str, mode: int | None = None, size: int = RESERVE_BYTES) -> bool:
-    """Put the reserve back if the disk has room for it and as much again; True if present.
+    """Put the reserve back (the missing part) if the disk then still has as much free again;
+    True if it is whole afterwards.
 
     Without ``mode`` the reserve gets the mode of the database file.
     """
-    if os.path.exists(reserve_path(path)):
+    held = reserve_size(path)
+    if held >= size:
         return True
+    free = free_bytes(path)
+    if free is None or free < (size - held) + size:
+        return False
+    if held <= 0:
+        try:
+            if mode is None:
+                mode = os.stat(path).st_mode & 0o666
+        except OSError:
+            return False
+        release_reserve(path)  # an empty leftover would block creating it
+        return create_reserve(path, mode, size)
     try:
-        if mode is None:
-            mode = os.stat(path).st_mode & 0o666
-        stats = os.statvfs(os.path.dirname(os.path.abspath(path)))
+        fd = os.open(reserve_path(path), os.O_WRONLY | os.O_CLOEXEC)
     except OSError:
         return False
-    if stats.f_bavail * stats.f_frsize < 2 * size:
+    try:
+        _allocate(fd, held, size)
+        os.fsync(fd)
+    except OSError:
         return False
-    return create_reserve(path, mode, size)
+    finally:
+        os.close(fd)
+    return True
 
 
 # -- file system --------------------------------------------------------------------------------

@@ -90,6 +90,74 @@ def offset_after(
     return None if row is None else int(row[0]) + 1
 
 
+class Chunk(NamedTuple):
+    """A run of records at the start of a range: delete ``[low, end)``."""
+
+    end: int
+    records: int
+    bytes: int
+
+
+def prefix_chunk(
+    conn: sqlite3.Connection,
+    topic_id: int,
+    partition: int,
+    low: int,
+    high: int,
+    max_records: int,
+    max_bytes: int,
+) -> Chunk:
+    """The longest run of records from ``low`` (below ``high``) of at most ``max_records``
+    records and ``max_bytes`` bytes, but at least one record.
+
+    A deletion appends about as many bytes to the WAL as it deletes, so a transaction that
+    must fit in the free space is sized by bytes. ``end`` is ``high`` when the run takes every
+    record below it (holes left by compaction included).
+    """
+    table = log_table(topic_id, partition)
+    scanned, records, last, size = conn.execute(
+        'SELECT max(scanned), count(*), max("offset"), ifnull(max(running), 0) FROM ('
+        'SELECT "offset", count(*) OVER () AS scanned, '
+        'sum(size) OVER (ORDER BY "offset" ROWS UNBOUNDED PRECEDING) AS running FROM ('
+        f'SELECT "offset", {RECORD_SIZE} AS size FROM {table} '
+        'WHERE "offset" >= ? AND "offset" < ? ORDER BY "offset" LIMIT ?)) WHERE running <= ?',
+        (low, high, max(1, max_records), max_bytes),
+    ).fetchone()
+    if not records:  # the first record alone is larger than max_bytes, or there is none
+        row = conn.execute(
+            f'SELECT "offset", {RECORD_SIZE} FROM {table} '
+            'WHERE "offset" >= ? AND "offset" < ? ORDER BY "offset" LIMIT 1',
+            (low, high),
+        ).fetchone()
+        if row is None:
+            return Chunk(high, 0, 0)
+        last, size, records = int(row[0]), int(row[1]), 1
+        scanned = 2  # not known to be the last: end just after it
+    everything = records == scanned and records < max_records
+    return Chunk(high if everything else int(last) + 1, int(records), int(size))
+
+
+def delete_chunk(
+    conn: sqlite3.Connection, topic_id: int, partition: int, low: int, end: int
+) -> None:
+    """Delete records with ``low <= offset < end`` (their sizes are known: see
+    :func:`prefix_chunk`)."""
+    conn.execute(
+        f'DELETE FROM {log_table(topic_id, partition)} WHERE "offset" >= ? AND "offset" < ?',
+        (low, end),
+    )
+
+
+def delete_all(conn: sqlite3.Connection, topic_id: int, partition: int) -> None:
+    """Delete every record of a partition at once.
+
+    Without a WHERE clause SQLite frees whole pages instead of deleting row by row: with
+    ``secure_delete=FAST`` that appends almost nothing to the WAL (measured: 24 KiB for 4 MiB
+    of 1 KB records, against 2.7 MiB for the same rows deleted by range).
+    """
+    conn.execute(f"DELETE FROM {log_table(topic_id, partition)}")
+
+
 def delete_range(
     conn: sqlite3.Connection, topic_id: int, partition: int, low: int, high: int
 ) -> tuple[int, int]:

@@ -225,3 +225,21 @@ def checkpoint_truncate(conn: sqlite3.Connection, path: str = "") -> bool:
     except sqlite3.Error as exc:
         raise translate_error(exc, path=path) from exc
     return not busy
+
+
+def checkpoint_growth(conn: sqlite3.Connection, path: str) -> int:
+    """Bytes the database file may have to grow by for a checkpoint to complete.
+
+    A checkpoint copies pages up to the database's size at the last commit; beyond the
+    file's current end they need new space. A checkpoint that runs out of it fails halfway
+    and has then filled the disk for nothing, so on a full disk check this first.
+    """
+    import os
+
+    try:
+        page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+        size = os.stat(path).st_size
+    except (sqlite3.Error, OSError):
+        return 0
+    return max(0, pages * page_size - size)

@@ -10,7 +10,7 @@ import pytest
 
 from pubsub import Broker
 from pubsub.db.schema import SCHEMA_VERSION
-from tests.helpers import PUBSUB, Invoker, cli_env
+from tests.helpers import PUBSUB, Invoker, Terminal, cli_env
 
 pytestmark = pytest.mark.cli
 
@@ -394,3 +394,41 @@ def test_tables_on_a_terminal(tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stderr
         assert header in text and "{" not in text, text
         assert "\x1b[" not in text  # NO_COLOR
+
+
+def test_topic_list_shows_the_retention_that_applies(tmp_path: Path) -> None:
+    db = tmp_path / "tty.db"
+    env = cli_env(db, NO_COLOR="1", COLUMNS="200")
+    for name, config in (
+        ("a-plain", []),
+        ("b-time", ["retention.ms=7d"]),
+        ("c-bytes", ["retention.bytes=1GiB"]),
+        ("d-count", ["retention.messages=500"]),
+        ("e-consumed", ["retention.consumed=true"]),
+        ("f-compact", ["cleanup.policy=compact", "retention.ms=1d"]),  # no delete: ms not applied
+        ("g-both", ["cleanup.policy=compact,delete", "retention.ms=12h", "retention.messages=1"]),
+    ):
+        args = [arg for pair in config for arg in ("--config", pair)]
+        subprocess.run([PUBSUB, "topic", "create", name, *args], env=env, check=True)
+    term = Terminal([PUBSUB, "topic", "list"], env, cols=200)
+    assert term.finish() == 0
+    prefixes = {f"{c}-" for c in "abcdefg"}
+    rows = {line.split()[0]: line for line in term.text.splitlines() if line[2:4] in prefixes}
+    expected = {
+        "a-plain": "forever",
+        "b-time": "7d",
+        "c-bytes": "1.0 GiB/partition",
+        "d-count": "500 records/partition",
+        "e-consumed": "consumed",
+        "f-compact": "compact",
+        "g-both": "12h, 1 record/partition, compact",
+    }
+    for name, shown in expected.items():
+        assert shown in rows[name], (name, rows[name])
+    assert "7d" not in rows["f-compact"] and "1d" not in rows["f-compact"]
+    # JSON is unchanged: the stored configuration, nothing rendered.
+    piped = subprocess.run(
+        [PUBSUB, "topic", "list"], env=env, capture_output=True, check=True
+    ).stdout.decode()
+    (count,) = [t for t in jsonl(piped) if t["name"] == "d-count"]
+    assert count["config"]["retention.messages"] == "500"  # type: ignore[index]

@@ -8,6 +8,7 @@ from pubsub.config import (
     parse_config_pairs,
     parse_duration,
     parse_size,
+    parse_time_spec,
     validate_name,
     validate_partitions,
 )
@@ -153,3 +154,64 @@ def test_effective_config_applies_overrides_to_defaults() -> None:
     assert config["retention.ms"] == "1000"
     assert config["retention.bytes"] == "-1"  # the default keeps everything
     assert config["max.message.bytes"] == str(1024 * 1024)
+
+
+NOW = 1_800_000_000_000  # ms
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        ("@-1h", NOW - 3_600_000),
+        ("@-30m", NOW - 1_800_000),
+        ("@-3m30s", NOW - 210_000),
+        ("@-1.5h", NOW - 5_400_000),
+        ("@-0s", NOW),
+        ("@-2d", NOW - 2 * 86_400_000),
+        (" @-10s ", NOW - 10_000),
+        ("@1764000000000", 1_764_000_000_000),
+        ("@0", 0),
+        ("@2026-11-24T16:00:00Z", 1_795_536_000_000),
+        ("@2026-11-24T17:00:00+01:00", 1_795_536_000_000),
+        ("@2026-11-24T16:00:00.250z", 1_795_536_000_250),
+    ],
+)
+def test_parse_time_spec(text: str, ms: int) -> None:
+    assert parse_time_spec(text, NOW) == ms
+
+
+def test_parse_time_spec_local_time_without_a_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # +05:30, no daylight saving
+    time.tzset()
+    try:
+        assert parse_time_spec("@2026-11-24T21:30:00", NOW) == 1_795_536_000_000
+        assert parse_time_spec("@2026-11-24", NOW) == 1_795_536_000_000 - 77_400_000
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("", "invalid time"),
+        ("1h", "invalid time"),  # no @
+        ("@", "invalid time"),
+        ("@-", "invalid duration"),
+        ("@-5", "invalid duration"),  # a duration needs a unit
+        ("@-1h ago", "invalid duration"),
+        ("@+1h", "invalid time"),
+        ("@yesterday", "invalid time"),
+        ("@2026-13-01", "invalid time"),
+        ("@99999999999999999999", "invalid time"),
+        ("@-99999999999999999999d", "duration"),
+        ("@-100000w", "before 1970"),
+        ("@1969-12-31T23:59:59Z", "before 1970"),
+    ],
+)
+def test_parse_time_spec_rejects(text: str, fragment: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=fragment) as info:
+        parse_time_spec(text, NOW)
+    assert info.value.hint

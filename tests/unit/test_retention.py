@@ -286,6 +286,65 @@ def test_sweep_deletes_in_many_short_transactions(timed: Broker, clock: Clock) -
     assert_consistent(timed)
 
 
+def test_sweep_transactions_are_sized_by_bytes(timed: Broker, clock: Clock) -> None:
+    # A deletion appends about as many bytes to the WAL as it deletes: 16 MB of large
+    # records may not go in one transaction just because they are few (4 MiB at most).
+    timed.create_topic("t", config={"retention.ms": "1d"})
+    for _ in range(4):
+        timed.produce_batch("t", [b"x" * 200_000] * 20)
+    clock.now += 2 * DAY
+    statements: list[str] = []
+    timed.connection.set_trace_callback(statements.append)
+    try:
+        report = timed.run_retention()
+    finally:
+        timed.connection.set_trace_callback(None)
+    assert report.deleted_records == 80 and report.deleted_bytes == 16_000_000
+    deletes = [s for s in statements if s.startswith("DELETE FROM log_")]
+    assert len(deletes) >= 16_000_000 // (4 << 20)
+    assert_consistent(timed)
+
+
+def test_prefix_chunks_are_bounded_by_records_and_bytes(timed: Broker) -> None:
+    from pubsub.db import retention as sql
+
+    timed.create_topic("t")
+    timed.produce_batch("t", [b"x" * 100] * 50)
+    conn = timed.connection
+    assert sql.prefix_chunk(conn, 1, 0, 0, 50, 1000, 1000) == (10, 10, 1000)
+    assert sql.prefix_chunk(conn, 1, 0, 0, 50, 1000, 10**9) == (50, 50, 5000)
+    assert sql.prefix_chunk(conn, 1, 0, 0, 30, 1000, 10**9) == (30, 30, 3000)
+    assert sql.prefix_chunk(conn, 1, 0, 0, 50, 5, 10**9) == (5, 5, 500)
+    assert sql.prefix_chunk(conn, 1, 0, 0, 50, 1000, 50) == (1, 1, 100)  # one at least
+    assert sql.prefix_chunk(conn, 1, 0, 50, 60, 1000, 50) == (60, 0, 0)  # none: jump to high
+    conn.execute('DELETE FROM log_1_0 WHERE "offset" BETWEEN 10 AND 19')  # a hole
+    assert sql.prefix_chunk(conn, 1, 0, 5, 25, 1000, 10**9) == (25, 10, 1000)
+    assert sql.prefix_chunk(conn, 1, 0, 5, 50, 1000, 800) == (23, 8, 800)
+
+
+def test_a_sweep_with_nothing_to_delete_writes_nothing(timed: Broker) -> None:
+    timed.create_topic("t", config={"retention.messages": "100"})
+    timed.produce_batch("t", [b"x"] * 10)
+    statements: list[str] = []
+    timed.connection.set_trace_callback(statements.append)
+    try:
+        report = timed.run_retention()
+    finally:
+        timed.connection.set_trace_callback(None)
+    assert report.deleted_records == 0
+    assert [s for s in statements if "maintenance_leases" in s or s.startswith("DELETE")] == []
+
+
+def test_vacuum_runs_even_when_nothing_is_deleted(db_path: Path, clock: Clock) -> None:
+    with Broker(db_path, clock=clock) as broker:
+        broker.create_topic("t", config={"retention.ms": "1d"})
+        broker.produce_batch("t", [b"x" * 1000] * 2000)
+        clock.now += 2 * DAY
+        assert broker.run_retention().deleted_records == 2000  # pages freed, kept in the file
+        report = broker.run_retention(vacuum=True)
+        assert report.deleted_records == 0 and report.vacuumed_pages > 400
+
+
 def test_a_second_sweep_waits_for_the_first(timed: Broker, db_path: Path) -> None:
     timed.create_topic("t", config={"retention.messages": "0"})
     timed.produce_batch("t", [b"x"] * 10)
