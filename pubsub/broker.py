@@ -44,9 +44,9 @@ from pubsub.records import (
 
 if TYPE_CHECKING:
     from pubsub.consumer import Consumer, OffsetReset
-    from pubsub.group_admin import GroupInfo, OffsetChange, Strategy
     from pubsub.maintenance import Problem
-    from pubsub.retention import PartitionReport, RetentionReport
+    from pubsub.models import GroupInfo, OffsetChange, PartitionReport, Strategy
+    from pubsub.retention import RetentionReport
 
 __all__ = ["Broker", "DatabaseInfo"]
 

@@ -16,7 +16,6 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Literal
 
 from pubsub import config as topic_config
 from pubsub.broker import Broker, cut_to_bytes, rows_bytes, to_records
@@ -31,11 +30,10 @@ from pubsub.membership import (
     SyncResult,
     lease_clock_ms,
 )
+from pubsub.models import OffsetReset
 from pubsub.records import HeadersInput, Message, ProduceResult, Record, TopicPartition
 
 __all__ = ["Consumer", "OffsetReset", "PubsubWarning"]
-
-OffsetReset = Literal["earliest", "latest"]
 
 
 class PubsubWarning(UserWarning):

@@ -7,7 +7,7 @@ those members would overwrite it with their next commit.
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING
 
 from pubsub import config as topic_config
 from pubsub.db import catalog, groups, log, membership
@@ -19,6 +19,14 @@ from pubsub.errors import (
     TopicNotFoundError,
 )
 from pubsub.membership import boot_id, lease_clock_ms
+from pubsub.models import (
+    STRATEGIES,
+    GroupInfo,
+    MemberInfo,
+    OffsetChange,
+    PartitionLag,
+    Strategy,
+)
 from pubsub.records import TopicPartition
 from pubsub.words import counted
 
@@ -26,86 +34,6 @@ if TYPE_CHECKING:
     import sqlite3
 
     from pubsub.broker import Broker
-
-Strategy = Literal[
-    "to-earliest",
-    "to-latest",
-    "to-offset",
-    "shift-by",
-    "to-datetime",
-    "by-duration",
-    "to-current",
-]
-STRATEGIES: tuple[Strategy, ...] = (
-    "to-earliest",
-    "to-latest",
-    "to-offset",
-    "shift-by",
-    "to-datetime",
-    "by-duration",
-    "to-current",
-)
-
-
-class MemberInfo(NamedTuple):
-    """A member of a group as ``group describe`` shows it."""
-
-    member_id: str
-    host: str
-    pid: int | None
-    program: str
-    topics: tuple[str, ...]
-    joined_ms: int
-    heartbeat_ms: int
-    lease_remaining_ms: int | None  # None: the lease belongs to another boot
-    live: bool
-    partitions: tuple[TopicPartition, ...]
-
-
-class PartitionLag(NamedTuple):
-    """A partition's committed offset, log end and lag for a group, and its owner."""
-
-    topic: str
-    partition: int
-    committed_offset: int | None
-    log_start_offset: int
-    log_end_offset: int
-    lag: int | None
-    owner: str | None
-
-
-class GroupInfo(NamedTuple):
-    """A consumer group: state, members, per-partition offsets and lag."""
-
-    name: str
-    state: str  # empty | stable | rebalancing
-    generation: int
-    members: tuple[MemberInfo, ...]
-    partitions: tuple[PartitionLag, ...]
-
-    @property
-    def topics(self) -> tuple[str, ...]:
-        """Topics the group has offsets for or subscribes to."""
-        return tuple(sorted({p.topic for p in self.partitions}))
-
-    @property
-    def lag(self) -> int:
-        """Total lag over partitions with a committed offset."""
-        return sum(p.lag for p in self.partitions if p.lag is not None)
-
-    @property
-    def live_members(self) -> int:
-        """Members whose lease has not run out."""
-        return sum(1 for m in self.members if m.live)
-
-
-class OffsetChange(NamedTuple):
-    """One line of a reset plan."""
-
-    topic: str
-    partition: int
-    current_offset: int | None
-    new_offset: int
 
 
 def _group_row(conn: "sqlite3.Connection", name: str) -> tuple[int, int] | None:

@@ -50,6 +50,7 @@ from pubsub.errors import (
     TopicNotFoundError,
 )
 from pubsub.membership import boot_id, lease_clock_ms
+from pubsub.models import PartitionReport
 from pubsub.space import Room, cap_wal, checkpoint_fits, incremental_vacuum
 
 if TYPE_CHECKING:
@@ -77,17 +78,6 @@ __all__ = [
     "incremental_vacuum",
     "truncate",
 ]
-
-
-class PartitionReport(NamedTuple):
-    """What a sweep did (or, in a dry run, would do) to one partition."""
-
-    topic: str
-    partition: int
-    deleted_records: int
-    deleted_bytes: int
-    log_start_offset: int
-    reasons: tuple[str, ...]
 
 
 class RetentionReport(NamedTuple):

@@ -17,7 +17,7 @@ from pubsub.db.transaction import ReadTransaction
 
 if TYPE_CHECKING:
     from pubsub.broker import Broker
-    from pubsub.group_admin import GroupInfo
+    from pubsub.models import GroupInfo
 
 
 class PartitionStats(NamedTuple):

@@ -19,7 +19,7 @@ from pubsub.commands._common import (
 from pubsub.words import counted
 
 if TYPE_CHECKING:
-    from pubsub.group_admin import GroupInfo, OffsetChange
+    from pubsub.models import GroupInfo, OffsetChange
 
 app = typer.Typer(
     help="Inspect consumer groups, reset their offsets, delete them.",

@@ -1,0 +1,115 @@
+"""The values the API returns about groups, resets and retention, shared by every backend.
+
+Records and topics are in :mod:`pubsub.records`; these are the rest of the nouns a
+:class:`~pubsub.backend.LogClient` answers with, kept apart from the code that computes them
+so a second backend (a Kafka cluster) returns the same types.
+"""
+
+from typing import Literal, NamedTuple
+
+from pubsub.records import TopicPartition
+
+__all__ = [
+    "STRATEGIES",
+    "GroupInfo",
+    "MemberInfo",
+    "OffsetChange",
+    "OffsetReset",
+    "PartitionLag",
+    "PartitionReport",
+    "Strategy",
+]
+
+#: Where a consumer without a committed offset starts.
+OffsetReset = Literal["earliest", "latest"]
+
+Strategy = Literal[
+    "to-earliest",
+    "to-latest",
+    "to-offset",
+    "shift-by",
+    "to-datetime",
+    "by-duration",
+    "to-current",
+]
+STRATEGIES: tuple[Strategy, ...] = (
+    "to-earliest",
+    "to-latest",
+    "to-offset",
+    "shift-by",
+    "to-datetime",
+    "by-duration",
+    "to-current",
+)
+
+
+class MemberInfo(NamedTuple):
+    """A member of a group as ``group describe`` shows it."""
+
+    member_id: str
+    host: str
+    pid: int | None
+    program: str
+    topics: tuple[str, ...]
+    joined_ms: int
+    heartbeat_ms: int
+    lease_remaining_ms: int | None  # None: the lease belongs to another boot
+    live: bool
+    partitions: tuple[TopicPartition, ...]
+
+
+class PartitionLag(NamedTuple):
+    """A partition's committed offset, log end and lag for a group, and its owner."""
+
+    topic: str
+    partition: int
+    committed_offset: int | None
+    log_start_offset: int
+    log_end_offset: int
+    lag: int | None
+    owner: str | None
+
+
+class GroupInfo(NamedTuple):
+    """A consumer group: state, members, per-partition offsets and lag."""
+
+    name: str
+    state: str  # empty | stable | rebalancing
+    generation: int
+    members: tuple[MemberInfo, ...]
+    partitions: tuple[PartitionLag, ...]
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """Topics the group has offsets for or subscribes to."""
+        return tuple(sorted({p.topic for p in self.partitions}))
+
+    @property
+    def lag(self) -> int:
+        """Total lag over partitions with a committed offset."""
+        return sum(p.lag for p in self.partitions if p.lag is not None)
+
+    @property
+    def live_members(self) -> int:
+        """Members whose lease has not run out."""
+        return sum(1 for m in self.members if m.live)
+
+
+class OffsetChange(NamedTuple):
+    """One line of a reset plan."""
+
+    topic: str
+    partition: int
+    current_offset: int | None
+    new_offset: int
+
+
+class PartitionReport(NamedTuple):
+    """What a sweep did (or, in a dry run, would do) to one partition."""
+
+    topic: str
+    partition: int
+    deleted_records: int
+    deleted_bytes: int
+    log_start_offset: int
+    reasons: tuple[str, ...]
