@@ -123,7 +123,7 @@ class AsyncConsumer:
         quiet_since = time.monotonic()
         while True:
             if not self._buffer:
-                records = await self._worker.call(consumer._poll, WAIT_SLICE, None)
+                records = await self._worker.call(consumer.poll_unmarked, WAIT_SLICE, None)
                 if not records:
                     if (
                         self._iter_timeout is not None
@@ -135,10 +135,10 @@ class AsyncConsumer:
                 self._buffer = records
             record = self._buffer.pop(0)
             # Consumed once handed out, as with Consumer's iteration.
-            consumer._consumed[TopicPartition(record[0], record[1])] = record[2] + 1
+            consumer.mark_consumed(record)
             yield record
             if not self._buffer:
-                consumer._consumed.update(consumer._positions)
+                consumer.mark_all_consumed()
 
     async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
         """Commit consumed (or the given) offsets; waits for the lock in the worker thread."""
@@ -159,20 +159,10 @@ class AsyncConsumer:
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             if self._buffer:
-                _rewind_unhanded(consumer, self._buffer)
+                consumer.give_back(self._buffer)
                 self._buffer = []
             await self._worker.call(consumer.close, commit=commit)
         await asyncio.get_running_loop().run_in_executor(None, self._worker.shutdown)
-
-
-def _rewind_unhanded(consumer: Consumer, records: list[Record]) -> None:
-    first: dict[TopicPartition, int] = {}
-    for record in records:
-        first.setdefault(record.topic_partition, record.offset)
-    for tp, offset in first.items():
-        if tp in consumer._positions:
-            consumer._positions[tp] = min(consumer._positions[tp], offset)
-            consumer._consumed[tp] = min(consumer._consumed.get(tp, offset), offset)
 
 
 class AsyncProducer:

@@ -272,7 +272,7 @@ def _pubsub_db(path: Path, partitions: int, sync: str) -> None:
     with Broker(path, sync="normal" if sync == "normal" else "full") as broker:
         # The mark first: the file is bench's from its first topic on (see check_replaceable).
         # It reaches the main file's header when this only connection closes (a checkpoint).
-        broker.connection.execute(f"PRAGMA application_id = {BENCH_APPLICATION_ID}")
+        broker.store.connection.execute(f"PRAGMA application_id = {BENCH_APPLICATION_ID}")
         broker.create_topic(TOPIC, partitions=partitions)
 
 
@@ -435,7 +435,7 @@ def _fill(workload: Workload, target: Path, scratch: Path) -> tuple[Path, Path]:
         for p in range(workload.partitions):
             for start in range(0, per, 20_000):
                 broker.produce_batch(TOPIC, [value] * min(20_000, per - start), partition=p)
-        broker.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        broker.store.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     import sqlite3
 
     raw = _fresh(scratch / "raw-bench.db")

@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 
 from pubsub import config as topic_config
-from pubsub.broker import Broker, cut_to_bytes, rows_bytes, to_records
-from pubsub.db.connection import DEFAULT_BUSY_TIMEOUT, Reconnecting, SyncMode
+from pubsub.db.connection import DEFAULT_BUSY_TIMEOUT, SyncMode
 from pubsub.db.notify import ChangeWaiter
+from pubsub.db.store import Store
 from pubsub.errors import FencedError, InvalidArgumentError, TopicNotFoundError
 from pubsub.limits import DEFAULT_MAX_POLL_BYTES
 from pubsub.membership import (
@@ -28,10 +28,11 @@ from pubsub.membership import (
     DEFAULT_SESSION_TIMEOUT,
     Membership,
     SyncResult,
-    lease_clock_ms,
 )
 from pubsub.models import OffsetReset
+from pubsub.reader import cut_to_bytes, rows_bytes, to_records
 from pubsub.records import HeadersInput, Message, ProduceResult, Record, TopicPartition
+from pubsub.services import HasServices, Services
 
 __all__ = ["Consumer", "OffsetReset", "PubsubWarning"]
 
@@ -72,7 +73,7 @@ class Consumer:
 
     def __init__(
         self,
-        broker: Broker | str | os.PathLike[str],
+        broker: HasServices | Services | str | os.PathLike[str],
         topics: str | Iterable[str] | None = None,
         *,
         group: str | None = None,
@@ -90,7 +91,7 @@ class Consumer:
         max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
         on_assign: Callable[[list[TopicPartition]], None] | None = None,
         on_revoke: Callable[[list[TopicPartition]], None] | None = None,
-        lease_clock: Callable[[], int] = lease_clock_ms,
+        lease_clock: Callable[[], int] | None = None,
     ) -> None:
         if auto_offset_reset not in ("earliest", "latest"):
             raise InvalidArgumentError(
@@ -100,12 +101,15 @@ class Consumer:
             raise InvalidArgumentError("max_poll_records must be at least 1")
         if group is not None:
             topic_config.validate_name(group, "group")
-        if isinstance(broker, Broker):
-            self._broker = broker
-            self._owns_broker = False
+        if isinstance(broker, str | os.PathLike):
+            self._services = Services.open(
+                broker, sync=sync, busy_timeout=busy_timeout, create=False
+            )
+            self._owns_store = True
         else:
-            self._broker = Broker(broker, sync=sync, busy_timeout=busy_timeout, create=False)
-            self._owns_broker = True
+            self._services = broker if isinstance(broker, Services) else broker.services
+            self._owns_store = False
+        self._store = self._services.store
         self.group = group
         self.auto_offset_reset: OffsetReset = auto_offset_reset
         self.auto_commit = auto_commit and group is not None
@@ -137,7 +141,7 @@ class Consumer:
                 self._subscription = self._resolve(topics, None)
                 self._assignment = []
                 self._membership = Membership(
-                    self._broker,
+                    self._store,
                     group,
                     list(dict.fromkeys(tp.topic for tp in self._subscription)),
                     session_timeout=session_timeout,
@@ -149,12 +153,12 @@ class Consumer:
                 self._assignment = self._resolve(topics, partitions)
                 self._subscription = list(self._assignment)
                 self._start_positions(self._assignment)
-            broker = self._broker
-            self._waiter = ChangeWaiter(lambda: broker.connection, broker.path)
+            store = self._store
+            self._waiter = ChangeWaiter(lambda: store.connection, store.path)
         except BaseException:
             if self._membership is not None:
                 self._membership.leave(None)
-            self._close_broker()
+            self._close_store()
             raise
 
     # -- assignment and positions ----------------------------------------------------------
@@ -167,7 +171,7 @@ class Consumer:
         if partitions is not None:
             assigned = []
             for topic, partition in partitions:
-                count = len(self._broker.topic_partitions(topic))
+                count = len(self._services.topics.topic_partitions(topic))
                 if not isinstance(partition, int) or not 0 <= partition < count:
                     raise InvalidArgumentError(
                         f"topic {topic!r} has no partition {partition}",
@@ -184,13 +188,13 @@ class Consumer:
             raise InvalidArgumentError("give at least one topic to consume")
         assigned = []
         for name in dict.fromkeys(names):
-            assigned.extend(self._broker.topic_partitions(name))
+            assigned.extend(self._services.topics.topic_partitions(name))
         return assigned
 
     def _start_positions(self, partitions: list[TopicPartition]) -> None:
         committed: dict[TopicPartition, int] = {}
         if self.group is not None:
-            committed = self._broker.committed_offsets(self.group)
+            committed = self._services.offsets.committed(self.group)
         for tp in partitions:
             if tp in committed:
                 self._committed[tp] = committed[tp]
@@ -208,7 +212,7 @@ class Consumer:
         for tp in partitions:
             marks = marks_by_topic.get(tp.topic)
             if marks is None:
-                marks = marks_by_topic[tp.topic] = self._broker.watermarks(tp.topic)
+                marks = marks_by_topic[tp.topic] = self._services.reader.watermarks(tp.topic)
             start, end = marks[tp.partition]
             self._set_position(tp, start if where == "earliest" else end)
 
@@ -333,7 +337,7 @@ class Consumer:
         marks: dict[str, dict[int, tuple[int, int]]] = {}
         for tp in self._targets(partitions):
             if tp.topic not in marks:
-                marks[tp.topic] = self._broker.watermarks(tp.topic)
+                marks[tp.topic] = self._services.reader.watermarks(tp.topic)
             start, end = marks[tp.topic][tp.partition]
             self._set_position(tp, max(start, end - count))
 
@@ -342,9 +346,9 @@ class Consumer:
     ) -> None:
         """Read from the first record whose timestamp is >= ``timestamp`` (ms)."""
         for tp in self._targets(partitions):
-            offset = self._broker.offset_for_time(tp.topic, tp.partition, timestamp)
+            offset = self._services.reader.offset_for_time(tp.topic, tp.partition, timestamp)
             if offset is None:
-                offset = self._broker.latest_offset(tp.topic, tp.partition)
+                offset = self._services.reader.latest_offset(tp.topic, tp.partition)
             self._set_position(tp, offset)
 
     def stop_at_end(self) -> dict[TopicPartition, int]:
@@ -356,7 +360,7 @@ class Consumer:
         stop: dict[TopicPartition, int] = {}
         wanted = set(self._subscription)
         for topic in dict.fromkeys(tp.topic for tp in self._subscription):
-            for partition, (_, end) in self._broker.watermarks(topic).items():
+            for partition, (_, end) in self._services.reader.watermarks(topic).items():
                 tp = TopicPartition(topic, partition)
                 if tp in wanted:
                     stop[tp] = end
@@ -410,6 +414,37 @@ class Consumer:
         # Everything fetched was handed out (and holes left by compaction were skipped).
         self._consumed.update(self._positions)
         return records
+
+    def poll_values(
+        self, timeout: float = 0.0, max_records: int | None = None
+    ) -> list[tuple[str, int, int, bytes | None]]:
+        """As :meth:`poll`, as ``(topic, partition, offset, value)`` tuples (raw output)."""
+        return [(r[0], r[1], r[2], r.value) for r in self.poll(timeout, max_records)]
+
+    # -- for wrappers that hand records out one by one (the asyncio consumer) ---------------
+
+    def poll_unmarked(self, timeout: float = 0.0, max_records: int | None = None) -> list[Record]:
+        """As :meth:`poll`, but nothing counts as consumed until :meth:`mark_consumed` (or
+        :meth:`mark_all_consumed`) says so: what a commit writes is what was handed out."""
+        return self._poll(timeout, max_records)
+
+    def mark_consumed(self, record: Record) -> None:
+        """``record`` was handed out: a commit of the consumed offsets includes it."""
+        self._consumed[TopicPartition(record[0], record[1])] = record[2] + 1
+
+    def mark_all_consumed(self) -> None:
+        """Everything fetched so far was handed out (and compaction's holes skipped)."""
+        self._consumed.update(self._positions)
+
+    def give_back(self, records: Iterable[Record]) -> None:
+        """These fetched records were not handed out: fetch them again, do not commit them."""
+        first: dict[TopicPartition, int] = {}
+        for record in records:
+            first.setdefault(TopicPartition(record[0], record[1]), record[2])
+        for tp, offset in first.items():
+            if tp in self._positions:
+                self._positions[tp] = min(self._positions[tp], offset)
+                self._consumed[tp] = min(self._consumed.get(tp, offset), offset)
 
     def _poll(self, timeout: float, max_records: int | None) -> list[Record]:
         self._check_open()
@@ -470,12 +505,12 @@ class Consumer:
                 raise
             # A subscribed topic was deleted: its partitions leave the assignment.
             self.on_warning(f"group {self.group}: {exc.message}; dropping its partitions")
-            self._broker.refresh(exc.topic)
+            self._services.topics.forget(exc.topic)
             self._apply(self._membership.sync(self._consumed, force=True))
             return []
 
     def _fetch_assigned(self, limit: int) -> list[Record]:
-        broker = self._broker
+        reader = self._services.reader
         stop = self._stop
         marks: dict[str, dict[int, tuple[int, int]]] = {}
         ready: list[tuple[TopicPartition, int, int]] = []
@@ -486,7 +521,7 @@ class Consumer:
             tp = self._assignment[(start_at + index) % count]
             topic_marks = marks.get(tp.topic)
             if topic_marks is None:
-                topic_marks = marks[tp.topic] = broker.watermarks(tp.topic)
+                topic_marks = marks[tp.topic] = reader.watermarks(tp.topic)
             start, end = topic_marks[tp.partition]
             position = self._positions[tp]
             if position < start:
@@ -566,8 +601,8 @@ class Consumer:
 
         ``first``: nothing was read yet in this poll, so one record may exceed the budget.
         """
-        broker = self._broker
-        rows = broker._read_rows(broker._meta(tp.topic), tp.partition, position, end, limit)
+        reader = self._services.reader
+        rows = reader.read_rows(reader.topics.meta(tp.topic), tp.partition, position, end, limit)
         exhausted = len(rows) < limit
         size = 0
         if byte_budget is not None:
@@ -617,7 +652,7 @@ class Consumer:
         if self._membership is not None:
             self._membership.commit(offsets)
         else:
-            self._broker.commit_offsets(self.group, offsets)
+            self._services.offsets.commit(self.group, offsets)
         self._committed.update(offsets)
         if self._committer is not None:
             self._committer.superseded(offsets)
@@ -670,16 +705,16 @@ class Consumer:
         if group is None:
             raise InvalidArgumentError("send_and_commit needs a group")
         membership = self._membership
-        broker = self._broker
+        services = self._services
 
         def commit(conn: sqlite3.Connection) -> None:
             if membership is not None:
                 membership.commit_locked(conn, offsets)
             else:
-                broker.commit_offsets_locked(conn, group, offsets)
+                services.offsets.commit_in(conn, group, offsets)
 
         self._flush_async()  # an older background commit must not land after this one
-        result = broker._produce_batch(topic, messages, headers=headers, inside=commit)
+        result = services.writer.produce_batch(topic, messages, headers=headers, inside=commit)
         self._committed.update(offsets)
         if self._committer is not None:
             self._committer.superseded(offsets)
@@ -751,11 +786,11 @@ class Consumer:
         finally:
             self._closed = True
             self._waiter.close()
-            self._close_broker()
+            self._close_store()
 
-    def _close_broker(self) -> None:
-        if self._owns_broker:
-            self._broker.close()
+    def _close_store(self) -> None:
+        if self._owns_store:
+            self._store.close()
 
     def __enter__(self) -> Consumer:
         return self
@@ -854,8 +889,7 @@ class _BackgroundCommitter:
         from pubsub.errors import BusyError, StorageError
 
         consumer = self._consumer
-        broker = consumer._broker
-        link = Reconnecting(broker.path, sync=broker.sync, busy_timeout=broker.busy_timeout)
+        link = consumer._store.sibling()
         failures = 0
         try:
             while True:
@@ -898,21 +932,17 @@ class _BackgroundCommitter:
                         self._busy = False
                         self._lock.notify_all()
         finally:
-            link.discard()
+            link.close()
 
-    def _write(self, link: Reconnecting, offsets: dict[TopicPartition, int]) -> None:
-        from pubsub.db.transaction import WriteTransaction
-
+    def _write(self, link: Store, offsets: dict[TopicPartition, int]) -> None:
         consumer = self._consumer
-        broker = consumer._broker
-        conn = link.get()
-        conn.execute("PRAGMA wal_autocheckpoint = 0")  # leave it to the writers
-        with WriteTransaction(conn, broker.busy_timeout, broker.path, link.discard) as write:
+        with link.write() as write:  # its connection leaves checkpoints to the writers
             if consumer._membership is not None:
                 consumer._membership.commit_locked(write, offsets)
             else:
                 assert consumer.group is not None
-                broker.commit_offsets_locked(write, consumer.group, offsets)
+                # Only the connection given is used: safe from this thread.
+                consumer._services.offsets.commit_in(write, consumer.group, offsets)
 
     def _failed_attempt(
         self, offsets: dict[TopicPartition, int], message: str, failures: int

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from pubsub import config as topic_config
 from pubsub.db import catalog, groups, log, membership
+from pubsub.db.store import Store
 from pubsub.db.transaction import ReadScope
 from pubsub.errors import (
     GroupNotEmptyError,
@@ -18,7 +19,6 @@ from pubsub.errors import (
     InvalidArgumentError,
     TopicNotFoundError,
 )
-from pubsub.membership import boot_id, lease_clock_ms
 from pubsub.models import (
     STRATEGIES,
     GroupInfo,
@@ -33,8 +33,6 @@ from pubsub.words import counted
 if TYPE_CHECKING:
     import sqlite3
 
-    from pubsub.broker import Broker
-
 
 def _group_row(conn: "sqlite3.Connection", name: str) -> tuple[int, int] | None:
     row = conn.execute(
@@ -43,9 +41,11 @@ def _group_row(conn: "sqlite3.Connection", name: str) -> tuple[int, int] | None:
     return (int(row[0]), int(row[1])) if row is not None else None
 
 
-def _describe(conn: "sqlite3.Connection", name: str, group_id: int, generation: int) -> GroupInfo:
-    now_lease = lease_clock_ms()
-    boot = boot_id()
+def _describe(
+    store: Store, conn: "sqlite3.Connection", name: str, group_id: int, generation: int
+) -> GroupInfo:
+    now_lease = store.lease_now()
+    boot = store.boot_id
     assignments = membership.assignments_get(conn, group_id)
     owned_by: dict[str, list[TopicPartition]] = {}
     owner_of: dict[tuple[str, int], str] = {}
@@ -107,24 +107,24 @@ def _describe(conn: "sqlite3.Connection", name: str, group_id: int, generation: 
     return GroupInfo(name, state, generation, tuple(members), tuple(partitions))
 
 
-def list_groups(broker: "Broker") -> list[GroupInfo]:
+def list_groups(store: Store) -> list[GroupInfo]:
     """Every group, by name."""
-    with ReadScope(broker.path):
-        conn = broker.connection
+    with ReadScope(store.path):
+        conn = store.connection
         rows = conn.execute(
             "SELECT group_id, name, generation FROM consumer_groups ORDER BY name"
         ).fetchall()
-        return [_describe(conn, name, group_id, gen) for group_id, name, gen in rows]
+        return [_describe(store, conn, name, group_id, gen) for group_id, name, gen in rows]
 
 
-def describe_group(broker: "Broker", name: str) -> GroupInfo:
+def describe_group(store: Store, name: str) -> GroupInfo:
     """One group; :class:`~pubsub.errors.GroupNotFoundError` if it does not exist."""
-    with ReadScope(broker.path):
-        conn = broker.connection
+    with ReadScope(store.path):
+        conn = store.connection
         row = _group_row(conn, name)
         if row is None:
             raise _not_found(name)
-        return _describe(conn, name, *row)
+        return _describe(store, conn, name, *row)
 
 
 def _not_found(name: str) -> GroupNotFoundError:
@@ -133,8 +133,10 @@ def _not_found(name: str) -> GroupNotFoundError:
     )
 
 
-def _refuse_live(conn: "sqlite3.Connection", name: str, group_id: int, what: str) -> None:
-    live = membership.live_member_count(conn, group_id, boot_id(), lease_clock_ms())
+def _refuse_live(
+    store: Store, conn: "sqlite3.Connection", name: str, group_id: int, what: str
+) -> None:
+    live = membership.live_member_count(conn, group_id, store.boot_id, store.lease_now())
     if live:
         raise GroupNotEmptyError(
             f"group {name!r} has {counted(live, 'live member')}; {what}",
@@ -143,7 +145,7 @@ def _refuse_live(conn: "sqlite3.Connection", name: str, group_id: int, what: str
 
 
 def plan_reset(
-    broker: "Broker",
+    store: Store,
     name: str,
     strategy: Strategy,
     *,
@@ -164,8 +166,8 @@ def plan_reset(
     if strategy in ("to-offset", "shift-by", "to-datetime", "by-duration") and value is None:
         raise InvalidArgumentError(f"--{strategy} needs a value")
     topic_config.validate_name(name, "group")
-    with ReadScope(broker.path):
-        conn = broker.connection
+    with ReadScope(store.path):
+        conn = store.connection
         group = _group_row(conn, name)
         committed = {
             (r.topic, r.partition): r.committed_offset for r in groups.offsets_get(conn, name)
@@ -175,7 +177,7 @@ def plan_reset(
                 raise _not_found(name)
             topics = {topic: None for topic, _ in committed}
         plan: list[OffsetChange] = []
-        now = broker.now()
+        now = store.now()
         for topic, wanted in sorted(topics.items()):
             row = catalog.topic_get_by_name(conn, topic)
             if row is None:
@@ -216,45 +218,45 @@ def plan_reset(
 
 
 def execute_reset(
-    broker: "Broker", name: str, plan: Sequence[OffsetChange], *, force: bool = False
+    store: Store, name: str, plan: Sequence[OffsetChange], *, force: bool = False
 ) -> None:
     """Apply a reset plan in one transaction (refused with live members unless ``force``)."""
-    with broker._write() as conn:
-        group_id = groups.group_id_ensure(conn, name, broker.now())
+    with store.write() as conn:
+        group_id = groups.group_id_ensure(conn, name, store.now())
         if not force:
-            _refuse_live(conn, name, group_id, "a reset now would be undone by its commits")
+            _refuse_live(store, conn, name, group_id, "a reset now would be undone by its commits")
         rows = []
         for change in plan:
             row = catalog.topic_get_by_name(conn, change.topic)
             if row is None:
                 raise TopicNotFoundError(change.topic)
             rows.append((row.topic_id, change.partition, change.new_offset, None))
-        groups.offsets_commit(conn, group_id, rows, broker.now())
+        groups.offsets_commit(conn, group_id, rows, store.now())
 
 
-def delete_group(broker: "Broker", name: str) -> None:
+def delete_group(store: Store, name: str) -> None:
     """Delete a group and its offsets; refused while it has live members."""
-    with broker._write() as conn:
+    with store.write() as conn:
         row = _group_row(conn, name)
         if row is None:
             raise _not_found(name)
-        _refuse_live(conn, name, row[0], "it cannot be deleted")
+        _refuse_live(store, conn, name, row[0], "it cannot be deleted")
         conn.execute("DELETE FROM consumer_groups WHERE group_id = ?", (row[0],))
 
 
-def delete_group_offsets(broker: "Broker", name: str, topic: str) -> int:
+def delete_group_offsets(store: Store, name: str, topic: str) -> int:
     """Delete a group's committed offsets on one topic; return how many were deleted.
 
     Refused while a live member subscribes to the topic.
     """
-    with broker._write() as conn:
+    with store.write() as conn:
         row = _group_row(conn, name)
         if row is None:
             raise _not_found(name)
         topic_row = catalog.topic_get_by_name(conn, topic)
         if topic_row is None:
             raise TopicNotFoundError(topic)
-        live = set(membership.live_member_ids(conn, row[0], boot_id(), lease_clock_ms()))
+        live = set(membership.live_member_ids(conn, row[0], store.boot_id, store.lease_now()))
         for member in membership.members_get(conn, row[0]):
             if member.member_id in live and topic in json.loads(member.topics):
                 raise GroupNotEmptyError(

@@ -6,18 +6,16 @@ import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from pubsub.db import catalog
 from pubsub.db import retention as sql
 from pubsub.db.connection import translate_error
 from pubsub.db.log import log_table
+from pubsub.db.store import Store
 from pubsub.db.transaction import ReadTransaction
 from pubsub.errors import AlreadyExistsError, StorageError
 from pubsub.words import counted
-
-if TYPE_CHECKING:
-    from pubsub.broker import Broker
 
 _LOG_TABLE = re.compile(r"^log_(\d+)_(\d+)$")
 
@@ -41,7 +39,7 @@ class Problem(NamedTuple):
     detail: str
 
 
-def check(broker: "Broker", *, quick: bool = False) -> list[Problem]:
+def check(store: Store, *, quick: bool = False) -> list[Problem]:
     """SQLite's integrity check plus pubsub's own invariants, in one consistent snapshot.
 
     For each partition: its table exists; ``record_count`` and ``byte_count`` match what is
@@ -49,8 +47,8 @@ def check(broker: "Broker", *, quick: bool = False) -> list[Problem]:
     below ``next_offset``. No log table lacks its partition; foreign keys hold.
     """
     problems: list[Problem] = []
-    conn = broker.connection
-    with ReadTransaction(conn, broker.path):
+    conn = store.connection
+    with ReadTransaction(conn, store.path):
         pragma = "quick_check" if quick else "integrity_check"
         for (line,) in conn.execute(f"PRAGMA {pragma}"):
             if line != "ok":
@@ -163,7 +161,7 @@ def _used_bytes(conn: sqlite3.Connection) -> int:
     return (pages - free) * int(conn.execute("PRAGMA page_size").fetchone()[0])
 
 
-def vacuum(broker: "Broker", *, full: bool = False, progress: Progress | None = None) -> int:
+def vacuum(store: Store, *, full: bool = False, progress: Progress | None = None) -> int:
     """Return free pages to the file system; with ``full``, rebuild the file (VACUUM).
 
     The incremental form runs in short transactions beside writers; a full VACUUM needs the
@@ -173,16 +171,16 @@ def vacuum(broker: "Broker", *, full: bool = False, progress: Progress | None = 
     from pubsub.db.transaction import checkpoint_truncate
     from pubsub.space import incremental_vacuum
 
-    conn = broker.connection
+    conn = store.connection
     if not full:
-        freed = incremental_vacuum(broker)
-        checkpoint_truncate(conn, broker.path)  # the file shrinks when the WAL is checkpointed
+        freed = incremental_vacuum(store)
+        checkpoint_truncate(conn, store.path)  # the file shrinks when the WAL is checkpointed
         return freed
     before = int(conn.execute("PRAGMA page_count").fetchone()[0])
     try:
         conn.execute("VACUUM")
     except sqlite3.Error as exc:
-        raise translate_error(exc, path=broker.path) from exc
+        raise translate_error(exc, path=store.path) from exc
     return before - int(conn.execute("PRAGMA page_count").fetchone()[0])
 
 
@@ -209,7 +207,7 @@ def _remove_stale_temporaries(directory: str, name: str) -> None:
 
 
 def backup(
-    broker: "Broker", target: str, *, mode: int = 0o600, progress: Progress | None = None
+    store: Store, target: str, *, mode: int = 0o600, progress: Progress | None = None
 ) -> int:
     """Write a consistent, compacted copy of the database to ``target``; return its size.
 
@@ -231,8 +229,8 @@ def backup(
     _remove_stale_temporaries(directory, os.path.basename(target))
     temporary = os.path.join(directory, f".{os.path.basename(target)}.{os.getpid()}.tmp")
     try:
-        with _watch_size(temporary, _used_bytes(broker.connection), progress):
-            broker.connection.execute("VACUUM INTO ?", (temporary,))
+        with _watch_size(temporary, _used_bytes(store.connection), progress):
+            store.connection.execute("VACUUM INTO ?", (temporary,))
         os.chmod(temporary, mode)
         fd = os.open(temporary, os.O_RDONLY)
         try:
@@ -246,7 +244,7 @@ def backup(
         finally:
             os.close(dir_fd)
     except sqlite3.Error as exc:
-        raise translate_error(exc, path=broker.path) from exc
+        raise translate_error(exc, path=store.path) from exc
     except OSError as exc:
         raise StorageError(f"cannot write the backup {target}: {exc.strerror}") from exc
     finally:

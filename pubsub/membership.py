@@ -23,47 +23,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from pubsub.db import catalog, groups, membership
-from pubsub.db.connection import Reconnecting
 from pubsub.db.membership import PartitionKey
+from pubsub.db.store import Store
 from pubsub.db.transaction import ReadScope, WriteTransaction
 from pubsub.errors import BusyError, FencedError, PubsubError, StorageError
 from pubsub.records import TopicPartition
 
-if TYPE_CHECKING:
-    from pubsub.broker import Broker
-
 DEFAULT_SESSION_TIMEOUT = 10.0
 DEFAULT_MAX_POLL_INTERVAL = 300.0
-
-_BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
-_boot_id: str | None = None
-
-
-def boot_id() -> str:
-    """An identifier of the current boot of this machine (Linux: the kernel's boot_id).
-
-    Where the kernel offers none, a constant: a lease from before a reboot is then recognised
-    by being further ahead of the clock than any session can be (see ``db.membership.LIVE``).
-    """
-    global _boot_id  # noqa: PLW0603  (computed once per process)
-    if _boot_id is None:
-        try:
-            with open(_BOOT_ID_PATH, encoding="ascii") as handle:
-                _boot_id = handle.read().strip()
-        except OSError:
-            _boot_id = "no-boot-id"
-    return _boot_id
-
-
-def lease_clock_ms() -> int:
-    """Milliseconds of the boot-time clock: steady, not moved by wall-clock changes."""
-    clock = getattr(time, "CLOCK_BOOTTIME", None)
-    if clock is not None:
-        return time.clock_gettime_ns(clock) // 1_000_000
-    return time.monotonic_ns() // 1_000_000
 
 
 def assign(
@@ -121,24 +91,24 @@ class Membership:
 
     def __init__(
         self,
-        broker: "Broker",
+        store: Store,
         group: str,
         topics: Sequence[str],
         *,
         session_timeout: float = DEFAULT_SESSION_TIMEOUT,
         max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
-        lease_clock: Callable[[], int] = lease_clock_ms,
+        lease_clock: Callable[[], int] | None = None,
         heartbeat: bool = True,
     ) -> None:
-        if broker.path == ":memory:":
+        if store.path == ":memory:":
             raise PubsubError("consumer groups need a database file, not :memory:")
-        self.broker = broker
+        self.store = store
         self.group = group
         self.topics = sorted(set(topics))
         self.session_ms = max(1, round(session_timeout * 1000))
         self.max_poll_interval = max_poll_interval
-        self._lease_clock = lease_clock
-        self.boot = boot_id()
+        self._lease_clock = lease_clock or store.clock.lease
+        self.boot = store.boot_id
         self.member_id = _new_member_id()
         self.client = json.dumps(
             {
@@ -160,7 +130,7 @@ class Membership:
     # -- transactions ----------------------------------------------------------------------
 
     def _write(self) -> WriteTransaction:
-        return self.broker._write()
+        return self.store.write()
 
     def now_lease(self) -> int:
         """The lease clock, in ms."""
@@ -196,11 +166,11 @@ class Membership:
         member's state changes only once the transaction committed.
         """
         before = dict(self.owned)
-        broker = self.broker
+        store = self.store
         member_id = self.member_id
         lost: list[TopicPartition] = []
         with self._write() as conn:
-            now_ms = broker.now()
+            now_ms = store.now()
             group_id = groups.group_id_get(conn, self.group)
             if group_id is None:  # new, or deleted while we were away
                 group_id = groups.group_id_ensure(conn, self.group, now_ms)
@@ -285,7 +255,7 @@ class Membership:
             if tp in consumed and self.owned.get(tp) == topic_id
         ]
         if rows:
-            groups.offsets_commit(conn, group_id, rows, self.broker.now())
+            groups.offsets_commit(conn, group_id, rows, self.store.now())
         membership.assignments_release(conn, group_id, member_id)
 
     def commit_start_positions(self, positions: Mapping[TopicPartition, int]) -> None:
@@ -305,9 +275,9 @@ class Membership:
         if self.group_id is None or self._member_gone.is_set() or self._left.is_set():
             return True
         now = self._lease_clock()
-        with ReadScope(self.broker.path):
+        with ReadScope(self.store.path):
             state = membership.sync_state(
-                self.broker.connection, self.group_id, self.member_id, self.boot, now
+                self.store.connection, self.group_id, self.member_id, self.boot, now
             )
         if state is None:
             return True
@@ -332,9 +302,9 @@ class Membership:
         if self.group_id is None:
             return None
         now = self._lease_clock()
-        with ReadScope(self.broker.path):
+        with ReadScope(self.store.path):
             lease = membership.pending_lease(
-                self.broker.connection, self.group_id, self.member_id, self.boot, now
+                self.store.connection, self.group_id, self.member_id, self.boot, now
             )
         return None if lease is None else max(0.0, (lease - now) / 1000)
 
@@ -373,13 +343,13 @@ class Membership:
             conn,
             self.group_id,
             [(key[0], key[1], offsets[tp], metadata) for key, tp in keys.items()],
-            self.broker.now(),
+            self.store.now(),
         )
 
     def leave(self, consumed: Mapping[TopicPartition, int] | None) -> LeaveResult:
         """Leave at once: commit ``consumed`` (if given), free the partitions, rebalance.
 
-        One transaction, tried twice on a busy lock or a storage error (the broker replaces
+        One transaction, tried twice on a busy lock or a storage error (the store replaces
         a connection that saw an I/O error, so the second try runs on a new one). If both
         fail while there was something to commit, the error is raised: those offsets are
         not stored. With nothing to commit, leaving is best effort: ``left`` is False and
@@ -424,7 +394,7 @@ class Membership:
                 }
                 if mine:
                     rows = [(tid, tp.partition, consumed[tp], None) for tp, tid in mine.items()]
-                    groups.offsets_commit(conn, group_id, rows, self.broker.now())
+                    groups.offsets_commit(conn, group_id, rows, self.store.now())
                 if len(mine) < len(consumed):
                     stored = {
                         TopicPartition(row.topic, row.partition): row.committed_offset
@@ -513,9 +483,9 @@ class _Heartbeat(threading.Thread):
 
     def run(self) -> None:
         member = self.member
-        broker = member.broker
-        wait_for_lock = min(broker.busy_timeout, self.interval)
-        link = Reconnecting(broker.path, sync=broker.sync, busy_timeout=wait_for_lock)
+        store = member.store
+        wait_for_lock = min(store.busy_timeout, self.interval)
+        link = store.sibling(busy_timeout=wait_for_lock)
         try:
             pause = self.interval
             while not self._stop_event.wait(pause):
@@ -525,14 +495,14 @@ class _Heartbeat(threading.Thread):
                 except PubsubError:
                     pause = self.interval / 4  # busy or I/O (a new connection): soon again
         finally:
-            link.discard()
+            link.close()
 
-    def _beat(self, link: Reconnecting, wait_for_lock: float) -> None:
+    def _beat(self, link: Store, wait_for_lock: float) -> None:
         member = self.member
         if member.lost_membership:
             return
-        broker = member.broker
-        with WriteTransaction(link.get(), wait_for_lock, broker.path, link.discard) as conn:
+        store = member.store
+        with link.write() as conn:
             group_id = member.group_id  # read under the lock: a sync may just have moved it
             if group_id is None:
                 return
@@ -542,7 +512,7 @@ class _Heartbeat(threading.Thread):
                     membership.generation_bump(conn, group_id)
                 member._left.set()
                 return
-            now_ms = broker.now()
+            now_ms = store.now()
             if not membership.member_renew(
                 conn, group_id, member.member_id, member.boot, member._lease(), now_ms
             ):

@@ -36,12 +36,13 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from pubsub.config import effective_config
 from pubsub.db import catalog, membership
 from pubsub.db import retention as sql
 from pubsub.db.files import LOW_SPACE_BYTES, low_on_space
+from pubsub.db.store import Store
 from pubsub.db.transaction import ReadScope
 from pubsub.errors import (
     InvalidArgumentError,
@@ -49,12 +50,8 @@ from pubsub.errors import (
     StorageError,
     TopicNotFoundError,
 )
-from pubsub.membership import boot_id, lease_clock_ms
 from pubsub.models import PartitionReport
 from pubsub.space import Room, cap_wal, checkpoint_fits, incremental_vacuum
-
-if TYPE_CHECKING:
-    from pubsub.broker import Broker
 
 #: Aim for write transactions of about this long, so that producers wait little.
 TARGET_BATCH_SECONDS = 0.01
@@ -145,7 +142,7 @@ class _Work(NamedTuple):
 
 
 def delete_prefix(
-    broker: "Broker",
+    store: Store,
     room: Room,
     topic_id: int,
     partition: int,
@@ -212,15 +209,15 @@ class Sweeper:
 
     def __init__(
         self,
-        broker: "Broker",
+        store: Store,
         *,
         dry_run: bool = False,
         vacuum: bool = False,
         wal_cap: int = DEFAULT_WAL_CAP,
-        lease_clock: Callable[[], int] = lease_clock_ms,
+        lease_clock: Callable[[], int] | None = None,
         progress: Callable[[float, float, str], None] | None = None,
     ) -> None:
-        self.broker = broker
+        self.store = store
         #: Called with (partitions done, partitions in all, what now) as the sweep moves on;
         #: within a partition the first number grows with the share of the prefix deleted.
         self._progress = progress or (lambda done, total, what: None)
@@ -229,7 +226,7 @@ class Sweeper:
         self.dry_run = dry_run
         self.vacuum = vacuum
         self.wal_cap = wal_cap
-        self._lease_clock = lease_clock
+        self._lease_clock = lease_clock or store.clock.lease
         self._holder = json.dumps(
             {"host": socket.gethostname(), "pid": os.getpid(), "run": secrets.token_hex(4)}
         )
@@ -245,7 +242,7 @@ class Sweeper:
             if (
                 current is not None
                 and current.holder != self._holder
-                and _holder_alive(current, self._lease_clock())
+                and _holder_alive(current, self._lease_clock(), self.store.boot_id)
             ):
                 holder = json.loads(current.holder)
                 return (
@@ -255,13 +252,15 @@ class Sweeper:
             self._renew(conn)
             return None
 
-        return (room or Room(self.broker)).run(take)
+        return (room or Room(self.store)).run(take)
 
     def _renew(self, conn: sqlite3.Connection) -> None:
-        sql.lease_put(conn, LEASE_NAME, self._holder, boot_id(), self._lease_clock() + LEASE_MS)
+        sql.lease_put(
+            conn, LEASE_NAME, self._holder, self.store.boot_id, self._lease_clock() + LEASE_MS
+        )
 
     def _release_lease(self, room: Room | None = None) -> None:
-        (room or Room(self.broker)).run(
+        (room or Room(self.store)).run(
             lambda conn: sql.lease_delete(conn, LEASE_NAME, self._holder)
         )
 
@@ -276,13 +275,13 @@ class Sweeper:
         full, checkpoints that fit, transactions sized to the room left, a vacuum at the end,
         and the reserve put back as soon as there is room for it.
         """
-        broker = self.broker
-        started = broker.now()
+        store = self.store
+        started = store.now()
         plan = self._plan(topics)
         self._total = float(len(plan))
         if self.dry_run:
             return self._dry_report(plan, started)
-        room = Room(broker)
+        room = Room(store)
         try:
             if not self._has_work(plan, room):
                 return self._nothing_to_do(plan, room, started)
@@ -293,10 +292,10 @@ class Sweeper:
             room.close()
 
     def _plan(self, topics: Iterable[str] | None) -> list[_Work]:
-        broker = self.broker
-        conn = broker.connection
+        store = self.store
+        conn = store.connection
         plan: list[_Work] = []
-        with ReadScope(broker.path):
+        with ReadScope(store.path):
             if topics is None:
                 rows = catalog.topic_list(conn)
             else:
@@ -342,29 +341,29 @@ class Sweeper:
         compacted = [work for work in plan if work.compact]
         if not compacted:
             return False
-        if not low_on_space(self.broker.path, LOW_SPACE_BYTES):
+        if not low_on_space(self.store.path, LOW_SPACE_BYTES):
             return True
         return any(self._compaction_size(work)[0] for work in compacted)
 
     def _compaction_size(self, work: _Work) -> tuple[int, int]:
-        conn = self.broker.connection
-        with ReadScope(self.broker.path):
+        conn = self.store.connection
+        with ReadScope(self.store.path):
             state = sql.partition_state(conn, work.topic_id, work.partition)
             if state is None:
                 return 0, 0
             low = max(state.cleaned_offset, state.log_start_offset)
-            cutoff = self.broker.now() - int(work.config["delete.retention.ms"])
+            cutoff = self.store.now() - int(work.config["delete.retention.ms"])
             return _compaction_estimate(
                 conn, work.topic_id, work.partition, low, state.next_offset, cutoff
             )
 
     def _dry_report(self, plan: list[_Work], started: int) -> RetentionReport:
-        conn = self.broker.connection
+        conn = self.store.connection
         reports = []
         for work in plan:
             deleted = (0, 0)
             if work.deletes:
-                with ReadScope(self.broker.path):
+                with ReadScope(self.store.path):
                     deleted = sql.range_stats(
                         conn, work.topic_id, work.partition, work.log_start_offset, work.target
                     )
@@ -380,38 +379,38 @@ class Sweeper:
                     reasons,
                 )
             )
-        return RetentionReport(tuple(reports), True, started, self.broker.now(), 0, False, None)
+        return RetentionReport(tuple(reports), True, started, self.store.now(), 0, False, None)
 
     def _nothing_to_do(self, plan: list[_Work], room: Room, started: int) -> RetentionReport:
         """A sweep that deletes nothing: no lease, no reserve released, and on a full disk
         nothing written that would fail (the WAL is checkpointed only if that fits)."""
-        broker = self.broker
+        store = self.store
         self._progress(self._total, self._total, "")  # every partition checked
-        full = low_on_space(broker.path)
+        full = low_on_space(store.path)
         vacuumed = 0
         if self.vacuum and not full:  # pages freed by earlier sweeps can still go
-            vacuumed = incremental_vacuum(broker)
+            vacuumed = incremental_vacuum(store)
         checkpointed = False
-        if broker.path != ":memory:" and checkpoint_fits(broker.connection, broker.path):
+        if store.path != ":memory:" and checkpoint_fits(store.connection, store.path):
             try:
-                checkpointed = cap_wal(broker, 0 if full or vacuumed else self.wal_cap)
+                checkpointed = cap_wal(store, 0 if full or vacuumed else self.wal_cap)
             except StorageError:
                 checkpointed = False
         reports = tuple(
             PartitionReport(w.topic, w.partition, 0, 0, w.log_start_offset, ()) for w in plan
         )
         report = RetentionReport(
-            reports, False, started, broker.now(), vacuumed, checkpointed, None, disk_full=full
+            reports, False, started, store.now(), vacuumed, checkpointed, None, disk_full=full
         )
         if not full:
             self._record(report, room)
         return report
 
     def _sweep(self, plan: list[_Work], room: Room, started: int) -> RetentionReport:
-        broker = self.broker
+        store = self.store
         reason = self._take_lease(room)
         if reason is not None:
-            return RetentionReport((), False, started, broker.now(), 0, False, reason)
+            return RetentionReport((), False, started, store.now(), 0, False, reason)
         reports: list[PartitionReport] = []
         vacuumed = 0
         checkpointed = False
@@ -427,7 +426,7 @@ class Sweeper:
                 vacuumed = room.vacuum()
             # Freed pages leave the file only when the WAL is checkpointed.
             checkpointed = (
-                room.settle() if room.low else cap_wal(broker, 0 if vacuumed else self.wal_cap)
+                room.settle() if room.low else cap_wal(store, 0 if vacuumed else self.wal_cap)
             )
             finished = True
         finally:
@@ -441,7 +440,7 @@ class Sweeper:
             tuple(reports),
             False,
             started,
-            broker.now(),
+            store.now(),
             vacuumed,
             checkpointed,
             None,
@@ -468,7 +467,7 @@ class Sweeper:
         room.run(insert)
 
     def _partition(self, work: _Work, room: Room) -> PartitionReport:
-        broker = self.broker
+        store = self.store
         deleted = (0, 0)
         if work.deletes:
 
@@ -476,7 +475,7 @@ class Sweeper:
                 self._progress(self._done + min(1.0, share), self._total, "")
 
             deleted = delete_prefix(
-                broker,
+                store,
                 room,
                 work.topic_id,
                 work.partition,
@@ -488,14 +487,14 @@ class Sweeper:
         reasons = list(work.reasons)
         compacted = (0, 0)
         if work.compact:
-            with ReadScope(broker.path):
-                state = sql.partition_state(broker.connection, work.topic_id, work.partition)
+            with ReadScope(store.path):
+                state = sql.partition_state(store.connection, work.topic_id, work.partition)
             if state is not None:
                 compacted = self._compact(work, room, state.next_offset)
             if compacted[0]:
                 reasons.append("compact")
-        with ReadScope(broker.path):
-            after = sql.partition_state(broker.connection, work.topic_id, work.partition)
+        with ReadScope(store.path):
+            after = sql.partition_state(store.connection, work.topic_id, work.partition)
         log_start = after.log_start_offset if after is not None else work.target
         return PartitionReport(
             work.topic,
@@ -510,7 +509,7 @@ class Sweeper:
         self, topic: str, topic_id: int, state: sql.PartitionState, config: dict[str, str]
     ) -> tuple[int, list[str]]:
         """The offset below which the delete policies remove everything, and which did."""
-        conn = self.broker.connection
+        conn = self.store.connection
         partition = state.partition
         start, end = state.log_start_offset, state.next_offset
         candidates: list[tuple[int, str]] = []
@@ -519,7 +518,7 @@ class Sweeper:
             from pubsub.db.log import offset_for_timestamp
 
             keep = offset_for_timestamp(
-                conn, topic_id, partition, self.broker.now() - retention_ms, start
+                conn, topic_id, partition, self.store.now() - retention_ms, start
             )
             candidates.append((end if keep is None else keep, "retention.ms"))
         max_records = int(config["retention.messages"])
@@ -533,14 +532,14 @@ class Sweeper:
                  "retention.bytes")
             )  # fmt: skip
         if config["retention.consumed"] == "true":
-            consumed = _consumed_below(conn, topic, topic_id, partition, start)
+            consumed = _consumed_below(self.store, conn, topic, topic_id, partition, start)
             if consumed is not None:
                 candidates.append((min(consumed, end), "retention.consumed"))
         target = max([start, *(offset for offset, _ in candidates)])
         return target, [reason for offset, reason in candidates if offset > start]
 
     def _bytes_target(self, topic_id: int, partition: int, start: int, excess: int) -> int:
-        conn = self.broker.connection
+        conn = self.store.connection
         freed = 0
         position = start
         while True:
@@ -555,14 +554,14 @@ class Sweeper:
 
     def _compact(self, work: _Work, room: Room, head: int) -> tuple[int, int]:
         """Keep the latest record per key below ``head``; drop expired tombstones."""
-        broker = self.broker
+        store = self.store
         topic_id, partition = work.topic_id, work.partition
-        with ReadScope(broker.path):
-            state = sql.partition_state(broker.connection, topic_id, partition)
+        with ReadScope(store.path):
+            state = sql.partition_state(store.connection, topic_id, partition)
         if state is None:
             return 0, 0
         low = max(state.cleaned_offset, state.log_start_offset)
-        cutoff = broker.now() - int(work.config["delete.retention.ms"])
+        cutoff = store.now() - int(work.config["delete.retention.ms"])
         total = [0, 0]
         after: bytes | None = None
         while True:
@@ -643,8 +642,8 @@ class Sweeper:
         return len(stones), records, size
 
 
-def _holder_alive(lease: sql.LeaseRow, now_lease: int) -> bool:
-    if lease.boot_id != boot_id() or lease.lease_expires < now_lease:
+def _holder_alive(lease: sql.LeaseRow, now_lease: int, boot: str) -> bool:
+    if lease.boot_id != boot or lease.lease_expires < now_lease:
         return False
     try:
         holder = json.loads(lease.holder)
@@ -661,7 +660,12 @@ def _holder_alive(lease: sql.LeaseRow, now_lease: int) -> bool:
 
 
 def _consumed_below(
-    conn: sqlite3.Connection, topic: str, topic_id: int, partition: int, log_start: int
+    store: Store,
+    conn: sqlite3.Connection,
+    topic: str,
+    topic_id: int,
+    partition: int,
+    log_start: int,
 ) -> int | None:
     """The lowest committed offset among the groups reading the topic (None: no group)."""
     readers: dict[str, int | None] = {}
@@ -671,7 +675,7 @@ def _consumed_below(
         (topic_id, partition),
     ):
         readers[row[0]] = int(row[1])
-    now_lease, boot = lease_clock_ms(), boot_id()
+    now_lease, boot = store.lease_now(), store.boot_id
     for name, group_id in conn.execute("SELECT name, group_id FROM consumer_groups"):
         if name in readers:
             continue
@@ -719,7 +723,7 @@ def _compaction_estimate(
 
 
 def truncate(
-    broker: "Broker",
+    store: Store,
     topic: str,
     partitions: Iterable[int] | None = None,
     *,
@@ -741,10 +745,10 @@ def truncate(
         raise InvalidArgumentError(
             f"invalid offset {before} to truncate before", hint="offsets are 0 or more"
         )
-    conn = broker.connection
+    conn = store.connection
     targets: list[tuple[int, int, int]] = []  # (partition, log start, target)
     clears = True  # every partition loses every record
-    with ReadScope(broker.path):
+    with ReadScope(store.path):
         row = catalog.topic_get_by_name(conn, topic)
         if row is None:
             raise TopicNotFoundError(topic)
@@ -785,7 +789,7 @@ def truncate(
             if target > start:
                 clears = clears and target >= end and state.byte_count <= CLEAR_MAX_BYTES
             targets.append((partition, start, target))
-    room = Room(broker)
+    room = Room(store)
     reports: list[PartitionReport] = []
     try:
         if any(target > start for _, start, target in targets):
@@ -795,9 +799,9 @@ def truncate(
             deleted = (0, 0)
             if target > start:
                 deleted = delete_prefix(
-                    broker, room, row.topic_id, partition, target, batcher=batcher
+                    store, room, row.topic_id, partition, target, batcher=batcher
                 )
-            with ReadScope(broker.path):
+            with ReadScope(store.path):
                 after = sql.partition_state(conn, row.topic_id, partition)
             log_start = after.log_start_offset if after is not None else target
             reports.append(PartitionReport(topic, partition, *deleted, log_start, ("truncate",)))
@@ -805,7 +809,7 @@ def truncate(
             room.vacuum()
             room.settle()
         elif any(r.deleted_records for r in reports):
-            cap_wal(broker, DEFAULT_WAL_CAP)
+            cap_wal(store, DEFAULT_WAL_CAP)
     finally:
         room.close()
     return reports

@@ -33,7 +33,7 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from pubsub.db.connection import tune_checkpoints
 from pubsub.db.files import (
@@ -44,15 +44,13 @@ from pubsub.db.files import (
     reserve_size,
     restore_reserve,
 )
+from pubsub.db.store import Store
 from pubsub.db.transaction import (
     checkpoint_growth,
     checkpoint_truncate,
     run_script_immediate,
 )
 from pubsub.errors import StorageError, StorageFullError
-
-if TYPE_CHECKING:
-    from pubsub.broker import Broker
 
 _T = TypeVar("_T")
 
@@ -77,9 +75,9 @@ class Room:
     (almost) nothing.
     """
 
-    def __init__(self, broker: Broker) -> None:
-        self.broker = broker
-        self.path = broker.path
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.path = store.path
         self.enabled = self.path != ":memory:"
         #: Low-space mode: the file system had less than LOW_SPACE_BYTES free, or a write failed.
         self.low = False
@@ -142,9 +140,9 @@ class Room:
         self.prepare()
 
     def prepare(self) -> sqlite3.Connection:
-        """The broker's connection, set up for low-space mode (again after a reconnect: the
-        broker replaces a connection that saw an I/O error)."""
-        conn = self.broker.connection
+        """The store's connection, set up for low-space mode (again after a reconnect: the
+        store replaces a connection that saw an I/O error)."""
+        conn = self.store.connection
         if self.low and conn is not self._prepared:
             if self._secure is None:
                 self._secure = int(conn.execute("PRAGMA secure_delete").fetchone()[0])
@@ -172,7 +170,7 @@ class Room:
         while True:
             self.prepare()
             try:
-                with self.broker._write() as conn:
+                with self.store.write() as conn:
                     return work(conn)
             except StorageFullError:
                 if not self.on_full():
@@ -243,7 +241,7 @@ class Room:
             step = max(16, self.budget(8 * 1024 * 1024) // page_size)
             try:
                 run_script_immediate(
-                    conn, f"PRAGMA incremental_vacuum({int(step)});", self.broker.busy_timeout
+                    conn, f"PRAGMA incremental_vacuum({int(step)});", self.store.busy_timeout
                 )
             except StorageFullError:
                 if not self.on_full():
@@ -262,7 +260,7 @@ class Room:
         """Put the connection's settings and, if there is room, the reserve back."""
         if not self.enabled:
             return
-        conn = self.broker._live
+        conn = self.store.live
         if self._prepared is not None and conn is self._prepared:
             # An I/O error may have closed it meanwhile: then there is nothing to restore.
             with contextlib.suppress(sqlite3.Error):
@@ -283,7 +281,7 @@ def checkpoint_fits(conn: sqlite3.Connection, path: str) -> bool:
 
 
 def incremental_vacuum(
-    broker: Broker,
+    store: Store,
     pages_per_step: int = 2048,
     progress: Callable[[float, float], None] | None = None,
 ) -> int:
@@ -291,7 +289,7 @@ def incremental_vacuum(
 
     ``progress`` is called with (pages freed, free pages at the start) after each step.
     """
-    conn = broker.connection
+    conn = store.connection
     freed = 0
     total = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
     while True:
@@ -299,7 +297,7 @@ def incremental_vacuum(
         if before == 0:
             return freed
         run_script_immediate(
-            conn, f"PRAGMA incremental_vacuum({int(pages_per_step)});", broker.busy_timeout
+            conn, f"PRAGMA incremental_vacuum({int(pages_per_step)});", store.busy_timeout
         )
         after = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
         freed += before - after
@@ -309,12 +307,12 @@ def incremental_vacuum(
             return freed
 
 
-def cap_wal(broker: Broker, cap: int) -> bool:
+def cap_wal(store: Store, cap: int) -> bool:
     """Checkpoint and truncate the WAL if it grew past ``cap`` bytes; True if it did."""
     try:
-        size = os.stat(broker.path + "-wal").st_size
+        size = os.stat(store.path + "-wal").st_size
     except FileNotFoundError:
         return False
     if size <= cap:
         return False
-    return checkpoint_truncate(broker.connection, broker.path)
+    return checkpoint_truncate(store.connection, store.path)

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from pubsub.db import catalog
 from pubsub.db.log import log_table
+from pubsub.db.store import Store
 from pubsub.db.transaction import ReadTransaction
 
 if TYPE_CHECKING:
-    from pubsub.broker import Broker
     from pubsub.models import GroupInfo
 
 
@@ -112,7 +112,7 @@ def _rate(first: int | None, end: int, window_ms: int) -> float:
     return (end - first) / (window_ms / 1000)
 
 
-def collect(broker: "Broker", topics: Iterable[str] | None = None) -> Stats:
+def collect(store: Store, topics: Iterable[str] | None = None) -> Stats:
     """One consistent snapshot of every (or the named) topic's statistics, and the groups'.
 
     One statement reads every partition's counters and its two time-index lookups; then one
@@ -121,11 +121,11 @@ def collect(broker: "Broker", topics: Iterable[str] | None = None) -> Stats:
     from pubsub.errors import TopicNotFoundError
     from pubsub.group_admin import list_groups
 
-    now = broker.now()
-    conn = broker.connection
+    now = store.now()
+    conn = store.connection
     wanted = None if topics is None else list(dict.fromkeys(topics))
     by_topic: dict[str, list[PartitionStats]] = {}
-    with ReadTransaction(conn, broker.path):
+    with ReadTransaction(conn, store.path):
         names = {row.name for row in catalog.topic_list(conn)}
         for name in wanted or ():
             if name not in names:
@@ -164,7 +164,7 @@ def collect(broker: "Broker", topics: Iterable[str] | None = None) -> Stats:
             )
         result = [TopicStats(name, tuple(parts)) for name, parts in by_topic.items()]
         last = conn.execute("SELECT max(finished_ms) FROM retention_runs").fetchone()[0]
-    groups = list_groups(broker)
+    groups = list_groups(store)
     if wanted is not None:
         groups = [g for g in groups if set(g.topics) & set(wanted)]
 
@@ -178,7 +178,7 @@ def collect(broker: "Broker", topics: Iterable[str] | None = None) -> Stats:
         taken_ms=now,
         topics=tuple(result),
         groups=tuple(groups),
-        file_bytes=size(broker.path),
-        wal_bytes=size(broker.path + "-wal"),
+        file_bytes=size(store.path),
+        wal_bytes=size(store.path + "-wal"),
         last_retention_ms=None if last is None else int(last),
     )

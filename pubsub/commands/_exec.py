@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import subprocess
     from collections.abc import Iterator
 
+    from pubsub.backend import LogClient
     from pubsub.consumer import Consumer
     from pubsub.records import Record, TopicPartition
 
@@ -87,6 +88,8 @@ class Exec:
         self.dead_letter = dead_letter
         self.group = group
         self.timeout_ms = timeout_ms
+        #: Where dead letters of a consumer without a group go (set by the command).
+        self.client: LogClient | None = None
 
     def environment(self, record: "Record", attempt: int) -> dict[bytes, bytes]:
         env = dict(os.environb)
@@ -208,7 +211,8 @@ class Exec:
                     if self.group is not None:
                         consumer.send_and_commit(self.dead_letter, [message], done)
                     else:
-                        consumer._broker.produce_batch(self.dead_letter, [message])
+                        assert self.client is not None
+                        self.client.produce_batch(self.dead_letter, [message])
                 except FencedError as exc:
                     warn(f"{exc.message}; the new owner will retry the record")
                     _rewind(consumer, records[index + 1 :])

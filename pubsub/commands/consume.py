@@ -484,6 +484,7 @@ def consume(
             stop = StopPoint(consumer, broker, stop_spec, wanted, follow)
         batches = _batches(consumer, max_messages, follow, timeout, stop)
         if runner is not None:
+            runner.client = broker
             runner.run(consumer, batches)
         else:
             _write(consumer, batches, formatter, group is not None, follow)

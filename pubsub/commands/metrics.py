@@ -28,10 +28,9 @@ def metrics(
       pubsub metrics --textfile /var/lib/node_exporter/textfile/pubsub.prom
     """
     from pubsub.metrics import exposition, write_textfile
-    from pubsub.stats import collect
 
     with state(ctx).broker() as broker:
-        text = exposition(collect(broker))
+        text = exposition(broker.stats())
     if textfile is None:
         sys.stdout.write(text)
         sys.stdout.flush()

@@ -119,10 +119,9 @@ def stats(
       pubsub stats
       pubsub stats orders --json | jq '.groups[] | select(.lag > 0)'
     """
-    from pubsub.stats import collect
 
     with state(ctx).broker() as broker:
-        snapshot = collect(broker, topics or None)
+        snapshot = broker.stats(topics or None)
     if as_json or not stdout_is_tty():
         write_json_lines([stats_json(snapshot)])
         return

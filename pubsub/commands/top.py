@@ -71,12 +71,11 @@ def top(
       pubsub top --interval 5
     """
     from pubsub.commands.stats import stats_json
-    from pubsub.stats import collect
 
     settings = state(ctx)
     with settings.broker() as broker:
         if not stdout_is_tty():
-            write_json_lines([stats_json(collect(broker))])
+            write_json_lines([stats_json(broker.stats())])
             return
         from pubsub.commands import _render
 
@@ -86,7 +85,7 @@ def top(
         try:
             with keys, _render.live() as screen:
                 while True:
-                    snapshot = collect(broker)
+                    snapshot = broker.stats()
                     current = rates.update(snapshot, time.monotonic())
                     screen.update(
                         _render.dashboard(

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from pubsub.db.store import Store
 
 
 class FileStats(NamedTuple):
@@ -61,3 +64,14 @@ def _table_count(conn: sqlite3.Connection) -> int:
     import sqlite_utils
 
     return len(sqlite_utils.Database(conn).table_names())
+
+
+def topics_count(conn: sqlite3.Connection) -> int:
+    """How many topics the database holds."""
+    return int(conn.execute("SELECT count(*) FROM topics").fetchone()[0])
+
+
+def database_counts(store: Store) -> tuple[FileStats, int]:
+    """:func:`file_stats` and the number of topics, read through ``store``."""
+    with store.read():
+        return file_stats(store.connection, store.path), topics_count(store.connection)

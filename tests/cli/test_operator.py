@@ -50,7 +50,7 @@ def known_database(db_path: Path) -> Broker:
 
 def test_stats_values_match_the_known_data(db_path: Path) -> None:
     with known_database(db_path) as broker:
-        stats = collect(broker)
+        stats = broker.stats()
         assert stats.file_bytes == os.stat(db_path).st_size
         assert stats.wal_bytes == os.stat(f"{db_path}-wal").st_size > 0
     a, b = stats.topics
@@ -87,9 +87,9 @@ def _vm_steps(db_path: Path, records: int) -> int:
             steps[0] += 1
             return 0
 
-        broker.connection.set_progress_handler(count, 100)
-        stats = collect(broker)
-        broker.connection.set_progress_handler(None, 0)
+        broker.store.connection.set_progress_handler(count, 100)
+        stats = broker.stats()
+        broker.store.connection.set_progress_handler(None, 0)
     assert stats.topics[0].records == 2 * records
     assert stats.topics[0].rate_1h == pytest.approx(2 * records / 2 / 3600, rel=0.01)
     return steps[0]
@@ -125,7 +125,7 @@ def test_stats_cli_json(db_path: Path) -> None:
 
 def test_metrics_parse_with_prometheus_client_and_match(db_path: Path) -> None:
     with known_database(db_path) as broker:
-        text = exposition(collect(broker))
+        text = exposition(broker.stats())
         size = os.stat(db_path).st_size
     samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     types = {}

@@ -59,7 +59,7 @@ def test_follower_survives_checkpoints_and_vacuum(db_path: Path) -> None:
         produce_in_another_process(db_path, "before")
         assert read_line(follower, 10) == b"before\n"
         with Broker(db_path) as broker:
-            assert broker.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
+            assert broker.store.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
         assert (db_path.parent / (db_path.name + "-wal")).stat().st_size == 0
         produce_in_another_process(db_path, "after truncate")
         assert read_line(follower, 10) == b"after truncate\n"
@@ -95,7 +95,7 @@ def test_idle_follower_costs_nothing(db_path: Path) -> None:
 
 def test_waiter_uses_inotify_on_linux(db_path: Path) -> None:
     with Broker(db_path) as broker:
-        waiter = ChangeWaiter(broker.connection, str(db_path))
+        waiter = ChangeWaiter(broker.store.connection, str(db_path))
         try:
             assert waiter.uses_inotify == sys.platform.startswith("linux")
             started = time.monotonic()

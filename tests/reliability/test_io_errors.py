@@ -64,10 +64,10 @@ def worker(db: str, sync: str, seed: int, calls: int) -> None:
     if opened is None:
         return
     with opened as broker:
-        broker.connection.execute("PRAGMA wal_autocheckpoint=20")
+        broker.store.connection.execute("PRAGMA wal_autocheckpoint=20")
         seq = 0
         for _ in range(calls):
-            before = broker._live
+            before = broker.store.live
             values = [f"s{seed}-{seq + i}-" + "x" * rng.choice((10, 500)) for i in
                       range(rng.choice((1, 1, 3, 20)))]  # fmt: skip
             seq += len(values)
@@ -80,7 +80,7 @@ def worker(db: str, sync: str, seed: int, calls: int) -> None:
             except PubsubError as exc:
                 out(f"E {type(exc).__name__}")
                 try:
-                    now = broker.connection  # opens a new one if the last failed
+                    now = broker.store.connection  # opens a new one if the last failed
                 except PubsubError:
                     out("O")  # could not reopen yet (the fault persists): not reused either
                     continue

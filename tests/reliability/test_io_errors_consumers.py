@@ -56,7 +56,7 @@ def worker(db: str, mode: str, polls: int) -> None:
     ``K <partition> <offset>`` what ``committed()`` reports (async); ``W`` per other warning;
     ``L <partition> <offset>`` the last offsets submitted (async); ``Z`` after a clean close."""
     from pubsub.errors import FencedError, PubsubError
-    from pubsub.membership import lease_clock_ms
+    from pubsub.db.store import lease_clock_ms
 
     def out(text: str) -> None:
         sys.stdout.write(text + "\n")

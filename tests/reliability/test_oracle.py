@@ -293,7 +293,7 @@ def _log(tmp_path: Path) -> tuple[Path, dict[tuple[str, int, int], bytes]]:
     with Broker(db) as broker:
         broker.create_topic(TOPIC, partitions=1)
         metas = broker.produce_batch(TOPIC, [f"v{i}".encode() * 50 for i in range(500)])
-        broker.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        broker.store.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return db, {(TOPIC, m.partition, m.offset): f"v{i}".encode() * 50 for i, m in
                 enumerate(metas)}  # fmt: skip
 

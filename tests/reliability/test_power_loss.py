@@ -74,9 +74,9 @@ def worker(db: str, sync: str, seed: int, calls: int) -> None:
         sys.stdout.flush()
 
     with Broker(db, sync="normal" if sync == "off" else sync) as broker:  # type: ignore[arg-type]
-        broker.connection.execute("PRAGMA wal_autocheckpoint=20")
+        broker.store.connection.execute("PRAGMA wal_autocheckpoint=20")
         if sync == "off":
-            broker.connection.execute("PRAGMA synchronous=OFF")
+            broker.store.connection.execute("PRAGMA synchronous=OFF")
         broker.create_topic(TOPIC, partitions=2)
         out("T")
         seq = 0

@@ -68,9 +68,9 @@ def test_invalid_topic_writes_nothing(broker: Broker) -> None:
 
 def test_topic_names_never_reach_sql(broker: Broker) -> None:
     broker.create_topic("Robert.drop-tables_1", partitions=2)
-    sqls = [r[0] for r in broker.connection.execute("SELECT sql FROM sqlite_master") if r[0]]
+    sqls = [r[0] for r in broker.store.connection.execute("SELECT sql FROM sqlite_master") if r[0]]
     assert not any("Robert" in sql for sql in sqls)
-    names = {r[0] for r in broker.connection.execute("SELECT name FROM sqlite_master")}
+    names = {r[0] for r in broker.store.connection.execute("SELECT name FROM sqlite_master")}
     assert {"log_1_0", "log_1_1"} <= names
 
 
@@ -104,7 +104,7 @@ def test_delete_topic(broker: Broker) -> None:
     broker.delete_topic("t")
     with pytest.raises(TopicNotFoundError):
         broker.describe_topic("t")
-    names = {r[0] for r in broker.connection.execute("SELECT name FROM sqlite_master")}
+    names = {r[0] for r in broker.store.connection.execute("SELECT name FROM sqlite_master")}
     assert not any(name.startswith("log_") for name in names)
     assert broker.committed_offsets("g") == {}
     with pytest.raises(TopicNotFoundError) as info:
@@ -250,7 +250,7 @@ def test_headers_round_trip(broker: Broker) -> None:
     first, second = broker.fetch("t", 0, 0)
     assert first.headers == tuple(headers)
     assert second.headers == (("m", "é".encode()),)
-    stored = broker.connection.execute('SELECT headers FROM log_1_0 WHERE "offset" = 0').fetchone()
+    stored = broker.store.connection.execute('SELECT headers FROM log_1_0 WHERE "offset" = 0').fetchone()
     assert stored[0] == '[["a","1"],["a","2"],["null",null],["bin",{"base64":"/wA="}],["",""]]'
 
 
@@ -349,7 +349,7 @@ def test_offset_for_time_out_of_order(broker: Broker) -> None:
         expected = next((i for i, ts in enumerate(stamps) if ts >= target), None)
         assert broker.offset_for_time("t", 0, target) == expected, target
     # The index holds one row per rise of the running maximum, not one per record.
-    rows = broker.connection.execute("SELECT count(*) FROM time_index").fetchone()[0]
+    rows = broker.store.connection.execute("SELECT count(*) FROM time_index").fetchone()[0]
     assert rows == 3
 
 
@@ -418,5 +418,5 @@ def test_commits_do_not_burn_group_ids(broker: Broker) -> None:
     for offset in range(10):
         broker.commit_offsets("g", {("t", 0): offset})
     broker.commit_offsets("h", {("t", 0): 1})
-    ids = dict(broker.connection.execute("SELECT name, group_id FROM consumer_groups"))
+    ids = dict(broker.store.connection.execute("SELECT name, group_id FROM consumer_groups"))
     assert ids == {"g": 1, "h": 2}

@@ -26,7 +26,7 @@ def pragma(conn: sqlite3.Connection, name: str) -> object:
 
 def test_new_file_settings(db_path: Path) -> None:
     with Broker(db_path) as broker:
-        conn = broker.connection
+        conn = broker.store.connection
         assert pragma(conn, "journal_mode") == "wal"
         assert pragma(conn, "synchronous") == 2  # FULL by default
         assert pragma(conn, "auto_vacuum") == 2  # INCREMENTAL, set before the first table
@@ -39,8 +39,8 @@ def test_new_file_settings(db_path: Path) -> None:
 
 def test_normal_sync_is_opt_in(db_path: Path) -> None:
     with Broker(db_path, sync="normal", busy_timeout=2.5) as broker:
-        assert pragma(broker.connection, "synchronous") == 1
-        assert pragma(broker.connection, "busy_timeout") == 2500
+        assert pragma(broker.store.connection, "synchronous") == 1
+        assert pragma(broker.store.connection, "busy_timeout") == 2500
 
 
 def test_unknown_sync_mode(db_path: Path) -> None:
@@ -89,7 +89,7 @@ def test_busy_write_is_one_clear_error(db_path: Path) -> None:
                 broker.produce("t", b"v")
             assert info.value.exit_code == 5
             assert info.value.hint
-            assert not broker.connection.in_transaction
+            assert not broker.store.connection.in_transaction
     finally:
         holder.execute("ROLLBACK")
         holder.close()

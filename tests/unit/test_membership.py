@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from pubsub import Broker, Consumer, FencedError, TopicPartition
-from pubsub.membership import assign, boot_id, lease_clock_ms
+from pubsub.db.store import boot_id, lease_clock_ms
+from pubsub.membership import assign
 
 SESSION = 60.0  # seconds; the fake clock jumps past it, real time never gets near it
 
@@ -131,8 +132,8 @@ def test_expired_member_is_replaced_and_fenced(topic: Path) -> None:
     a.poll(max_records=6)
     b = member(topic, clock)
     clock.now += int(SESSION * 1000) + 1  # a goes silent past its session timeout...
-    with Broker(topic) as broker, broker.connection:
-        broker.connection.execute(  # ...while b's lease is current
+    with Broker(topic) as broker, broker.store.connection:
+        broker.store.connection.execute(  # ...while b's lease is current
             "UPDATE group_members SET lease_expires = ? WHERE member_id = ?",
             (clock.now + 60_000, b.member_id),
         )
@@ -153,8 +154,8 @@ def test_expired_member_is_replaced_and_fenced(topic: Path) -> None:
 def test_lease_of_another_boot_is_expired(topic: Path) -> None:
     clock = FakeLeaseClock()
     a = member(topic, clock)
-    with Broker(topic) as broker, broker.connection:
-        broker.connection.execute("UPDATE group_members SET boot_id = 'a-previous-boot'")
+    with Broker(topic) as broker, broker.store.connection:
+        broker.store.connection.execute("UPDATE group_members SET boot_id = 'a-previous-boot'")
     b = member(topic, clock)
     assert parts(b) == set(range(6))  # a's lease belonged to another boot
     assert b._membership is not None and b._membership.boot == boot_id()
@@ -249,7 +250,7 @@ def test_manual_assignment_does_not_join(topic: Path) -> None:
     consumer.close()
     with Broker(topic) as broker:
         assert broker.committed_offsets("g") == {("t", 2): 10}
-        rows = broker.connection.execute("SELECT count(*) FROM group_members").fetchone()
+        rows = broker.store.connection.execute("SELECT count(*) FROM group_members").fetchone()
         assert rows == (0,)
 
 
@@ -288,8 +289,8 @@ def test_auto_commit_after_a_lost_lease_rejoins(topic: Path) -> None:
     a.poll(max_records=6)
     b = member(topic, clock)
     clock.now += int(SESSION * 1000) + 1
-    with Broker(topic) as broker, broker.connection:
-        broker.connection.execute(
+    with Broker(topic) as broker, broker.store.connection:
+        broker.store.connection.execute(
             "UPDATE group_members SET lease_expires = ? WHERE member_id = ?",
             (clock.now + 60_000, b.member_id),
         )
@@ -310,8 +311,8 @@ def test_dead_member_does_not_block_outside_commits(topic: Path) -> None:
     clock = FakeLeaseClock()
     a = member(topic, clock)
     a._membership._heartbeat.stop()  # type: ignore[union-attr]
-    with Broker(topic) as broker, broker.connection:
-        broker.connection.execute("UPDATE group_members SET lease_expires = 0")  # it died
+    with Broker(topic) as broker, broker.store.connection:
+        broker.store.connection.execute("UPDATE group_members SET lease_expires = 0")  # it died
         broker.commit_offsets("g", {("t", 0): 5})
         assert broker.committed_offsets("g")[("t", 0)] == 5
         assert broker.describe_group("g").state == "empty"

@@ -169,7 +169,7 @@ def test_time_lookup_after_retention(timed: Broker, clock: Clock) -> None:
     start = timed.earliest_offset("t", 0)
     assert timed.offset_for_time("t", 0, 0) == start  # older than everything left
     assert timed.offset_for_time("t", 0, clock.now - DAY) == 10
-    rows = timed.connection.execute("SELECT count(*) FROM time_index").fetchone()[0]
+    rows = timed.store.connection.execute("SELECT count(*) FROM time_index").fetchone()[0]
     assert rows == 4  # pruned below the log start, keeping one
 
 
@@ -254,7 +254,7 @@ def test_turning_compaction_on_and_off_manages_indexes(timed: Broker) -> None:
     timed.create_topic("s", partitions=2)
 
     def indexes() -> set[str]:
-        rows = timed.connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        rows = timed.store.connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
         return {name for (name,) in rows if name.startswith("log_")}
 
     assert indexes() == set()
@@ -275,11 +275,11 @@ def test_sweep_deletes_in_many_short_transactions(timed: Broker, clock: Clock) -
         timed.produce_batch("t", [b"x" * 100] * 20_000)
     clock.now += 2 * DAY
     statements: list[str] = []
-    timed.connection.set_trace_callback(statements.append)
+    timed.store.connection.set_trace_callback(statements.append)
     try:
         report = timed.run_retention()
     finally:
-        timed.connection.set_trace_callback(None)
+        timed.store.connection.set_trace_callback(None)
     assert report.deleted_records == 100_000
     begins = [s for s in statements if s.startswith("BEGIN IMMEDIATE")]
     assert len(begins) > 5  # not one giant transaction
@@ -294,11 +294,11 @@ def test_sweep_transactions_are_sized_by_bytes(timed: Broker, clock: Clock) -> N
         timed.produce_batch("t", [b"x" * 200_000] * 20)
     clock.now += 2 * DAY
     statements: list[str] = []
-    timed.connection.set_trace_callback(statements.append)
+    timed.store.connection.set_trace_callback(statements.append)
     try:
         report = timed.run_retention()
     finally:
-        timed.connection.set_trace_callback(None)
+        timed.store.connection.set_trace_callback(None)
     assert report.deleted_records == 80 and report.deleted_bytes == 16_000_000
     deletes = [s for s in statements if s.startswith("DELETE FROM log_")]
     assert len(deletes) >= 16_000_000 // (4 << 20)
@@ -310,7 +310,7 @@ def test_prefix_chunks_are_bounded_by_records_and_bytes(timed: Broker) -> None:
 
     timed.create_topic("t")
     timed.produce_batch("t", [b"x" * 100] * 50)
-    conn = timed.connection
+    conn = timed.store.connection
     assert sql.prefix_chunk(conn, 1, 0, 0, 50, 1000, 1000) == (10, 10, 1000)
     assert sql.prefix_chunk(conn, 1, 0, 0, 50, 1000, 10**9) == (50, 50, 5000)
     assert sql.prefix_chunk(conn, 1, 0, 0, 30, 1000, 10**9) == (30, 30, 3000)
@@ -326,11 +326,11 @@ def test_a_sweep_with_nothing_to_delete_writes_nothing(timed: Broker) -> None:
     timed.create_topic("t", config={"retention.messages": "100"})
     timed.produce_batch("t", [b"x"] * 10)
     statements: list[str] = []
-    timed.connection.set_trace_callback(statements.append)
+    timed.store.connection.set_trace_callback(statements.append)
     try:
         report = timed.run_retention()
     finally:
-        timed.connection.set_trace_callback(None)
+        timed.store.connection.set_trace_callback(None)
     assert report.deleted_records == 0
     assert [s for s in statements if "maintenance_leases" in s or s.startswith("DELETE")] == []
 
@@ -348,7 +348,7 @@ def test_vacuum_runs_even_when_nothing_is_deleted(db_path: Path, clock: Clock) -
 def test_a_second_sweep_waits_for_the_first(timed: Broker, db_path: Path) -> None:
     timed.create_topic("t", config={"retention.messages": "0"})
     timed.produce_batch("t", [b"x"] * 10)
-    first = Sweeper(timed)
+    first = Sweeper(timed.store)
     assert first._take_lease() is None
     with Broker(db_path) as other:
         report = other.run_retention()
@@ -361,8 +361,8 @@ def test_a_second_sweep_waits_for_the_first(timed: Broker, db_path: Path) -> Non
 def test_lease_of_a_dead_sweep_is_taken_over(timed: Broker) -> None:
     timed.create_topic("t", config={"retention.messages": "0"})
     timed.produce_batch("t", [b"x"] * 3)
-    with timed.connection:
-        timed.connection.execute(
+    with timed.store.connection:
+        timed.store.connection.execute(
             "INSERT INTO maintenance_leases VALUES ('retention', ?, 'another-boot', 0)",
             ('{"host": "elsewhere", "pid": 1}',),
         )
@@ -374,13 +374,13 @@ def test_vacuum_returns_space(db_path: Path, clock: Clock) -> None:
         broker.create_topic("t", config={"retention.ms": "1d"})
         for _ in range(5):
             broker.produce_batch("t", [b"x" * 1000] * 1000)
-        broker.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        broker.store.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         before = db_path.stat().st_size
         clock.now += 2 * DAY
         report = broker.run_retention(vacuum=True)
         assert report.vacuumed_pages > 1000
         assert db_path.stat().st_size < before / 4
-        assert incremental_vacuum(broker) == 0
+        assert incremental_vacuum(broker.store) == 0
         broker.produce_batch("t", [b"y" * 1000] * 100)  # the file grows again from there
         assert broker.check() == []
 

@@ -52,9 +52,9 @@ def test_checkpoints_run_often_when_low_on_space(
     db_path: Path, monkeypatch: pytest.MonkeyPatch, free: int, pages: int, limit: int
 ) -> None:
     monkeypatch.setattr(connection, "free_bytes", lambda _path: free)
-    monkeypatch.setattr("pubsub.broker.low_on_space", lambda _path, floor: free < floor)
+    monkeypatch.setattr("pubsub.writer.low_on_space", lambda _path, floor: free < floor)
     with Broker(db_path) as broker:
-        conn = broker.connection
+        conn = broker.store.connection
         assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == pages
         assert conn.execute("PRAGMA journal_size_limit").fetchone()[0] == limit
         assert broker.low_on_space == (pages == files.LOW_SPACE_WAL_PAGES)
@@ -65,7 +65,7 @@ def test_a_producer_notices_the_disk_filling(
 ) -> None:
     with Broker(db_path) as broker:
         broker.create_topic("t")
-        conn = broker.connection
+        conn = broker.store.connection
         assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == files.DEFAULT_WAL_PAGES
         monkeypatch.setattr(connection, "free_bytes", lambda _path: 1 << 20)
         for _ in range(5):  # 5 MiB: the free space is looked at again after 4 MiB
