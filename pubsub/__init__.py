@@ -16,7 +16,7 @@ offsets, shared by any number of processes through one database file::
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from pubsub.version import __version__
 
 # Names are imported on first use (PEP 562): the CLI imports this package on every run and
 # most commands need only a few of these modules.

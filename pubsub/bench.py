@@ -267,7 +267,7 @@ def _raw_db(path: Path, partitions: int, sync: str) -> None:
 
 
 def _pubsub_db(path: Path, partitions: int, sync: str) -> None:
-    from pubsub import Broker
+    from pubsub.broker import Broker
 
     with Broker(path, sync="normal" if sync == "normal" else "full") as broker:
         # The mark first: the file is bench's from its first topic on (see check_replaceable).
@@ -425,7 +425,7 @@ def _produce(
 
 def _fill(workload: Workload, target: Path, scratch: Path) -> tuple[Path, Path]:
     """A pubsub database and a raw one holding the same records, for consuming."""
-    from pubsub import Broker
+    from pubsub.broker import Broker
 
     db = _fresh(target)
     _pubsub_db(db, workload.partitions, workload.sync)
@@ -491,7 +491,7 @@ def _consume(
 def _e2e(
     workload: Workload, target: Path, scratch: Path, say: Say
 ) -> tuple[int, float, list[float]]:
-    from pubsub import Broker
+    from pubsub.broker import Broker
 
     db = _fresh(target)
     _pubsub_db(db, workload.partitions, workload.sync)
@@ -560,7 +560,7 @@ print(json.dumps({"records": len(lat), "seconds": 0, "lat": lat}))
 
 
 def _cli(workload: Workload, scratch: Path, say: Say) -> tuple[float, float, float]:
-    from pubsub import Broker
+    from pubsub.broker import Broker
 
     db = _fresh(scratch / "cli-bench.db")
     with Broker(db) as broker:

@@ -19,7 +19,9 @@ import typer
 from pubsub.errors import InvalidArgumentError, PubsubError
 
 if TYPE_CHECKING:
+    from pubsub.backend import LogConsumer
     from pubsub.broker import Broker
+    from pubsub.records import TopicPartition
 
 
 class SyncChoice(StrEnum):
@@ -277,3 +279,17 @@ def _check_names(value: Any, what: str) -> None:
 def exit_code_of(error: PubsubError) -> int:
     """The documented exit code of an error (see the README's table)."""
     return int(error.exit_code)
+
+
+def commit_or_warn(consumer: LogConsumer, offsets: dict[TopicPartition, int] | None = None) -> bool:
+    """Commit; a refusal (the group moved the partition) is a warning, not an error."""
+    from pubsub.errors import FencedError
+
+    try:
+        consumer.commit(offsets)
+    except FencedError as exc:
+        if consumer.member_id is None:
+            raise  # not a member (-p with --group): the group's members own these partitions
+        warn(f"{exc.message}; continuing with the partitions this member still owns")
+        return False
+    return True

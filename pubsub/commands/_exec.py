@@ -7,8 +7,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from pubsub.commands._common import human_ms, silence_stdout, warn
-from pubsub.commands.consume import commit_or_warn
+from pubsub.commands._common import commit_or_warn, human_ms, silence_stdout, warn
 from pubsub.errors import PubsubError
 
 if TYPE_CHECKING:

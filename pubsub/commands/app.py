@@ -140,7 +140,7 @@ def _usage_error(exc: typer.TyperException) -> int:
 
 def _version(value: bool) -> None:
     if value:
-        from pubsub import __version__
+        from pubsub.version import __version__
 
         sys.stdout.write(f"pubsub {__version__}\n")
         raise typer.Exit(0)

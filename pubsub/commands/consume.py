@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pubsub.commands._common import (
+    commit_or_warn,
     complete_topic,
     fail,
     finite,
@@ -587,22 +588,6 @@ def _batches(
         yield records
         if remaining is not None:
             remaining -= len(records)
-
-
-def commit_or_warn(
-    consumer: "Consumer", offsets: "dict[TopicPartition, int] | None" = None
-) -> bool:
-    """Commit; a refusal (the group moved the partition) is a warning, not an error."""
-    from pubsub.errors import FencedError
-
-    try:
-        consumer.commit(offsets)
-    except FencedError as exc:
-        if consumer.member_id is None:
-            raise  # not a member (-p with --group): the group's members own these partitions
-        warn(f"{exc.message}; continuing with the partitions this member still owns")
-        return False
-    return True
 
 
 def _write(

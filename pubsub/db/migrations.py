@@ -18,8 +18,8 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import NamedTuple
 
-from pubsub.db.schema import SCHEMA_VERSION, user_version
 from pubsub.db.transaction import WriteTransaction
+from pubsub.db.version import SCHEMA_VERSION, user_version
 from pubsub.errors import SchemaError, SchemaTooNewError
 
 _FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")

@@ -8,15 +8,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from pubsub.db.version import SCHEMA_VERSION, user_version
 from pubsub.errors import SchemaTooNewError
-
-#: The schema version this code writes and expects. A test checks it against the files.
-SCHEMA_VERSION = 3
-
-
-def user_version(conn: sqlite3.Connection) -> int:
-    """The schema version recorded in the file header."""
-    return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
 def ensure_current(conn: sqlite3.Connection, *, busy_timeout: float, path: str = "") -> list[int]:
