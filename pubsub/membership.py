@@ -22,9 +22,10 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
+from pubsub.assignor import assign
 from pubsub.db import catalog, groups, membership
 from pubsub.db.membership import PartitionKey
 from pubsub.db.store import Store
@@ -34,36 +35,6 @@ from pubsub.records import TopicPartition
 
 DEFAULT_SESSION_TIMEOUT = 10.0
 DEFAULT_MAX_POLL_INTERVAL = 300.0
-
-
-def assign(
-    partitions: Sequence[tuple[PartitionKey, frozenset[str]]],
-    members: Iterable[str],
-    previous: Mapping[PartitionKey, str | None],
-) -> dict[PartitionKey, str]:
-    """Give each partition to one of its eligible members: balanced, then sticky.
-
-    The most constrained partitions (fewest eligible members) are placed first, each with the
-    least-loaded eligible member, so members with narrow subscriptions still get their share;
-    when every member subscribes to everything, counts differ by at most one. Among the
-    least-loaded candidates the partition's previous member wins, so a rebalance moves only
-    what it must.
-    """
-    names = sorted(set(members))
-    counts = dict.fromkeys(names, 0)
-    result: dict[PartitionKey, str] = {}
-    for key, eligible in sorted(partitions, key=lambda item: (len(item[1]), item[0])):
-        candidates = [name for name in names if name in eligible]
-        if not candidates:
-            continue
-        fewest = min(counts[name] for name in candidates)
-        least = [name for name in candidates if counts[name] == fewest]
-        before = previous.get(key)
-        chosen = before if before in least else least[0]
-        assert chosen is not None
-        counts[chosen] += 1
-        result[key] = chosen
-    return result
 
 
 class LeaveResult(NamedTuple):

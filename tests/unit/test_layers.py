@@ -43,6 +43,7 @@ RANKS: list[tuple[str, tuple[str, ...]]] = [
     (
         "services",
         (
+            "pubsub.assignor",
             "pubsub.space",
             "pubsub.topics",
             "pubsub.writer",
