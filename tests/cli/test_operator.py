@@ -18,7 +18,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pubsub import Broker, Message
 from pubsub.metrics import METRICS, exposition, write_textfile
-from pubsub.stats import collect
 from tests.helpers import PUBSUB, Terminal, cli_env, run_cli
 
 NOW = 1_800_000_000_000  # a fixed clock, ms

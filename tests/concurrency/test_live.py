@@ -59,7 +59,10 @@ def test_follower_survives_checkpoints_and_vacuum(db_path: Path) -> None:
         produce_in_another_process(db_path, "before")
         assert read_line(follower, 10) == b"before\n"
         with Broker(db_path) as broker:
-            assert broker.store.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
+            assert (
+                broker.store.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                == 0
+            )
         assert (db_path.parent / (db_path.name + "-wal")).stat().st_size == 0
         produce_in_another_process(db_path, "after truncate")
         assert read_line(follower, 10) == b"after truncate\n"

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from pubsub import Broker, Consumer, TopicPartition
-from pubsub.errors import BusyError
 from pubsub.db.store import lease_clock_ms
+from pubsub.errors import BusyError
 from tests.helpers import PUBSUB, cli_env
 from tests.reliability.oracle import integrity, read_stored
 from tests.reliability.shim import build, compiler, env, read_log

@@ -55,8 +55,8 @@ def worker(db: str, mode: str, polls: int) -> None:
     commit (lease-clock ms around it; for a background commit, since the previous refusal);
     ``K <partition> <offset>`` what ``committed()`` reports (async); ``W`` per other warning;
     ``L <partition> <offset>`` the last offsets submitted (async); ``Z`` after a clean close."""
-    from pubsub.errors import FencedError, PubsubError
     from pubsub.db.store import lease_clock_ms
+    from pubsub.errors import FencedError, PubsubError
 
     def out(text: str) -> None:
         sys.stdout.write(text + "\n")

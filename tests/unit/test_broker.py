@@ -250,7 +250,9 @@ def test_headers_round_trip(broker: Broker) -> None:
     first, second = broker.fetch("t", 0, 0)
     assert first.headers == tuple(headers)
     assert second.headers == (("m", "é".encode()),)
-    stored = broker.store.connection.execute('SELECT headers FROM log_1_0 WHERE "offset" = 0').fetchone()
+    stored = broker.store.connection.execute(
+        'SELECT headers FROM log_1_0 WHERE "offset" = 0'
+    ).fetchone()
     assert stored[0] == '[["a","1"],["a","2"],["null",null],["bin",{"base64":"/wA="}],["",""]]'
 
 
