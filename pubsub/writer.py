@@ -94,13 +94,13 @@ class Writer:
 
     def tune(self) -> None:
         """Adapt the connection's checkpoint interval to the free space (a long-running
-        producer sees the disk fill up; see :func:`pubsub.db.connection.tune_checkpoints`)."""
-        from pubsub.db.connection import tune_checkpoints
+        producer sees the disk fill up; see :func:`pubsub.db.connection.wal_tune`)."""
+        from pubsub.db.connection import wal_tune
 
         self._until_tune = _TUNE_EVERY_BYTES
         if self.store.path != ":memory:":
             with self.store.read():
-                self._low_space = tune_checkpoints(self.store.connection, self.store.path)
+                self._low_space = wal_tune(self.store.connection, self.store.path)
 
     @property
     def low_on_space(self) -> bool:

@@ -192,3 +192,12 @@ def offset_for_timestamp(
         (start, timestamp),
     ).fetchone()
     return int(found[0]) if found is not None else None
+
+
+def time_index_count(conn: sqlite3.Connection, topic_id: int, partition: int, offset: int) -> int:
+    """How many time-index entries of a partition point at ``offset`` or later."""
+    row = conn.execute(
+        'SELECT count(*) FROM time_index WHERE topic_id = ? AND partition = ? AND "offset" >= ?',
+        (topic_id, partition, offset),
+    ).fetchone()
+    return int(row[0])

@@ -16,7 +16,9 @@ SCHEMA_VERSION = 3
 
 def user_version(conn: sqlite3.Connection) -> int:
     """The schema version recorded in the file header."""
-    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    from pubsub.db.pragmas import pragma_get
+
+    return int(pragma_get(conn, "user_version"))
 
 
 def ensure_current(conn: sqlite3.Connection, *, busy_timeout: float, path: str = "") -> list[int]:
@@ -37,6 +39,6 @@ def ensure_current(conn: sqlite3.Connection, *, busy_timeout: float, path: str =
             f"the database has schema version {current}, newer than this pubsub "
             f"understands ({SCHEMA_VERSION})"
         )
-    from pubsub.db.migrations import migrate
+    from pubsub.db.migrations import schema_migrate
 
-    return migrate(conn, busy_timeout=busy_timeout, path=path)
+    return schema_migrate(conn, busy_timeout=busy_timeout, path=path)

@@ -102,12 +102,12 @@ def _seed_v1(path: Path) -> None:
     """A database at schema version 1 holding records and group offsets."""
     from pubsub.db import catalog, log
     from pubsub.db.connection import connect
-    from pubsub.db.migrations import migrate
+    from pubsub.db.migrations import schema_migrate
     from pubsub.db.transaction import WriteTransaction
 
     conn = connect(str(path))
     try:
-        migrate(conn, target=1)
+        schema_migrate(conn, target=1)
         with WriteTransaction(conn, 10, str(path)):
             topic_id = catalog.topic_insert(conn, "keep", 2, 0, {})
             for (_, partition), values in KEEP.items():
