@@ -39,7 +39,7 @@ from functools import partial
 from typing import NamedTuple
 
 from pubsub.config import effective_config
-from pubsub.db import catalog, membership
+from pubsub.db import catalog, groups, membership
 from pubsub.db import retention as sql
 from pubsub.db.files import LOW_SPACE_BYTES, low_on_space
 from pubsub.db.store import Store
@@ -167,7 +167,7 @@ def delete_prefix(
 
     def step(conn: sqlite3.Connection) -> tuple[int, int, int, int] | None:
         """One transaction: (its first offset, the new log start, records, bytes)."""
-        state = sql.partition_state(conn, topic_id, partition)
+        state = catalog.partition_get(conn, topic_id, partition)
         if state is None or state.log_start_offset >= target:
             return None
         low = state.log_start_offset
@@ -309,7 +309,7 @@ class Sweeper:
                 config = effective_config(catalog.configs_get(conn, row.topic_id))
                 policies = set(config["cleanup.policy"].split(","))
                 for partition in range(row.partition_count):
-                    state = sql.partition_state(conn, row.topic_id, partition)
+                    state = catalog.partition_get(conn, row.topic_id, partition)
                     if state is None:
                         continue
                     target, reasons = (
@@ -348,12 +348,12 @@ class Sweeper:
     def _compaction_size(self, work: _Work) -> tuple[int, int]:
         conn = self.store.connection
         with ReadScope(self.store.path):
-            state = sql.partition_state(conn, work.topic_id, work.partition)
+            state = catalog.partition_get(conn, work.topic_id, work.partition)
             if state is None:
                 return 0, 0
             low = max(state.cleaned_offset, state.log_start_offset)
             cutoff = self.store.now() - int(work.config["delete.retention.ms"])
-            return _compaction_estimate(
+            return sql.records_estimate(
                 conn, work.topic_id, work.partition, low, state.next_offset, cutoff
             )
 
@@ -452,16 +452,13 @@ class Sweeper:
 
     def _record(self, report: RetentionReport, room: Room) -> None:
         def insert(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO retention_runs (started_ms, finished_ms, deleted_records, "
-                "deleted_bytes, partitions) VALUES (?, ?, ?, ?, ?)",
-                (
-                    report.started_ms,
-                    report.finished_ms,
-                    report.deleted_records,
-                    report.deleted_bytes,
-                    len(report.partitions),
-                ),
+            sql.retention_runs_insert(
+                conn,
+                report.started_ms,
+                report.finished_ms,
+                report.deleted_records,
+                report.deleted_bytes,
+                len(report.partitions),
             )
 
         room.run(insert)
@@ -488,13 +485,13 @@ class Sweeper:
         compacted = (0, 0)
         if work.compact:
             with ReadScope(store.path):
-                state = sql.partition_state(store.connection, work.topic_id, work.partition)
+                state = catalog.partition_get(store.connection, work.topic_id, work.partition)
             if state is not None:
                 compacted = self._compact(work, room, state.next_offset)
             if compacted[0]:
                 reasons.append("compact")
         with ReadScope(store.path):
-            after = sql.partition_state(store.connection, work.topic_id, work.partition)
+            after = catalog.partition_get(store.connection, work.topic_id, work.partition)
         log_start = after.log_start_offset if after is not None else work.target
         return PartitionReport(
             work.topic,
@@ -506,7 +503,7 @@ class Sweeper:
         )
 
     def _delete_target(
-        self, topic: str, topic_id: int, state: sql.PartitionState, config: dict[str, str]
+        self, topic: str, topic_id: int, state: catalog.PartitionState, config: dict[str, str]
     ) -> tuple[int, list[str]]:
         """The offset below which the delete policies remove everything, and which did."""
         conn = self.store.connection
@@ -557,7 +554,7 @@ class Sweeper:
         store = self.store
         topic_id, partition = work.topic_id, work.partition
         with ReadScope(store.path):
-            state = sql.partition_state(store.connection, topic_id, partition)
+            state = catalog.partition_get(store.connection, topic_id, partition)
         if state is None:
             return 0, 0
         low = max(state.cleaned_offset, state.log_start_offset)
@@ -669,14 +666,11 @@ def _consumed_below(
 ) -> int | None:
     """The lowest committed offset among the groups reading the topic (None: no group)."""
     readers: dict[str, int | None] = {}
-    for row in conn.execute(
-        "SELECT g.name, o.committed_offset FROM group_offsets AS o JOIN consumer_groups AS g "
-        "ON g.group_id = o.group_id WHERE o.topic_id = ? AND o.partition = ?",
-        (topic_id, partition),
-    ):
-        readers[row[0]] = int(row[1])
+    for name, offset in groups.offsets_list_by_partition(conn, topic_id, partition):
+        readers[name] = offset
     now_lease, boot = store.lease_now(), store.boot_id
-    for name, group_id in conn.execute("SELECT name, group_id FROM consumer_groups"):
+    for group in groups.group_list(conn):
+        name, group_id = group.name, group.group_id
         if name in readers:
             continue
         live = set(membership.live_member_ids(conn, group_id, boot, now_lease))
@@ -685,12 +679,7 @@ def _consumed_below(
             for m in membership.members_get(conn, group_id)
             if m.member_id in live
         )
-        has_topic = bool(
-            conn.execute(
-                "SELECT 1 FROM group_offsets WHERE group_id = ? AND topic_id = ? LIMIT 1",
-                (group_id, topic_id),
-            ).fetchone()
-        )
+        has_topic = groups.offsets_find_by_topic(conn, group_id, topic_id)
         if subscribed or has_topic:
             readers[name] = None  # reads the topic, nothing committed here yet: needs it all
     if not readers:
@@ -698,28 +687,6 @@ def _consumed_below(
     if any(offset is None for offset in readers.values()):
         return log_start
     return min(offset for offset in readers.values() if offset is not None)
-
-
-def _compaction_estimate(
-    conn: sqlite3.Connection, topic_id: int, partition: int, low: int, head: int, cutoff: int
-) -> tuple[int, int]:
-    from pubsub.db.log import log_table
-
-    table = log_table(topic_id, partition)
-    older = conn.execute(
-        f"SELECT count(*), ifnull(sum({sql.RECORD_SIZE}), 0) FROM {table} AS l "
-        'WHERE l.key IS NOT NULL AND l."offset" < (SELECT max(m."offset") FROM '
-        f'{table} AS m WHERE m.key = l.key AND m."offset" < ?) AND l.key IN '
-        f'(SELECT key FROM {table} WHERE "offset" >= ? AND "offset" < ?)',
-        (head, low, head),
-    ).fetchone()
-    stones = conn.execute(
-        f"SELECT count(*), ifnull(sum({sql.RECORD_SIZE}), 0) FROM {table} AS l "
-        'WHERE l.value IS NULL AND l.key IS NOT NULL AND l.timestamp < ? AND l."offset" < ? '
-        f'AND l."offset" = (SELECT max(m."offset") FROM {table} AS m WHERE m.key = l.key)',
-        (cutoff, head),
-    ).fetchone()
-    return int(older[0]) + int(stones[0]), int(older[1]) + int(stones[1])
 
 
 def truncate(
@@ -763,7 +730,7 @@ def truncate(
                     f"topic {topic!r} has no partition {partition}",
                     hint=f"partitions are 0 to {row.partition_count - 1}",
                 )
-            state = sql.partition_state(conn, row.topic_id, partition)
+            state = catalog.partition_get(conn, row.topic_id, partition)
             if state is None:
                 raise TopicNotFoundError(topic)
             start, end = state.log_start_offset, state.next_offset
@@ -802,7 +769,7 @@ def truncate(
                     store, room, row.topic_id, partition, target, batcher=batcher
                 )
             with ReadScope(store.path):
-                after = sql.partition_state(conn, row.topic_id, partition)
+                after = catalog.partition_get(conn, row.topic_id, partition)
             log_start = after.log_start_offset if after is not None else target
             reports.append(PartitionReport(topic, partition, *deleted, log_start, ("truncate",)))
         if room.low:

@@ -150,24 +150,6 @@ def read_range(
     ).fetchall()
 
 
-class Watermarks(NamedTuple):
-    """A partition's ``log_start_offset`` and ``next_offset`` (Kafka's high watermark)."""
-
-    partition: int
-    log_start_offset: int
-    next_offset: int
-
-
-def watermarks(conn: sqlite3.Connection, topic_id: int) -> list[Watermarks]:
-    """Watermarks of every partition of a topic, in partition order."""
-    rows = conn.execute(
-        "SELECT partition, log_start_offset, next_offset FROM partitions "
-        "WHERE topic_id = ? ORDER BY partition",
-        (topic_id,),
-    ).fetchall()
-    return [Watermarks(*row) for row in rows]
-
-
 def offset_for_timestamp(
     conn: sqlite3.Connection, topic_id: int, partition: int, timestamp: int, log_start: int
 ) -> int | None:
@@ -201,3 +183,12 @@ def time_index_count(conn: sqlite3.Connection, topic_id: int, partition: int, of
         (topic_id, partition, offset),
     ).fetchone()
     return int(row[0])
+
+
+def records_peek(conn: sqlite3.Connection, topic_id: int, partition: int) -> tuple[int, int] | None:
+    """(offset, timestamp) of the oldest stored record, or None if the partition is empty."""
+    row = conn.execute(
+        f'SELECT "offset", timestamp FROM {log_table(topic_id, partition)} '
+        'ORDER BY "offset" LIMIT 1'
+    ).fetchone()
+    return None if row is None else (int(row[0]), int(row[1]))

@@ -121,18 +121,6 @@ def members_get(conn: sqlite3.Connection, group_id: int) -> list[MemberRow]:
     return [MemberRow(*row) for row in rows]
 
 
-def generation_bump(conn: sqlite3.Connection, group_id: int) -> int:
-    """Start a new generation (membership or subscriptions changed); return it."""
-    conn.execute(
-        "UPDATE consumer_groups SET generation = generation + 1 WHERE group_id = ?", (group_id,)
-    )
-    return int(
-        conn.execute(
-            "SELECT generation FROM consumer_groups WHERE group_id = ?", (group_id,)
-        ).fetchone()[0]
-    )
-
-
 def assignments_get(conn: sqlite3.Connection, group_id: int) -> list[AssignmentRow]:
     """Every partition the group assigns, with its target and owner."""
     rows = conn.execute(
@@ -142,6 +130,16 @@ def assignments_get(conn: sqlite3.Connection, group_id: int) -> list[AssignmentR
         (group_id,),
     ).fetchall()
     return [AssignmentRow(*row) for row in rows]
+
+
+def assignments_list_by_target(conn: sqlite3.Connection, group_id: int) -> list[PartitionKey]:
+    """(topic_id, partition) of every partition the group targets at some member."""
+    rows = conn.execute(
+        "SELECT topic_id, partition FROM group_assignments "
+        "WHERE group_id = ? AND target_member IS NOT NULL",
+        (group_id,),
+    ).fetchall()
+    return [(int(topic_id), int(partition)) for topic_id, partition in rows]
 
 
 def assignments_retarget(

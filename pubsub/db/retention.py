@@ -16,30 +16,6 @@ RECORD_SIZE = (
 )
 
 
-class PartitionState(NamedTuple):
-    """What retention needs to know about a partition."""
-
-    topic_id: int
-    partition: int
-    log_start_offset: int
-    next_offset: int
-    record_count: int
-    byte_count: int
-    cleaned_offset: int
-
-
-def partition_state(
-    conn: sqlite3.Connection, topic_id: int, partition: int
-) -> PartitionState | None:
-    """The partition's row, or None if it is gone."""
-    row = conn.execute(
-        "SELECT topic_id, partition, log_start_offset, next_offset, record_count, byte_count, "
-        "cleaned_offset FROM partitions WHERE topic_id = ? AND partition = ?",
-        (topic_id, partition),
-    ).fetchone()
-    return PartitionState(*row) if row is not None else None
-
-
 def first_offset(conn: sqlite3.Connection, topic_id: int, partition: int) -> int | None:
     """The smallest offset still stored."""
     row = conn.execute(f'SELECT min("offset") FROM {log_table(topic_id, partition)}').fetchone()
@@ -310,6 +286,29 @@ def expired_tombstones(
     ).fetchall()
 
 
+def records_estimate(
+    conn: sqlite3.Connection, topic_id: int, partition: int, low: int, head: int, cutoff: int
+) -> tuple[int, int]:
+    """(records, bytes) compaction of ``[low, head)`` would delete: older versions of the keys
+    written there, and the tombstones older than ``cutoff`` that are their key's newest record
+    below ``head`` (a dry run)."""
+    table = log_table(topic_id, partition)
+    older = conn.execute(
+        f"SELECT count(*), ifnull(sum({RECORD_SIZE}), 0) FROM {table} AS l "
+        'WHERE l.key IS NOT NULL AND l."offset" < (SELECT max(m."offset") FROM '
+        f'{table} AS m WHERE m.key = l.key AND m."offset" < ?) AND l.key IN '
+        f'(SELECT key FROM {table} WHERE "offset" >= ? AND "offset" < ?)',
+        (head, low, head),
+    ).fetchone()
+    stones = conn.execute(
+        f"SELECT count(*), ifnull(sum({RECORD_SIZE}), 0) FROM {table} AS l "
+        'WHERE l.value IS NULL AND l.key IS NOT NULL AND l.timestamp < ? AND l."offset" < ? '
+        f'AND l."offset" = (SELECT max(m."offset") FROM {table} AS m WHERE m.key = l.key)',
+        (cutoff, head),
+    ).fetchone()
+    return int(older[0]) + int(stones[0]), int(older[1]) + int(stones[1])
+
+
 def delete_offset(conn: sqlite3.Connection, topic_id: int, partition: int, offset: int) -> None:
     """Delete one record."""
     conn.execute(f'DELETE FROM {log_table(topic_id, partition)} WHERE "offset" = ?', (offset,))
@@ -369,3 +368,28 @@ def lease_put(conn: sqlite3.Connection, name: str, holder: str, boot_id: str, ex
 def lease_delete(conn: sqlite3.Connection, name: str, holder: str) -> None:
     """Give a lease back (only its holder can)."""
     conn.execute("DELETE FROM maintenance_leases WHERE name = ? AND holder = ?", (name, holder))
+
+
+# -- runs ------------------------------------------------------------------------------------
+
+
+def retention_runs_insert(
+    conn: sqlite3.Connection,
+    started_ms: int,
+    finished_ms: int,
+    deleted_records: int,
+    deleted_bytes: int,
+    partitions: int,
+) -> None:
+    """Record a finished sweep."""
+    conn.execute(
+        "INSERT INTO retention_runs (started_ms, finished_ms, deleted_records, "
+        "deleted_bytes, partitions) VALUES (?, ?, ?, ?, ?)",
+        (started_ms, finished_ms, deleted_records, deleted_bytes, partitions),
+    )
+
+
+def retention_runs_max(conn: sqlite3.Connection) -> int | None:
+    """When the last recorded sweep finished (ms since the epoch), or None if none did."""
+    last = conn.execute("SELECT max(finished_ms) FROM retention_runs").fetchone()[0]
+    return None if last is None else int(last)
