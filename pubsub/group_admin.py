@@ -44,7 +44,7 @@ def _describe(
     owner_of: dict[tuple[str, int], str] = {}
     rebalancing = False
     members_rows = membership.members_get(conn, group_id)
-    live_ids = set(membership.live_member_ids(conn, group_id, boot, now_lease))
+    live_ids = set(membership.members_list_by_live_lease(conn, group_id, boot, now_lease))
     for row in assignments:
         if row.owner_member is not None and row.owner_member in live_ids:
             owned_by.setdefault(row.owner_member, []).append(
@@ -123,7 +123,7 @@ def _not_found(name: str) -> GroupNotFoundError:
 def _refuse_live(
     store: Store, conn: "sqlite3.Connection", name: str, group_id: int, what: str
 ) -> None:
-    live = membership.live_member_count(conn, group_id, store.boot_id, store.lease_now())
+    live = membership.members_count_by_live_lease(conn, group_id, store.boot_id, store.lease_now())
     if live:
         raise GroupNotEmptyError(
             f"group {name!r} has {counted(live, 'live member')}; {what}",
@@ -195,7 +195,7 @@ def plan_reset(
                 else:
                     assert value is not None
                     when = value if strategy == "to-datetime" else now - value
-                    found = log.offset_for_timestamp(
+                    found = log.time_index_find_by_timestamp(
                         conn, row.topic_id, partition, when, m.log_start_offset
                     )
                     new = m.next_offset if found is None else found
@@ -243,7 +243,11 @@ def delete_group_offsets(store: Store, name: str, topic: str) -> int:
         topic_row = catalog.topic_get_by_name(conn, topic)
         if topic_row is None:
             raise TopicNotFoundError(topic)
-        live = set(membership.live_member_ids(conn, row.group_id, store.boot_id, store.lease_now()))
+        live = set(
+            membership.members_list_by_live_lease(
+                conn, row.group_id, store.boot_id, store.lease_now()
+            )
+        )
         for member in membership.members_get(conn, row.group_id):
             if member.member_id in live and topic in json.loads(member.topics):
                 raise GroupNotEmptyError(

@@ -66,7 +66,7 @@ def check(store: Store, *, quick: bool = False) -> list[Problem]:
                 if table not in tables:
                     problems.append(Problem("tables", where, f"table {table} is missing"))
                     continue
-                records, size, low, high = sql.stored_totals(conn, topic.topic_id, part.partition)
+                records, size, low, high = sql.records_sum(conn, topic.topic_id, part.partition)
                 if records != part.record_count or size != part.byte_count:
                     problems.append(
                         Problem(

@@ -210,7 +210,7 @@ class Membership:
             membership.assignments_take(conn, group_id, member_id, now_ms)
             owned = {
                 TopicPartition(topic, partition): topic_id
-                for topic_id, topic, partition in membership.assignments_owned(
+                for topic_id, topic, partition in membership.assignments_list_by_owner(
                     conn, group_id, member_id
                 )
             }
@@ -273,7 +273,7 @@ class Membership:
             return True
         now = self._lease_clock()
         with ReadScope(self.store.path):
-            state = membership.sync_state(
+            state = membership.group_poll(
                 self.store.connection, self.group_id, self.member_id, self.boot, now
             )
         if state is None:
@@ -300,7 +300,7 @@ class Membership:
             return None
         now = self._lease_clock()
         with ReadScope(self.store.path):
-            lease = membership.pending_lease(
+            lease = membership.assignments_wait_by_target(
                 self.store.connection, self.group_id, self.member_id, self.boot, now
             )
         return None if lease is None else max(0.0, (lease - now) / 1000)
@@ -328,7 +328,9 @@ class Membership:
                     f"{self.group!r}"
                 )
             keys[(topic_id, tp.partition)] = tp
-        owners = membership.live_owners(conn, self.group_id, keys, self.boot, self._lease_clock())
+        owners = membership.assignments_list_by_live_owner(
+            conn, self.group_id, keys, self.boot, self._lease_clock()
+        )
         refused = [tp for key, tp in keys.items() if owners.get(key) != self.member_id]
         if refused:
             names = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in refused)
@@ -377,7 +379,7 @@ class Membership:
             if consumed:
                 owners = {}
                 if not self._member_gone.is_set():
-                    owners = membership.live_owners(
+                    owners = membership.assignments_list_by_live_owner(
                         conn,
                         group_id,
                         [(tid, tp.partition) for tp, tid in self.owned.items()],

@@ -76,7 +76,7 @@ class Offsets:
                 rows.append((row.topic_id, partition, offset, metadata))
                 names[(row.topic_id, partition)] = f"{topic}[{partition}]"
         group_id = groups.group_ensure(conn, group, self.store.now())
-        owned = membership.live_owners(
+        owned = membership.assignments_list_by_live_owner(
             conn, group_id, names, self.store.boot_id, self.store.lease_now()
         )
         if owned:

@@ -77,7 +77,7 @@ class Reader:
         """Rows of ``[offset, end)``; a topic deleted meanwhile is reported as not found."""
         try:
             with self.store.read():
-                return log.read_range(
+                return log.records_list_by_range(
                     self.store.connection, meta.topic_id, partition, offset, end, limit
                 )
         except TopicDeletedError:
@@ -136,7 +136,7 @@ class Reader:
         meta = self.topics.meta_for_partition(topic, partition)
         start, _ = self.partition_marks(topic, partition)
         with self.store.read():
-            return log.offset_for_timestamp(
+            return log.time_index_find_by_timestamp(
                 self.store.connection, meta.topic_id, partition, timestamp, start
             )
 

@@ -173,16 +173,16 @@ def delete_prefix(
         low = state.log_start_offset
         if room.low and target >= state.next_offset and state.byte_count <= CLEAR_MAX_BYTES:
             count, nbytes, end = state.record_count, state.byte_count, target
-            sql.delete_all(conn, topic_id, partition)
+            sql.records_delete(conn, topic_id, partition)
         else:
-            chunk = sql.prefix_chunk(
+            chunk = sql.records_chunk(
                 conn, topic_id, partition, low, target, batcher.rows, room.budget()
             )
             count, nbytes, end = chunk.records, chunk.bytes, chunk.end
             if count:
-                sql.delete_chunk(conn, topic_id, partition, low, end)
-        sql.account_deleted(conn, topic_id, partition, count, nbytes, end)
-        sql.prune_time_index(conn, topic_id, partition, end)
+                sql.records_delete_by_range(conn, topic_id, partition, low, end)
+        sql.partition_shrink(conn, topic_id, partition, count, nbytes, end)
+        sql.time_index_prune(conn, topic_id, partition, end)
         if inside is not None:
             inside(conn)
         return low, end, count, nbytes
@@ -364,7 +364,7 @@ class Sweeper:
             deleted = (0, 0)
             if work.deletes:
                 with ReadScope(self.store.path):
-                    deleted = sql.range_stats(
+                    deleted = sql.records_sum_by_range(
                         conn, work.topic_id, work.partition, work.log_start_offset, work.target
                     )
             compacted = self._compaction_size(work) if work.compact else (0, 0)
@@ -512,15 +512,15 @@ class Sweeper:
         candidates: list[tuple[int, str]] = []
         retention_ms = int(config["retention.ms"])
         if retention_ms >= 0:
-            from pubsub.db.log import offset_for_timestamp
+            from pubsub.db.log import time_index_find_by_timestamp
 
-            keep = offset_for_timestamp(
+            keep = time_index_find_by_timestamp(
                 conn, topic_id, partition, self.store.now() - retention_ms, start
             )
             candidates.append((end if keep is None else keep, "retention.ms"))
         max_records = int(config["retention.messages"])
         if max_records >= 0 and state.record_count > max_records:
-            keep = sql.nth_offset(conn, topic_id, partition, state.record_count - max_records)
+            keep = sql.records_seek(conn, topic_id, partition, state.record_count - max_records)
             candidates.append((end if keep is None else keep, "retention.messages"))
         max_bytes = int(config["retention.bytes"])
         if max_bytes >= 0 and state.byte_count > max_bytes:
@@ -540,7 +540,7 @@ class Sweeper:
         freed = 0
         position = start
         while True:
-            rows = sql.sizes_from(conn, topic_id, partition, position, 10_000)
+            rows = sql.records_measure(conn, topic_id, partition, position, 10_000)
             if not rows:
                 return position
             for offset, size in rows:
@@ -598,19 +598,15 @@ class Sweeper:
     ) -> tuple[list[tuple[bytes, int]], int, int]:
         """One compaction transaction: older versions of up to ``limit`` keys written in
         ``[low, head)`` (after key ``after``); (keys, records, bytes)."""
-        keys = (
-            sql.dirty_keys(conn, topic_id, partition, low, head, limit)
-            if after is None
-            else sql.dirty_keys_after(conn, topic_id, partition, low, head, after, limit)
-        )
+        keys = sql.keys_list_by_range(conn, topic_id, partition, low, head, limit, after)
         records = size = 0
         for key, newest in keys:
-            r, s = sql.delete_older_versions(conn, topic_id, partition, key, newest)
+            r, s = sql.records_delete_by_key(conn, topic_id, partition, key, newest)
             records += r
             size += s
-        sql.account_deleted(conn, topic_id, partition, records, size, None)
+        sql.partition_shrink(conn, topic_id, partition, records, size, None)
         if len(keys) < limit:
-            sql.set_cleaned_offset(conn, topic_id, partition, head)
+            sql.partition_clean(conn, topic_id, partition, head)
         self._renew(conn)
         return keys, records, size
 
@@ -624,17 +620,17 @@ class Sweeper:
         conn: sqlite3.Connection,
     ) -> tuple[int, int, int]:
         """One transaction of tombstones older than ``cutoff``; (found, records, bytes)."""
-        stones = sql.expired_tombstones(conn, topic_id, partition, cutoff, head, rows)
+        stones = sql.tombstones_list(conn, topic_id, partition, cutoff, head, rows)
         records = size = 0
         for offset, key, stone_size in stones:
             # Only a tombstone that is still the key's latest record may go.
-            if sql.latest_offset_of_key(conn, topic_id, partition, key) == offset:
-                sql.delete_offset(conn, topic_id, partition, offset)
+            if sql.records_max_by_key(conn, topic_id, partition, key) == offset:
+                sql.record_delete(conn, topic_id, partition, offset)
                 records += 1
                 size += stone_size
-        sql.account_deleted(conn, topic_id, partition, records, size, None)
-        start = sql.settle_log_start(conn, topic_id, partition)
-        sql.prune_time_index(conn, topic_id, partition, start)
+        sql.partition_shrink(conn, topic_id, partition, records, size, None)
+        start = sql.partition_settle(conn, topic_id, partition)
+        sql.time_index_prune(conn, topic_id, partition, start)
         self._renew(conn)
         return len(stones), records, size
 
@@ -673,7 +669,7 @@ def _consumed_below(
         name, group_id = group.name, group.group_id
         if name in readers:
             continue
-        live = set(membership.live_member_ids(conn, group_id, boot, now_lease))
+        live = set(membership.members_list_by_live_lease(conn, group_id, boot, now_lease))
         subscribed = any(
             topic in json.loads(m.topics)
             for m in membership.members_get(conn, group_id)
@@ -735,9 +731,11 @@ def truncate(
                 raise TopicNotFoundError(topic)
             start, end = state.log_start_offset, state.next_offset
             if before_time is not None:
-                from pubsub.db.log import offset_for_timestamp
+                from pubsub.db.log import time_index_find_by_timestamp
 
-                keep = offset_for_timestamp(conn, row.topic_id, partition, before_time, start)
+                keep = time_index_find_by_timestamp(
+                    conn, row.topic_id, partition, before_time, start
+                )
                 target = end if keep is None else keep
             elif before is not None:
                 if before > end:

@@ -125,7 +125,7 @@ class Topics:
                 topic_id = catalog.topic_insert(conn, name, partitions, self.store.now(), configs)
                 if "compact" in configs.get("cleanup.policy", ""):
                     for partition in range(partitions):
-                        retention.create_compaction_indexes(conn, topic_id, partition)
+                        retention.compaction_indexes_create(conn, topic_id, partition)
         self.forget(name)
         return self.describe(name)
 
@@ -205,8 +205,8 @@ class Topics:
                         "the count can only grow",
                         hint="removing partitions would lose records and move keys",
                     )
-                catalog.partitions_add(conn, row.topic_id, row.partition_count, partitions)
-                catalog.topic_set_partition_count(conn, row.topic_id, partitions)
+                catalog.partitions_insert(conn, row.topic_id, row.partition_count, partitions)
+                catalog.topic_resize(conn, row.topic_id, partitions)
                 count = partitions
             if configs:
                 catalog.configs_set(conn, row.topic_id, configs)
@@ -215,10 +215,10 @@ class Topics:
             policy = catalog.configs_get(conn, row.topic_id).get("cleanup.policy", "delete")
             for partition in range(count):
                 if "compact" in policy:
-                    retention.create_compaction_indexes(conn, row.topic_id, partition)
+                    retention.compaction_indexes_create(conn, row.topic_id, partition)
                 else:
-                    retention.drop_compaction_indexes(conn, row.topic_id, partition)
-            catalog.topic_bump_version(conn, row.topic_id)
+                    retention.compaction_indexes_drop(conn, row.topic_id, partition)
+            catalog.topic_bump(conn, row.topic_id)
 
         self._write_or_borrow(alter)
         self.forget(name)

@@ -90,11 +90,11 @@ def topic_insert(
     topic_id = cursor.lastrowid
     assert topic_id is not None
     configs_set(conn, topic_id, configs)
-    partitions_add(conn, topic_id, 0, partition_count)
+    partitions_insert(conn, topic_id, 0, partition_count)
     return topic_id
 
 
-def partitions_add(conn: sqlite3.Connection, topic_id: int, first: int, count: int) -> None:
+def partitions_insert(conn: sqlite3.Connection, topic_id: int, first: int, count: int) -> None:
     """Create partitions ``first`` … ``count - 1`` and their log tables."""
     for partition in range(first, count):
         conn.execute(
@@ -111,7 +111,7 @@ def partitions_add(conn: sqlite3.Connection, topic_id: int, first: int, count: i
         )
 
 
-def topic_set_partition_count(conn: sqlite3.Connection, topic_id: int, count: int) -> None:
+def topic_resize(conn: sqlite3.Connection, topic_id: int, count: int) -> None:
     """Record a new partition count (the caller created the partitions)."""
     conn.execute(
         "UPDATE topics SET partition_count = ?, config_version = config_version + 1 "
@@ -162,7 +162,7 @@ def configs_delete(conn: sqlite3.Connection, topic_id: int, keys: list[str]) -> 
     )
 
 
-def topic_bump_version(conn: sqlite3.Connection, topic_id: int) -> None:
+def topic_bump(conn: sqlite3.Connection, topic_id: int) -> None:
     """Tell producers that cached metadata of this topic is stale."""
     conn.execute(
         "UPDATE topics SET config_version = config_version + 1 WHERE topic_id = ?", (topic_id,)

@@ -111,9 +111,9 @@ def _seed_v1(path: Path) -> None:
         with WriteTransaction(conn, 10, str(path)):
             topic_id = catalog.topic_insert(conn, "keep", 2, 0, {})
             for (_, partition), values in KEEP.items():
-                state = log.append_state(conn, topic_id, partition)
+                state = log.partition_get(conn, topic_id, partition)
                 assert state is not None
-                log.append(
+                log.records_append(
                     conn, topic_id, partition, state, values=values, keys=None, headers=None,
                     timestamps=None, now_ms=1, byte_count=sum(map(len, values)),
                 )  # fmt: skip
