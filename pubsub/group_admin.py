@@ -34,13 +34,6 @@ if TYPE_CHECKING:
     import sqlite3
 
 
-def _group_row(conn: "sqlite3.Connection", name: str) -> tuple[int, int] | None:
-    row = conn.execute(
-        "SELECT group_id, generation FROM consumer_groups WHERE name = ?", (name,)
-    ).fetchone()
-    return (int(row[0]), int(row[1])) if row is not None else None
-
-
 def _describe(
     store: Store, conn: "sqlite3.Connection", name: str, group_id: int, generation: int
 ) -> GroupInfo:
@@ -51,7 +44,7 @@ def _describe(
     owner_of: dict[tuple[str, int], str] = {}
     rebalancing = False
     members_rows = membership.members_get(conn, group_id)
-    live_ids = set(membership.live_member_ids(conn, group_id, boot, now_lease))
+    live_ids = set(membership.members_list_by_live_lease(conn, group_id, boot, now_lease))
     for row in assignments:
         if row.owner_member is not None and row.owner_member in live_ids:
             owned_by.setdefault(row.owner_member, []).append(
@@ -84,23 +77,17 @@ def _describe(
     topic_names = {t for t, _ in committed} | subscribed | {r.topic for r in assignments}
     partitions = []
     # One query for the watermarks of every topic involved (a group may span hundreds).
-    marks = conn.execute(
-        "SELECT t.name, p.partition, p.log_start_offset, p.next_offset "
-        "FROM topics AS t JOIN partitions AS p ON p.topic_id = t.topic_id "
-        "WHERE t.name IN (SELECT value FROM json_each(?)) ORDER BY t.name, p.partition",
-        (json.dumps(sorted(topic_names)),),
-    ).fetchall()
-    for topic, partition, log_start, next_offset in marks:
-        offset = committed.get((topic, partition))
+    for topic, part in catalog.partitions_list_by_topic_names(conn, topic_names):
+        offset = committed.get((topic, part.partition))
         partitions.append(
             PartitionLag(
                 topic=topic,
-                partition=partition,
+                partition=part.partition,
                 committed_offset=offset,
-                log_start_offset=log_start,
-                log_end_offset=next_offset,
-                lag=None if offset is None else max(0, next_offset - offset),
-                owner=owner_of.get((topic, partition)),
+                log_start_offset=part.log_start_offset,
+                log_end_offset=part.next_offset,
+                lag=None if offset is None else max(0, part.next_offset - offset),
+                owner=owner_of.get((topic, part.partition)),
             )
         )
     state = "empty" if not live_ids else ("rebalancing" if rebalancing else "stable")
@@ -111,20 +98,20 @@ def list_groups(store: Store) -> list[GroupInfo]:
     """Every group, by name."""
     with ReadScope(store.path):
         conn = store.connection
-        rows = conn.execute(
-            "SELECT group_id, name, generation FROM consumer_groups ORDER BY name"
-        ).fetchall()
-        return [_describe(store, conn, name, group_id, gen) for group_id, name, gen in rows]
+        return [
+            _describe(store, conn, g.name, g.group_id, g.generation)
+            for g in groups.group_list(conn)
+        ]
 
 
 def describe_group(store: Store, name: str) -> GroupInfo:
     """One group; :class:`~pubsub.errors.GroupNotFoundError` if it does not exist."""
     with ReadScope(store.path):
         conn = store.connection
-        row = _group_row(conn, name)
+        row = groups.group_get_by_name(conn, name)
         if row is None:
             raise _not_found(name)
-        return _describe(store, conn, name, *row)
+        return _describe(store, conn, name, row.group_id, row.generation)
 
 
 def _not_found(name: str) -> GroupNotFoundError:
@@ -136,7 +123,7 @@ def _not_found(name: str) -> GroupNotFoundError:
 def _refuse_live(
     store: Store, conn: "sqlite3.Connection", name: str, group_id: int, what: str
 ) -> None:
-    live = membership.live_member_count(conn, group_id, store.boot_id, store.lease_now())
+    live = membership.members_count_by_live_lease(conn, group_id, store.boot_id, store.lease_now())
     if live:
         raise GroupNotEmptyError(
             f"group {name!r} has {counted(live, 'live member')}; {what}",
@@ -168,7 +155,7 @@ def plan_reset(
     topic_config.validate_name(name, "group")
     with ReadScope(store.path):
         conn = store.connection
-        group = _group_row(conn, name)
+        group = groups.group_get_by_name(conn, name)
         committed = {
             (r.topic, r.partition): r.committed_offset for r in groups.offsets_get(conn, name)
         }
@@ -182,7 +169,7 @@ def plan_reset(
             row = catalog.topic_get_by_name(conn, topic)
             if row is None:
                 raise TopicNotFoundError(topic)
-            marks = {m.partition: m for m in log.watermarks(conn, row.topic_id)}
+            marks = {m.partition: m for m in catalog.partitions_get(conn, row.topic_id)}
             chosen = sorted(marks) if wanted is None else sorted(set(wanted))
             for partition in chosen:
                 if partition not in marks:
@@ -208,7 +195,7 @@ def plan_reset(
                 else:
                     assert value is not None
                     when = value if strategy == "to-datetime" else now - value
-                    found = log.offset_for_timestamp(
+                    found = log.time_index_find_by_timestamp(
                         conn, row.topic_id, partition, when, m.log_start_offset
                     )
                     new = m.next_offset if found is None else found
@@ -222,7 +209,7 @@ def execute_reset(
 ) -> None:
     """Apply a reset plan in one transaction (refused with live members unless ``force``)."""
     with store.write() as conn:
-        group_id = groups.group_id_ensure(conn, name, store.now())
+        group_id = groups.group_ensure(conn, name, store.now())
         if not force:
             _refuse_live(store, conn, name, group_id, "a reset now would be undone by its commits")
         rows = []
@@ -237,11 +224,11 @@ def execute_reset(
 def delete_group(store: Store, name: str) -> None:
     """Delete a group and its offsets; refused while it has live members."""
     with store.write() as conn:
-        row = _group_row(conn, name)
+        row = groups.group_get_by_name(conn, name)
         if row is None:
             raise _not_found(name)
-        _refuse_live(store, conn, name, row[0], "it cannot be deleted")
-        conn.execute("DELETE FROM consumer_groups WHERE group_id = ?", (row[0],))
+        _refuse_live(store, conn, name, row.group_id, "it cannot be deleted")
+        groups.group_delete(conn, row.group_id)
 
 
 def delete_group_offsets(store: Store, name: str, topic: str) -> int:
@@ -250,21 +237,21 @@ def delete_group_offsets(store: Store, name: str, topic: str) -> int:
     Refused while a live member subscribes to the topic.
     """
     with store.write() as conn:
-        row = _group_row(conn, name)
+        row = groups.group_get_by_name(conn, name)
         if row is None:
             raise _not_found(name)
         topic_row = catalog.topic_get_by_name(conn, topic)
         if topic_row is None:
             raise TopicNotFoundError(topic)
-        live = set(membership.live_member_ids(conn, row[0], store.boot_id, store.lease_now()))
-        for member in membership.members_get(conn, row[0]):
+        live = set(
+            membership.members_list_by_live_lease(
+                conn, row.group_id, store.boot_id, store.lease_now()
+            )
+        )
+        for member in membership.members_get(conn, row.group_id):
             if member.member_id in live and topic in json.loads(member.topics):
                 raise GroupNotEmptyError(
                     f"live member {member.member_id} of group {name!r} consumes {topic!r}",
                     hint="stop its consumers first (or wait for their session timeout)",
                 )
-        cursor = conn.execute(
-            "DELETE FROM group_offsets WHERE group_id = ? AND topic_id = ?",
-            (row[0], topic_row.topic_id),
-        )
-        return int(cursor.rowcount)
+        return groups.offsets_delete_by_topic(conn, row.group_id, topic_row.topic_id)

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
-from pubsub.db import catalog
+from pubsub.db import catalog, log, pragmas
 from pubsub.db import retention as sql
 from pubsub.db.connection import translate_error
 from pubsub.db.log import log_table
@@ -49,17 +49,14 @@ def check(store: Store, *, quick: bool = False) -> list[Problem]:
     problems: list[Problem] = []
     conn = store.connection
     with ReadTransaction(conn, store.path):
-        pragma = "quick_check" if quick else "integrity_check"
-        for (line,) in conn.execute(f"PRAGMA {pragma}"):
+        for (line,) in pragmas.pragma_list(conn, "quick_check" if quick else "integrity_check"):
             if line != "ok":
                 problems.append(Problem("integrity", "database", str(line)))
-        for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check"):
+        for table, rowid, parent, _ in pragmas.pragma_list(conn, "foreign_key_check"):
             problems.append(
                 Problem("foreign_keys", str(table), f"row {rowid} refers to a missing {parent}")
             )
-        tables = {
-            name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        }
+        tables = pragmas.sqlite_master_list(conn, "table")
         expected: set[str] = set()
         for topic in catalog.topic_list(conn):
             for part in catalog.partitions_get(conn, topic.topic_id):
@@ -69,7 +66,7 @@ def check(store: Store, *, quick: bool = False) -> list[Problem]:
                 if table not in tables:
                     problems.append(Problem("tables", where, f"table {table} is missing"))
                     continue
-                records, size, low, high = sql.stored_totals(conn, topic.topic_id, part.partition)
+                records, size, low, high = sql.records_sum(conn, topic.topic_id, part.partition)
                 if records != part.record_count or size != part.byte_count:
                     problems.append(
                         Problem(
@@ -102,11 +99,9 @@ def check(store: Store, *, quick: bool = False) -> list[Problem]:
                     problems.append(
                         Problem("offsets", where, "log_start_offset is past next_offset")
                     )
-                bad_index = conn.execute(
-                    "SELECT count(*) FROM time_index WHERE topic_id = ? AND partition = ? "
-                    'AND "offset" >= ?',
-                    (topic.topic_id, part.partition, part.next_offset),
-                ).fetchone()[0]
+                bad_index = log.time_index_count(
+                    conn, topic.topic_id, part.partition, part.next_offset
+                )
                 if bad_index:
                     problems.append(
                         Problem(
@@ -155,12 +150,6 @@ def _watch_size(path: str, expected: int, progress: Progress | None) -> Iterator
     progress(expected, expected)
 
 
-def _used_bytes(conn: sqlite3.Connection) -> int:
-    pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
-    free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
-    return (pages - free) * int(conn.execute("PRAGMA page_size").fetchone()[0])
-
-
 def vacuum(store: Store, *, full: bool = False, progress: Progress | None = None) -> int:
     """Return free pages to the file system; with ``full``, rebuild the file (VACUUM).
 
@@ -168,20 +157,19 @@ def vacuum(store: Store, *, full: bool = False, progress: Progress | None = None
     database to itself for its duration and up to twice its size in free space. Returns the
     number of pages freed.
     """
-    from pubsub.db.transaction import checkpoint_truncate
     from pubsub.space import incremental_vacuum
 
     conn = store.connection
     if not full:
         freed = incremental_vacuum(store)
-        checkpoint_truncate(conn, store.path)  # the file shrinks when the WAL is checkpointed
+        pragmas.wal_checkpoint(conn, store.path)  # the file shrinks when the WAL is checkpointed
         return freed
-    before = int(conn.execute("PRAGMA page_count").fetchone()[0])
+    before = int(pragmas.pragma_get(conn, "page_count"))
     try:
-        conn.execute("VACUUM")
+        pragmas.database_vacuum(conn)
     except sqlite3.Error as exc:
         raise translate_error(exc, path=store.path) from exc
-    return before - int(conn.execute("PRAGMA page_count").fetchone()[0])
+    return before - int(pragmas.pragma_get(conn, "page_count"))
 
 
 def _remove_stale_temporaries(directory: str, name: str) -> None:
@@ -229,8 +217,8 @@ def backup(
     _remove_stale_temporaries(directory, os.path.basename(target))
     temporary = os.path.join(directory, f".{os.path.basename(target)}.{os.getpid()}.tmp")
     try:
-        with _watch_size(temporary, _used_bytes(store.connection), progress):
-            store.connection.execute("VACUUM INTO ?", (temporary,))
+        with _watch_size(temporary, pragmas.pages_used(store.connection), progress):
+            pragmas.database_copy(store.connection, temporary)
         os.chmod(temporary, mode)
         fd = os.open(temporary, os.O_RDONLY)
         try:

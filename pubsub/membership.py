@@ -142,9 +142,8 @@ class Membership:
         lost: list[TopicPartition] = []
         with self._write() as conn:
             now_ms = store.now()
-            group_id = groups.group_id_get(conn, self.group)
-            if group_id is None:  # new, or deleted while we were away
-                group_id = groups.group_id_ensure(conn, self.group, now_ms)
+            # Created if new, or deleted while we were away.
+            group_id = groups.group_ensure(conn, self.group, now_ms)
             present = group_id == self.group_id and membership.member_renew(
                 conn, group_id, member_id, self.boot, self._lease(), now_ms
             )
@@ -173,18 +172,16 @@ class Membership:
                 )
             if expired or joined or force or _coverage_changed(conn, group_id):
                 rebalance(conn, group_id)
-                generation = membership.generation_bump(conn, group_id)
+                generation = groups.group_bump(conn, group_id)
             else:
-                generation = int(
-                    conn.execute(
-                        "SELECT generation FROM consumer_groups WHERE group_id = ?", (group_id,)
-                    ).fetchone()[0]
-                )
+                group = groups.group_get_by_id(conn, group_id)
+                assert group is not None  # ensured above, in this transaction
+                generation = group.generation
             self._release(conn, group_id, member_id, consumed if commit_released else {})
             membership.assignments_take(conn, group_id, member_id, now_ms)
             owned = {
                 TopicPartition(topic, partition): topic_id
-                for topic_id, topic, partition in membership.assignments_owned(
+                for topic_id, topic, partition in membership.assignments_list_by_owner(
                     conn, group_id, member_id
                 )
             }
@@ -247,7 +244,7 @@ class Membership:
             return True
         now = self._lease_clock()
         with ReadScope(self.store.path):
-            state = membership.sync_state(
+            state = membership.group_poll(
                 self.store.connection, self.group_id, self.member_id, self.boot, now
             )
         if state is None:
@@ -274,7 +271,7 @@ class Membership:
             return None
         now = self._lease_clock()
         with ReadScope(self.store.path):
-            lease = membership.pending_lease(
+            lease = membership.assignments_wait_by_target(
                 self.store.connection, self.group_id, self.member_id, self.boot, now
             )
         return None if lease is None else max(0.0, (lease - now) / 1000)
@@ -302,7 +299,9 @@ class Membership:
                     f"{self.group!r}"
                 )
             keys[(topic_id, tp.partition)] = tp
-        owners = membership.live_owners(conn, self.group_id, keys, self.boot, self._lease_clock())
+        owners = membership.assignments_list_by_live_owner(
+            conn, self.group_id, keys, self.boot, self._lease_clock()
+        )
         refused = [tp for key, tp in keys.items() if owners.get(key) != self.member_id]
         if refused:
             names = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in refused)
@@ -351,7 +350,7 @@ class Membership:
             if consumed:
                 owners = {}
                 if not self._member_gone.is_set():
-                    owners = membership.live_owners(
+                    owners = membership.assignments_list_by_live_owner(
                         conn,
                         group_id,
                         [(tid, tp.partition) for tp, tid in self.owned.items()],
@@ -378,7 +377,7 @@ class Membership:
                     )
             if membership.member_delete(conn, group_id, self.member_id):
                 rebalance(conn, group_id)
-                membership.generation_bump(conn, group_id)
+                groups.group_bump(conn, group_id)
             return refused
 
     @property
@@ -397,14 +396,7 @@ def _coverage_changed(conn: sqlite3.Connection, group_id: int) -> bool:
         row = catalog.topic_get_by_name(conn, name)
         if row is not None:
             wanted.update((row.topic_id, p) for p in range(row.partition_count))
-    have = {
-        (int(topic_id), int(partition))
-        for topic_id, partition in conn.execute(
-            "SELECT topic_id, partition FROM group_assignments "
-            "WHERE group_id = ? AND target_member IS NOT NULL",
-            (group_id,),
-        )
-    }
+    have = set(membership.assignments_list_by_target(conn, group_id))
     return have != wanted
 
 
@@ -480,7 +472,7 @@ class _Heartbeat(threading.Thread):
             if time.monotonic() - member.last_poll > member.max_poll_interval:
                 if membership.member_delete(conn, group_id, member.member_id):
                     rebalance(conn, group_id)
-                    membership.generation_bump(conn, group_id)
+                    groups.group_bump(conn, group_id)
                 member._left.set()
                 return
             now_ms = store.now()
@@ -492,4 +484,4 @@ class _Heartbeat(threading.Thread):
             expired = membership.members_expire(conn, group_id, member.boot, member.now_lease())
             if expired or _coverage_changed(conn, group_id):
                 rebalance(conn, group_id)
-                membership.generation_bump(conn, group_id)
+                groups.group_bump(conn, group_id)

@@ -75,8 +75,8 @@ class Offsets:
                 check_partition_range(partition, row.partition_count, 0, record=False)
                 rows.append((row.topic_id, partition, offset, metadata))
                 names[(row.topic_id, partition)] = f"{topic}[{partition}]"
-        group_id = groups.group_id_ensure(conn, group, self.store.now())
-        owned = membership.live_owners(
+        group_id = groups.group_ensure(conn, group, self.store.now())
+        owned = membership.assignments_list_by_live_owner(
             conn, group_id, names, self.store.boot_id, self.store.lease_now()
         )
         if owned:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from itertools import repeat
 from operator import itemgetter
 
-from pubsub.db import log
+from pubsub.db import catalog, log
 from pubsub.db.store import Store
 from pubsub.errors import (
     InvalidArgumentError,
@@ -54,15 +54,11 @@ class Reader:
             raise InvalidArgumentError("max_records must be at least 1")
         meta = self.topics.meta_for_partition(topic, partition)
         with self.store.read():
-            marks = self.store.connection.execute(
-                "SELECT log_start_offset, next_offset FROM partitions "
-                "WHERE topic_id = ? AND partition = ?",
-                (meta.topic_id, partition),
-            ).fetchone()
+            marks = catalog.partition_get(self.store.connection, meta.topic_id, partition)
             if marks is None:
                 self.topics.forget(topic)
                 raise TopicNotFoundError(topic)
-            start, end = marks
+            start, end = marks.log_start_offset, marks.next_offset
             if not start <= offset <= end:
                 raise OffsetOutOfRangeError(
                     f"offset {offset} is out of range for {topic}[{partition}]",
@@ -81,7 +77,7 @@ class Reader:
         """Rows of ``[offset, end)``; a topic deleted meanwhile is reported as not found."""
         try:
             with self.store.read():
-                return log.read_range(
+                return log.records_list_by_range(
                     self.store.connection, meta.topic_id, partition, offset, end, limit
                 )
         except TopicDeletedError:
@@ -93,7 +89,7 @@ class Reader:
         for _attempt in range(2):
             meta = self.topics.meta(topic)
             with self.store.read():
-                marks = log.watermarks(self.store.connection, meta.topic_id)
+                marks = catalog.partitions_get(self.store.connection, meta.topic_id)
             if marks:
                 return {m.partition: (m.log_start_offset, m.next_offset) for m in marks}
             self.topics.forget(topic)  # deleted, or deleted and created again: look once more
@@ -109,7 +105,7 @@ class Reader:
         """
         meta = self.topics.meta(topic)
         with self.store.write() as conn:
-            marks = log.watermarks(conn, meta.topic_id)
+            marks = catalog.partitions_get(conn, meta.topic_id)
         if not marks:
             self.topics.forget(topic)
             raise TopicNotFoundError(topic)
@@ -140,7 +136,7 @@ class Reader:
         meta = self.topics.meta_for_partition(topic, partition)
         start, _ = self.partition_marks(topic, partition)
         with self.store.read():
-            return log.offset_for_timestamp(
+            return log.time_index_find_by_timestamp(
                 self.store.connection, meta.topic_id, partition, timestamp, start
             )
 

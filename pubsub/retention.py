@@ -39,7 +39,7 @@ from functools import partial
 from typing import NamedTuple
 
 from pubsub.config import effective_config
-from pubsub.db import catalog, membership
+from pubsub.db import catalog, groups, membership
 from pubsub.db import retention as sql
 from pubsub.db.files import LOW_SPACE_BYTES, low_on_space
 from pubsub.db.store import Store
@@ -167,22 +167,22 @@ def delete_prefix(
 
     def step(conn: sqlite3.Connection) -> tuple[int, int, int, int] | None:
         """One transaction: (its first offset, the new log start, records, bytes)."""
-        state = sql.partition_state(conn, topic_id, partition)
+        state = catalog.partition_get(conn, topic_id, partition)
         if state is None or state.log_start_offset >= target:
             return None
         low = state.log_start_offset
         if room.low and target >= state.next_offset and state.byte_count <= CLEAR_MAX_BYTES:
             count, nbytes, end = state.record_count, state.byte_count, target
-            sql.delete_all(conn, topic_id, partition)
+            sql.records_delete(conn, topic_id, partition)
         else:
-            chunk = sql.prefix_chunk(
+            chunk = sql.records_chunk(
                 conn, topic_id, partition, low, target, batcher.rows, room.budget()
             )
             count, nbytes, end = chunk.records, chunk.bytes, chunk.end
             if count:
-                sql.delete_chunk(conn, topic_id, partition, low, end)
-        sql.account_deleted(conn, topic_id, partition, count, nbytes, end)
-        sql.prune_time_index(conn, topic_id, partition, end)
+                sql.records_delete_by_range(conn, topic_id, partition, low, end)
+        sql.partition_shrink(conn, topic_id, partition, count, nbytes, end)
+        sql.time_index_prune(conn, topic_id, partition, end)
         if inside is not None:
             inside(conn)
         return low, end, count, nbytes
@@ -309,7 +309,7 @@ class Sweeper:
                 config = effective_config(catalog.configs_get(conn, row.topic_id))
                 policies = set(config["cleanup.policy"].split(","))
                 for partition in range(row.partition_count):
-                    state = sql.partition_state(conn, row.topic_id, partition)
+                    state = catalog.partition_get(conn, row.topic_id, partition)
                     if state is None:
                         continue
                     target, reasons = (
@@ -348,12 +348,12 @@ class Sweeper:
     def _compaction_size(self, work: _Work) -> tuple[int, int]:
         conn = self.store.connection
         with ReadScope(self.store.path):
-            state = sql.partition_state(conn, work.topic_id, work.partition)
+            state = catalog.partition_get(conn, work.topic_id, work.partition)
             if state is None:
                 return 0, 0
             low = max(state.cleaned_offset, state.log_start_offset)
             cutoff = self.store.now() - int(work.config["delete.retention.ms"])
-            return _compaction_estimate(
+            return sql.records_estimate(
                 conn, work.topic_id, work.partition, low, state.next_offset, cutoff
             )
 
@@ -364,7 +364,7 @@ class Sweeper:
             deleted = (0, 0)
             if work.deletes:
                 with ReadScope(self.store.path):
-                    deleted = sql.range_stats(
+                    deleted = sql.records_sum_by_range(
                         conn, work.topic_id, work.partition, work.log_start_offset, work.target
                     )
             compacted = self._compaction_size(work) if work.compact else (0, 0)
@@ -452,16 +452,13 @@ class Sweeper:
 
     def _record(self, report: RetentionReport, room: Room) -> None:
         def insert(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO retention_runs (started_ms, finished_ms, deleted_records, "
-                "deleted_bytes, partitions) VALUES (?, ?, ?, ?, ?)",
-                (
-                    report.started_ms,
-                    report.finished_ms,
-                    report.deleted_records,
-                    report.deleted_bytes,
-                    len(report.partitions),
-                ),
+            sql.retention_runs_insert(
+                conn,
+                report.started_ms,
+                report.finished_ms,
+                report.deleted_records,
+                report.deleted_bytes,
+                len(report.partitions),
             )
 
         room.run(insert)
@@ -488,13 +485,13 @@ class Sweeper:
         compacted = (0, 0)
         if work.compact:
             with ReadScope(store.path):
-                state = sql.partition_state(store.connection, work.topic_id, work.partition)
+                state = catalog.partition_get(store.connection, work.topic_id, work.partition)
             if state is not None:
                 compacted = self._compact(work, room, state.next_offset)
             if compacted[0]:
                 reasons.append("compact")
         with ReadScope(store.path):
-            after = sql.partition_state(store.connection, work.topic_id, work.partition)
+            after = catalog.partition_get(store.connection, work.topic_id, work.partition)
         log_start = after.log_start_offset if after is not None else work.target
         return PartitionReport(
             work.topic,
@@ -506,7 +503,7 @@ class Sweeper:
         )
 
     def _delete_target(
-        self, topic: str, topic_id: int, state: sql.PartitionState, config: dict[str, str]
+        self, topic: str, topic_id: int, state: catalog.PartitionState, config: dict[str, str]
     ) -> tuple[int, list[str]]:
         """The offset below which the delete policies remove everything, and which did."""
         conn = self.store.connection
@@ -515,15 +512,15 @@ class Sweeper:
         candidates: list[tuple[int, str]] = []
         retention_ms = int(config["retention.ms"])
         if retention_ms >= 0:
-            from pubsub.db.log import offset_for_timestamp
+            from pubsub.db.log import time_index_find_by_timestamp
 
-            keep = offset_for_timestamp(
+            keep = time_index_find_by_timestamp(
                 conn, topic_id, partition, self.store.now() - retention_ms, start
             )
             candidates.append((end if keep is None else keep, "retention.ms"))
         max_records = int(config["retention.messages"])
         if max_records >= 0 and state.record_count > max_records:
-            keep = sql.nth_offset(conn, topic_id, partition, state.record_count - max_records)
+            keep = sql.records_seek(conn, topic_id, partition, state.record_count - max_records)
             candidates.append((end if keep is None else keep, "retention.messages"))
         max_bytes = int(config["retention.bytes"])
         if max_bytes >= 0 and state.byte_count > max_bytes:
@@ -543,7 +540,7 @@ class Sweeper:
         freed = 0
         position = start
         while True:
-            rows = sql.sizes_from(conn, topic_id, partition, position, 10_000)
+            rows = sql.records_measure(conn, topic_id, partition, position, 10_000)
             if not rows:
                 return position
             for offset, size in rows:
@@ -557,7 +554,7 @@ class Sweeper:
         store = self.store
         topic_id, partition = work.topic_id, work.partition
         with ReadScope(store.path):
-            state = sql.partition_state(store.connection, topic_id, partition)
+            state = catalog.partition_get(store.connection, topic_id, partition)
         if state is None:
             return 0, 0
         low = max(state.cleaned_offset, state.log_start_offset)
@@ -601,19 +598,15 @@ class Sweeper:
     ) -> tuple[list[tuple[bytes, int]], int, int]:
         """One compaction transaction: older versions of up to ``limit`` keys written in
         ``[low, head)`` (after key ``after``); (keys, records, bytes)."""
-        keys = (
-            sql.dirty_keys(conn, topic_id, partition, low, head, limit)
-            if after is None
-            else sql.dirty_keys_after(conn, topic_id, partition, low, head, after, limit)
-        )
+        keys = sql.keys_list_by_range(conn, topic_id, partition, low, head, limit, after)
         records = size = 0
         for key, newest in keys:
-            r, s = sql.delete_older_versions(conn, topic_id, partition, key, newest)
+            r, s = sql.records_delete_by_key(conn, topic_id, partition, key, newest)
             records += r
             size += s
-        sql.account_deleted(conn, topic_id, partition, records, size, None)
+        sql.partition_shrink(conn, topic_id, partition, records, size, None)
         if len(keys) < limit:
-            sql.set_cleaned_offset(conn, topic_id, partition, head)
+            sql.partition_clean(conn, topic_id, partition, head)
         self._renew(conn)
         return keys, records, size
 
@@ -627,17 +620,17 @@ class Sweeper:
         conn: sqlite3.Connection,
     ) -> tuple[int, int, int]:
         """One transaction of tombstones older than ``cutoff``; (found, records, bytes)."""
-        stones = sql.expired_tombstones(conn, topic_id, partition, cutoff, head, rows)
+        stones = sql.tombstones_list(conn, topic_id, partition, cutoff, head, rows)
         records = size = 0
         for offset, key, stone_size in stones:
             # Only a tombstone that is still the key's latest record may go.
-            if sql.latest_offset_of_key(conn, topic_id, partition, key) == offset:
-                sql.delete_offset(conn, topic_id, partition, offset)
+            if sql.records_max_by_key(conn, topic_id, partition, key) == offset:
+                sql.record_delete(conn, topic_id, partition, offset)
                 records += 1
                 size += stone_size
-        sql.account_deleted(conn, topic_id, partition, records, size, None)
-        start = sql.settle_log_start(conn, topic_id, partition)
-        sql.prune_time_index(conn, topic_id, partition, start)
+        sql.partition_shrink(conn, topic_id, partition, records, size, None)
+        start = sql.partition_settle(conn, topic_id, partition)
+        sql.time_index_prune(conn, topic_id, partition, start)
         self._renew(conn)
         return len(stones), records, size
 
@@ -669,28 +662,20 @@ def _consumed_below(
 ) -> int | None:
     """The lowest committed offset among the groups reading the topic (None: no group)."""
     readers: dict[str, int | None] = {}
-    for row in conn.execute(
-        "SELECT g.name, o.committed_offset FROM group_offsets AS o JOIN consumer_groups AS g "
-        "ON g.group_id = o.group_id WHERE o.topic_id = ? AND o.partition = ?",
-        (topic_id, partition),
-    ):
-        readers[row[0]] = int(row[1])
+    for name, offset in groups.offsets_list_by_partition(conn, topic_id, partition):
+        readers[name] = offset
     now_lease, boot = store.lease_now(), store.boot_id
-    for name, group_id in conn.execute("SELECT name, group_id FROM consumer_groups"):
+    for group in groups.group_list(conn):
+        name, group_id = group.name, group.group_id
         if name in readers:
             continue
-        live = set(membership.live_member_ids(conn, group_id, boot, now_lease))
+        live = set(membership.members_list_by_live_lease(conn, group_id, boot, now_lease))
         subscribed = any(
             topic in json.loads(m.topics)
             for m in membership.members_get(conn, group_id)
             if m.member_id in live
         )
-        has_topic = bool(
-            conn.execute(
-                "SELECT 1 FROM group_offsets WHERE group_id = ? AND topic_id = ? LIMIT 1",
-                (group_id, topic_id),
-            ).fetchone()
-        )
+        has_topic = groups.offsets_find_by_topic(conn, group_id, topic_id)
         if subscribed or has_topic:
             readers[name] = None  # reads the topic, nothing committed here yet: needs it all
     if not readers:
@@ -698,28 +683,6 @@ def _consumed_below(
     if any(offset is None for offset in readers.values()):
         return log_start
     return min(offset for offset in readers.values() if offset is not None)
-
-
-def _compaction_estimate(
-    conn: sqlite3.Connection, topic_id: int, partition: int, low: int, head: int, cutoff: int
-) -> tuple[int, int]:
-    from pubsub.db.log import log_table
-
-    table = log_table(topic_id, partition)
-    older = conn.execute(
-        f"SELECT count(*), ifnull(sum({sql.RECORD_SIZE}), 0) FROM {table} AS l "
-        'WHERE l.key IS NOT NULL AND l."offset" < (SELECT max(m."offset") FROM '
-        f'{table} AS m WHERE m.key = l.key AND m."offset" < ?) AND l.key IN '
-        f'(SELECT key FROM {table} WHERE "offset" >= ? AND "offset" < ?)',
-        (head, low, head),
-    ).fetchone()
-    stones = conn.execute(
-        f"SELECT count(*), ifnull(sum({sql.RECORD_SIZE}), 0) FROM {table} AS l "
-        'WHERE l.value IS NULL AND l.key IS NOT NULL AND l.timestamp < ? AND l."offset" < ? '
-        f'AND l."offset" = (SELECT max(m."offset") FROM {table} AS m WHERE m.key = l.key)',
-        (cutoff, head),
-    ).fetchone()
-    return int(older[0]) + int(stones[0]), int(older[1]) + int(stones[1])
 
 
 def truncate(
@@ -763,14 +726,16 @@ def truncate(
                     f"topic {topic!r} has no partition {partition}",
                     hint=f"partitions are 0 to {row.partition_count - 1}",
                 )
-            state = sql.partition_state(conn, row.topic_id, partition)
+            state = catalog.partition_get(conn, row.topic_id, partition)
             if state is None:
                 raise TopicNotFoundError(topic)
             start, end = state.log_start_offset, state.next_offset
             if before_time is not None:
-                from pubsub.db.log import offset_for_timestamp
+                from pubsub.db.log import time_index_find_by_timestamp
 
-                keep = offset_for_timestamp(conn, row.topic_id, partition, before_time, start)
+                keep = time_index_find_by_timestamp(
+                    conn, row.topic_id, partition, before_time, start
+                )
                 target = end if keep is None else keep
             elif before is not None:
                 if before > end:
@@ -802,7 +767,7 @@ def truncate(
                     store, room, row.topic_id, partition, target, batcher=batcher
                 )
             with ReadScope(store.path):
-                after = sql.partition_state(conn, row.topic_id, partition)
+                after = catalog.partition_get(conn, row.topic_id, partition)
             log_start = after.log_start_offset if after is not None else target
             reports.append(PartitionReport(topic, partition, *deleted, log_start, ("truncate",)))
         if room.low:

@@ -35,7 +35,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import TypeVar
 
-from pubsub.db.connection import tune_checkpoints
+from pubsub.db.connection import wal_tune
 from pubsub.db.files import (
     LOW_SPACE_BYTES,
     RESERVE_BYTES,
@@ -44,12 +44,14 @@ from pubsub.db.files import (
     reserve_size,
     restore_reserve,
 )
-from pubsub.db.store import Store
-from pubsub.db.transaction import (
+from pubsub.db.pragmas import (
     checkpoint_growth,
-    checkpoint_truncate,
-    run_script_immediate,
+    database_trim,
+    pragma_get,
+    pragma_set,
+    wal_checkpoint,
 )
+from pubsub.db.store import Store
 from pubsub.errors import StorageError, StorageFullError
 
 _T = TypeVar("_T")
@@ -145,9 +147,9 @@ class Room:
         conn = self.store.connection
         if self.low and conn is not self._prepared:
             if self._secure is None:
-                self._secure = int(conn.execute("PRAGMA secure_delete").fetchone()[0])
-            conn.execute("PRAGMA secure_delete=FAST")
-            conn.execute("PRAGMA wal_autocheckpoint=0")
+                self._secure = int(pragma_get(conn, "secure_delete"))
+            pragma_set(conn, "secure_delete", "FAST")
+            pragma_set(conn, "wal_autocheckpoint", 0)
             self._prepared = conn
         return conn
 
@@ -216,7 +218,7 @@ class Room:
         if not checkpoint_fits(conn, self.path):
             return False
         try:
-            done = checkpoint_truncate(conn, self.path)
+            done = wal_checkpoint(conn, self.path)
         except StorageError:
             return False
         if done:
@@ -230,24 +232,22 @@ class Room:
         checkpointed; a step that cannot find room ends the vacuum (what was freed stays).
         """
         conn = self.prepare()
-        page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        page_size = int(pragma_get(conn, "page_size"))
         freed = 0
-        total = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+        total = int(pragma_get(conn, "freelist_count"))
         while True:
             conn = self.prepare()
-            before = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+            before = int(pragma_get(conn, "freelist_count"))
             if before == 0:
                 break
             step = max(16, self.budget(8 * 1024 * 1024) // page_size)
             try:
-                run_script_immediate(
-                    conn, f"PRAGMA incremental_vacuum({int(step)});", self.store.busy_timeout
-                )
+                database_trim(conn, step, self.store.busy_timeout)
             except StorageFullError:
                 if not self.on_full():
                     break
                 continue
-            after = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+            after = int(pragma_get(conn, "freelist_count"))
             freed += before - after
             self.settle()
             if progress is not None:
@@ -264,8 +264,8 @@ class Room:
         if self._prepared is not None and conn is self._prepared:
             # An I/O error may have closed it meanwhile: then there is nothing to restore.
             with contextlib.suppress(sqlite3.Error):
-                conn.execute(f"PRAGMA secure_delete={self._secure or 0}")
-                tune_checkpoints(conn, self.path)
+                pragma_set(conn, "secure_delete", self._secure or 0)
+                wal_tune(conn, self.path)
         self._prepared = None
         restore_reserve(self.path)
 
@@ -291,15 +291,13 @@ def incremental_vacuum(
     """
     conn = store.connection
     freed = 0
-    total = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+    total = int(pragma_get(conn, "freelist_count"))
     while True:
-        before = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+        before = int(pragma_get(conn, "freelist_count"))
         if before == 0:
             return freed
-        run_script_immediate(
-            conn, f"PRAGMA incremental_vacuum({int(pages_per_step)});", store.busy_timeout
-        )
-        after = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+        database_trim(conn, pages_per_step, store.busy_timeout)
+        after = int(pragma_get(conn, "freelist_count"))
         freed += before - after
         if progress is not None:
             progress(min(freed, total), max(total, freed))
@@ -315,4 +313,4 @@ def cap_wal(store: Store, cap: int) -> bool:
         return False
     if size <= cap:
         return False
-    return checkpoint_truncate(store.connection, store.path)
+    return wal_checkpoint(store.connection, store.path)

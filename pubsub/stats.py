@@ -6,13 +6,11 @@ records produced in the last minute are ``next_offset`` minus the first offset w
 timestamp is within that minute, found in O(log n).
 """
 
-import json
 import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
-from pubsub.db import catalog
-from pubsub.db.log import log_table
+from pubsub.db import catalog, log, retention
 from pubsub.db.store import Store
 from pubsub.db.transaction import ReadTransaction
 
@@ -85,21 +83,6 @@ class Stats(NamedTuple):
     last_retention_ms: int | None
 
 
-_SNAPSHOT = """
-SELECT t.name, p.topic_id, p.partition, p.log_start_offset, p.next_offset, p.max_timestamp,
-       p.record_count, p.byte_count,
-       (SELECT i."offset" FROM time_index AS i
-         WHERE i.topic_id = p.topic_id AND i.partition = p.partition AND i.timestamp >= :minute
-         ORDER BY i.timestamp LIMIT 1),
-       (SELECT i."offset" FROM time_index AS i
-         WHERE i.topic_id = p.topic_id AND i.partition = p.partition AND i.timestamp >= :hour
-         ORDER BY i.timestamp LIMIT 1)
-FROM topics AS t JOIN partitions AS p ON p.topic_id = t.topic_id
-WHERE :names IS NULL OR t.name IN (SELECT value FROM json_each(:names))
-ORDER BY t.name, p.partition
-"""
-
-
 def _rate(first: int | None, end: int, window_ms: int) -> float:
     """Records per second produced since ``first`` (None: nothing within the window).
 
@@ -130,24 +113,14 @@ def collect(store: Store, topics: Iterable[str] | None = None) -> Stats:
         for name in wanted or ():
             if name not in names:
                 raise TopicNotFoundError(name)
-        rows = conn.execute(
-            _SNAPSHOT,
-            {
-                "minute": now - 60_000,
-                "hour": now - 3_600_000,
-                "names": None if wanted is None else json.dumps(wanted),
-            },
-        )
+        rows = catalog.partitions_survey(conn, now - 60_000, now - 3_600_000, wanted)
         for (
             name, topic_id, partition, start, end, max_ts, records, nbytes, first_1m, first_1h,
-        ) in rows.fetchall():  # fmt: skip
+        ) in rows:  # fmt: skip
             oldest = None
             if records:
-                row = conn.execute(
-                    f"SELECT timestamp FROM {log_table(topic_id, partition)} "
-                    'ORDER BY "offset" LIMIT 1'
-                ).fetchone()
-                oldest = None if row is None else int(row[0])
+                first = log.records_peek(conn, topic_id, partition)
+                oldest = None if first is None else first[1]
             by_topic.setdefault(name, []).append(
                 PartitionStats(
                     topic=name,
@@ -163,7 +136,7 @@ def collect(store: Store, topics: Iterable[str] | None = None) -> Stats:
                 )
             )
         result = [TopicStats(name, tuple(parts)) for name, parts in by_topic.items()]
-        last = conn.execute("SELECT max(finished_ms) FROM retention_runs").fetchone()[0]
+        last = retention.retention_runs_max(conn)
     groups = list_groups(store)
     if wanted is not None:
         groups = [g for g in groups if set(g.topics) & set(wanted)]
@@ -180,5 +153,5 @@ def collect(store: Store, topics: Iterable[str] | None = None) -> Stats:
         groups=tuple(groups),
         file_bytes=size(store.path),
         wal_bytes=size(store.path + "-wal"),
-        last_retention_ms=None if last is None else int(last),
+        last_retention_ms=last,
     )

@@ -64,13 +64,7 @@ class Topics:
         if row is None:
             self._topics.pop(name, None)
             raise TopicNotFoundError(name)
-        settings = dict(
-            conn.execute(
-                "SELECT key, value FROM topic_configs WHERE topic_id = ? "
-                "AND key IN ('max.message.bytes', 'cleanup.policy')",
-                (row.topic_id,),
-            ).fetchall()
-        )
+        settings = catalog.configs_get(conn, row.topic_id)
         meta = TopicMeta(
             row.topic_id,
             row.name,
@@ -131,7 +125,7 @@ class Topics:
                 topic_id = catalog.topic_insert(conn, name, partitions, self.store.now(), configs)
                 if "compact" in configs.get("cleanup.policy", ""):
                     for partition in range(partitions):
-                        retention.create_compaction_indexes(conn, topic_id, partition)
+                        retention.compaction_indexes_create(conn, topic_id, partition)
         self.forget(name)
         return self.describe(name)
 
@@ -142,17 +136,8 @@ class Topics:
         with self.store.read():
             conn = self.store.connection
             rows = catalog.topic_list(conn)
-            configs: dict[int, dict[str, str]] = {}
-            for topic_id, key, value in conn.execute(
-                "SELECT topic_id, key, value FROM topic_configs"
-            ):
-                configs.setdefault(topic_id, {})[key] = value
-            parts: dict[int, list[PartitionInfo]] = {}
-            for row in conn.execute(
-                "SELECT topic_id, partition, log_start_offset, next_offset, record_count, "
-                "byte_count, max_timestamp FROM partitions ORDER BY topic_id, partition"
-            ):
-                parts.setdefault(row[0], []).append(partition_info(row[1:]))
+            configs = catalog.configs_list(conn)
+            parts = catalog.partitions_list(conn)
         return [
             TopicInfo(
                 name=row.name,
@@ -160,7 +145,7 @@ class Topics:
                 config=topic_config.effective_config(configs.get(row.topic_id, {})),
                 overrides=configs.get(row.topic_id, {}),
                 created_ms=row.created_ms,
-                partition_info=tuple(parts.get(row.topic_id, ())),
+                partition_info=tuple(map(_partition_info, parts.get(row.topic_id, ()))),
             )
             for row in rows
         ]
@@ -175,18 +160,14 @@ class Topics:
             if row is None:
                 raise TopicNotFoundError(name)
             overrides = catalog.configs_get(conn, row.topic_id)
-            parts = conn.execute(
-                "SELECT partition, log_start_offset, next_offset, record_count, byte_count, "
-                "max_timestamp FROM partitions WHERE topic_id = ? ORDER BY partition",
-                (row.topic_id,),
-            ).fetchall()
+            parts = catalog.partitions_get(conn, row.topic_id)
         return TopicInfo(
             name=row.name,
             partitions=row.partition_count,
             config=topic_config.effective_config(overrides),
             overrides=overrides,
             created_ms=row.created_ms,
-            partition_info=tuple(partition_info(p) for p in parts),
+            partition_info=tuple(map(_partition_info, parts)),
         )
 
     def alter(
@@ -224,8 +205,8 @@ class Topics:
                         "the count can only grow",
                         hint="removing partitions would lose records and move keys",
                     )
-                catalog.partitions_add(conn, row.topic_id, row.partition_count, partitions)
-                catalog.topic_set_partition_count(conn, row.topic_id, partitions)
+                catalog.partitions_insert(conn, row.topic_id, row.partition_count, partitions)
+                catalog.topic_resize(conn, row.topic_id, partitions)
                 count = partitions
             if configs:
                 catalog.configs_set(conn, row.topic_id, configs)
@@ -234,10 +215,10 @@ class Topics:
             policy = catalog.configs_get(conn, row.topic_id).get("cleanup.policy", "delete")
             for partition in range(count):
                 if "compact" in policy:
-                    retention.create_compaction_indexes(conn, row.topic_id, partition)
+                    retention.compaction_indexes_create(conn, row.topic_id, partition)
                 else:
-                    retention.drop_compaction_indexes(conn, row.topic_id, partition)
-            catalog.topic_bump_version(conn, row.topic_id)
+                    retention.compaction_indexes_drop(conn, row.topic_id, partition)
+            catalog.topic_bump(conn, row.topic_id)
 
         self._write_or_borrow(alter)
         self.forget(name)
@@ -357,6 +338,19 @@ def partition_info(row: Sequence[int]) -> PartitionInfo:
         records=records,
         bytes=nbytes,
         max_timestamp=None if max_ts < 0 else max_ts,
+    )
+
+
+def _partition_info(row: catalog.PartitionRow) -> PartitionInfo:
+    return partition_info(
+        (
+            row.partition,
+            row.log_start_offset,
+            row.next_offset,
+            row.record_count,
+            row.byte_count,
+            row.max_timestamp,
+        )
     )
 
 

@@ -94,13 +94,13 @@ class Writer:
 
     def tune(self) -> None:
         """Adapt the connection's checkpoint interval to the free space (a long-running
-        producer sees the disk fill up; see :func:`pubsub.db.connection.tune_checkpoints`)."""
-        from pubsub.db.connection import tune_checkpoints
+        producer sees the disk fill up; see :func:`pubsub.db.connection.wal_tune`)."""
+        from pubsub.db.connection import wal_tune
 
         self._until_tune = _TUNE_EVERY_BYTES
         if self.store.path != ":memory:":
             with self.store.read():
-                self._low_space = tune_checkpoints(self.store.connection, self.store.path)
+                self._low_space = wal_tune(self.store.connection, self.store.path)
 
     @property
     def low_on_space(self) -> bool:
@@ -164,11 +164,11 @@ class Writer:
             else:
                 try:
                     with self.store.write() as conn:
-                        state = log.append_state(conn, meta.topic_id, chosen)
+                        state = log.partition_get(conn, meta.topic_id, chosen)
                         if state is None or state.config_version != meta.config_version:
                             raise StaleMetadata
                         ts = self.store.now() if timestamp is None else timestamp
-                        offset = log.append_one(
+                        offset = log.record_append(
                             conn, meta.topic_id, chosen, state, key_b, value_b, header_raw, ts, size
                         )
                     return RecordMetadata(topic, chosen, offset, ts)
@@ -305,11 +305,11 @@ class Writer:
             filled = _fill_timestamps(batch.timestamps, now)
             bases: dict[int, tuple[int, int]] = {}
             for partition in routes:
-                state = log.append_state(conn, meta.topic_id, partition)
+                state = log.partition_get(conn, meta.topic_id, partition)
                 if state is None or state.config_version != meta.config_version:
                     raise StaleMetadata
                 if members is None:
-                    base = log.append(
+                    base = log.records_append(
                         conn,
                         meta.topic_id,
                         partition,
@@ -325,7 +325,7 @@ class Writer:
                 else:
                     indices = members[partition]
                     sub_ts = None if filled is None else [filled[i] for i in indices]
-                    base = log.append(
+                    base = log.records_append(
                         conn,
                         meta.topic_id,
                         partition,

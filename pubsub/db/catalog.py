@@ -4,7 +4,9 @@ Functions take a connection and never begin or commit (see :mod:`pubsub.db.trans
 Writers must be called inside a write transaction.
 """
 
+import json
 import sqlite3
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from pubsub.db.log import log_table
@@ -29,6 +31,33 @@ class PartitionRow(NamedTuple):
     max_timestamp: int
     record_count: int
     byte_count: int
+
+
+class PartitionState(NamedTuple):
+    """A partition's row, looked up by its key (what retention and a fetch check)."""
+
+    topic_id: int
+    partition: int
+    log_start_offset: int
+    next_offset: int
+    record_count: int
+    byte_count: int
+    cleaned_offset: int
+
+
+class PartitionSurvey(NamedTuple):
+    """A partition's counters with the first offsets of the last minute and hour (stats)."""
+
+    topic: str
+    topic_id: int
+    partition: int
+    log_start_offset: int
+    next_offset: int
+    max_timestamp: int
+    record_count: int
+    byte_count: int
+    first_of_minute: int | None
+    first_of_hour: int | None
 
 
 _TOPIC_COLUMNS = "topic_id, name, partition_count, created_ms, config_version"
@@ -61,11 +90,11 @@ def topic_insert(
     topic_id = cursor.lastrowid
     assert topic_id is not None
     configs_set(conn, topic_id, configs)
-    partitions_add(conn, topic_id, 0, partition_count)
+    partitions_insert(conn, topic_id, 0, partition_count)
     return topic_id
 
 
-def partitions_add(conn: sqlite3.Connection, topic_id: int, first: int, count: int) -> None:
+def partitions_insert(conn: sqlite3.Connection, topic_id: int, first: int, count: int) -> None:
     """Create partitions ``first`` … ``count - 1`` and their log tables."""
     for partition in range(first, count):
         conn.execute(
@@ -82,7 +111,7 @@ def partitions_add(conn: sqlite3.Connection, topic_id: int, first: int, count: i
         )
 
 
-def topic_set_partition_count(conn: sqlite3.Connection, topic_id: int, count: int) -> None:
+def topic_resize(conn: sqlite3.Connection, topic_id: int, count: int) -> None:
     """Record a new partition count (the caller created the partitions)."""
     conn.execute(
         "UPDATE topics SET partition_count = ?, config_version = config_version + 1 "
@@ -108,6 +137,14 @@ def configs_get(conn: sqlite3.Connection, topic_id: int) -> dict[str, str]:
     return {key: value for key, value in rows}
 
 
+def configs_list(conn: sqlite3.Connection) -> dict[int, dict[str, str]]:
+    """The configuration every topic overrides, by topic id."""
+    configs: dict[int, dict[str, str]] = {}
+    for topic_id, key, value in conn.execute("SELECT topic_id, key, value FROM topic_configs"):
+        configs.setdefault(topic_id, {})[key] = value
+    return configs
+
+
 def configs_set(conn: sqlite3.Connection, topic_id: int, configs: dict[str, str]) -> None:
     """Insert or replace configuration entries."""
     conn.executemany(
@@ -125,21 +162,89 @@ def configs_delete(conn: sqlite3.Connection, topic_id: int, keys: list[str]) -> 
     )
 
 
-def topic_bump_version(conn: sqlite3.Connection, topic_id: int) -> None:
+def topic_bump(conn: sqlite3.Connection, topic_id: int) -> None:
     """Tell producers that cached metadata of this topic is stale."""
     conn.execute(
         "UPDATE topics SET config_version = config_version + 1 WHERE topic_id = ?", (topic_id,)
     )
 
 
+_PARTITION_COLUMNS = (
+    "partition, log_start_offset, next_offset, max_timestamp, record_count, byte_count"
+)
+
+
 def partitions_get(conn: sqlite3.Connection, topic_id: int) -> list[PartitionRow]:
-    """Every partition of a topic, in order."""
+    """Every partition of a topic, in order (an empty list: the topic is gone)."""
     rows = conn.execute(
-        "SELECT partition, log_start_offset, next_offset, max_timestamp, record_count, "
-        "byte_count FROM partitions WHERE topic_id = ? ORDER BY partition",
+        f"SELECT {_PARTITION_COLUMNS} FROM partitions WHERE topic_id = ? ORDER BY partition",
         (topic_id,),
     ).fetchall()
     return [PartitionRow(*row) for row in rows]
+
+
+def partitions_list(conn: sqlite3.Connection) -> dict[int, list[PartitionRow]]:
+    """Every partition of every topic, by topic id, in partition order."""
+    by_topic: dict[int, list[PartitionRow]] = {}
+    for topic_id, *row in conn.execute(
+        f"SELECT topic_id, {_PARTITION_COLUMNS} FROM partitions ORDER BY topic_id, partition"
+    ):
+        by_topic.setdefault(topic_id, []).append(PartitionRow(*row))
+    return by_topic
+
+
+def partitions_list_by_topic_names(
+    conn: sqlite3.Connection, names: Iterable[str]
+) -> list[tuple[str, PartitionRow]]:
+    """(topic name, partition row) of every partition of the named topics, in one statement
+    (a group may span hundreds); by name, then partition. Unknown names are left out."""
+    rows = conn.execute(
+        "SELECT t.name, p.partition, p.log_start_offset, p.next_offset, p.max_timestamp, "
+        "p.record_count, p.byte_count "
+        "FROM topics AS t JOIN partitions AS p ON p.topic_id = t.topic_id "
+        "WHERE t.name IN (SELECT value FROM json_each(?)) ORDER BY t.name, p.partition",
+        (json.dumps(sorted(set(names))),),
+    ).fetchall()
+    return [(str(name), PartitionRow(*row)) for name, *row in rows]
+
+
+def partition_get(conn: sqlite3.Connection, topic_id: int, partition: int) -> PartitionState | None:
+    """The partition's row, or None if it is gone."""
+    row = conn.execute(
+        "SELECT topic_id, partition, log_start_offset, next_offset, record_count, byte_count, "
+        "cleaned_offset FROM partitions WHERE topic_id = ? AND partition = ?",
+        (topic_id, partition),
+    ).fetchone()
+    return PartitionState(*row) if row is not None else None
+
+
+def partitions_survey(
+    conn: sqlite3.Connection, minute_ms: int, hour_ms: int, names: Sequence[str] | None
+) -> list[PartitionSurvey]:
+    """Every (or every named) topic's partitions, with the first offsets whose running maximum
+    timestamp reached ``minute_ms`` and ``hour_ms`` (time-index lookups); in one statement,
+    by topic name and partition."""
+    rows = conn.execute(
+        """
+SELECT t.name, p.topic_id, p.partition, p.log_start_offset, p.next_offset, p.max_timestamp,
+       p.record_count, p.byte_count,
+       (SELECT i."offset" FROM time_index AS i
+         WHERE i.topic_id = p.topic_id AND i.partition = p.partition AND i.timestamp >= :minute
+         ORDER BY i.timestamp LIMIT 1),
+       (SELECT i."offset" FROM time_index AS i
+         WHERE i.topic_id = p.topic_id AND i.partition = p.partition AND i.timestamp >= :hour
+         ORDER BY i.timestamp LIMIT 1)
+FROM topics AS t JOIN partitions AS p ON p.topic_id = t.topic_id
+WHERE :names IS NULL OR t.name IN (SELECT value FROM json_each(:names))
+ORDER BY t.name, p.partition
+""",
+        {
+            "minute": minute_ms,
+            "hour": hour_ms,
+            "names": None if names is None else json.dumps(list(names)),
+        },
+    ).fetchall()
+    return [PartitionSurvey(*row) for row in rows]
 
 
 def defaults_get(conn: sqlite3.Connection) -> dict[str, str]:

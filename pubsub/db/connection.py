@@ -214,7 +214,7 @@ def connect(
     try:
         _configure(conn, sync=sync, busy_timeout=busy_timeout, memory=memory, new=created)
         if not memory:
-            tune_checkpoints(conn, path)
+            wal_tune(conn, path)
     except sqlite3.Error as exc:
         conn.close()
         raise translate_error(exc, path=path) from exc
@@ -273,7 +273,7 @@ def _configure(
     conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
 
 
-def tune_checkpoints(conn: sqlite3.Connection, path: str) -> bool:
+def wal_tune(conn: sqlite3.Connection, path: str) -> bool:
     """Checkpoint often while the file system is low on space; True when it is.
 
     SQLite checkpoints after a commit leaves 1,000 pages (4 MiB) in the WAL. A checkpoint

@@ -6,6 +6,8 @@ import os
 import sqlite3
 from typing import TYPE_CHECKING, NamedTuple
 
+from pubsub.db.pragmas import pragma_get
+
 if TYPE_CHECKING:
     from pubsub.db.store import Store
 
@@ -40,21 +42,16 @@ def _size(path: str) -> int:
 
 def file_stats(conn: sqlite3.Connection, path: str) -> FileStats:
     """Sizes (from ``stat``) and PRAGMA settings of the open database."""
-
-    def pragma(name: str) -> int | str:
-        value = conn.execute(f"PRAGMA {name}").fetchone()[0]
-        return value if isinstance(value, int | str) else str(value)
-
     return FileStats(
         file_bytes=_size(path),
         wal_bytes=_size(path + "-wal"),
-        page_size=int(pragma("page_size")),
-        page_count=int(pragma("page_count")),
-        freelist_count=int(pragma("freelist_count")),
-        journal_mode=str(pragma("journal_mode")),
-        synchronous=_SYNC_NAMES.get(int(pragma("synchronous")), "unknown"),
-        auto_vacuum=_VACUUM_NAMES.get(int(pragma("auto_vacuum")), "unknown"),
-        user_version=int(pragma("user_version")),
+        page_size=int(pragma_get(conn, "page_size")),
+        page_count=int(pragma_get(conn, "page_count")),
+        freelist_count=int(pragma_get(conn, "freelist_count")),
+        journal_mode=str(pragma_get(conn, "journal_mode")),
+        synchronous=_SYNC_NAMES.get(int(pragma_get(conn, "synchronous")), "unknown"),
+        auto_vacuum=_VACUUM_NAMES.get(int(pragma_get(conn, "auto_vacuum")), "unknown"),
+        user_version=int(pragma_get(conn, "user_version")),
         tables=_table_count(conn),
     )
 

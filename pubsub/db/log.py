@@ -6,7 +6,7 @@ Appends land on the right edge of one B-tree; a range read is a rowid range scan
 
 Storage moves opaque values: keys and values are bytes, headers are the text the API encoded.
 Functions take a connection and never begin or commit; appends must run inside a write
-transaction that also read the partition's counter (:func:`append_state`).
+transaction that also read the partition's counter (:func:`partition_get`).
 """
 
 import sqlite3
@@ -14,7 +14,8 @@ from collections.abc import Iterable, Sequence
 from itertools import count, repeat
 from typing import Any, NamedTuple
 
-#: Columns of a row returned by :func:`read_range`: offset, timestamp, key, value, headers.
+#: Columns of a row :func:`records_list_by_range` returns: offset, timestamp, key, value,
+#: headers.
 RecordRow = tuple[int, int, bytes | None, bytes | None, str | None]
 
 
@@ -31,7 +32,7 @@ class AppendState(NamedTuple):
     max_timestamp: int
 
 
-def append_state(conn: sqlite3.Connection, topic_id: int, partition: int) -> AppendState | None:
+def partition_get(conn: sqlite3.Connection, topic_id: int, partition: int) -> AppendState | None:
     """The topic's config version and the partition's counter; None if either is gone."""
     row = conn.execute(
         "SELECT t.config_version, p.next_offset, p.max_timestamp "
@@ -42,7 +43,7 @@ def append_state(conn: sqlite3.Connection, topic_id: int, partition: int) -> App
     return AppendState(*row) if row is not None else None
 
 
-def append(
+def records_append(
     conn: sqlite3.Connection,
     topic_id: int,
     partition: int,
@@ -104,7 +105,7 @@ def append(
     return base
 
 
-def append_one(
+def record_append(
     conn: sqlite3.Connection,
     topic_id: int,
     partition: int,
@@ -115,7 +116,7 @@ def append_one(
     timestamp: int,
     size: int,
 ) -> int:
-    """:func:`append` for a single record (fewer steps); returns its offset."""
+    """:func:`records_append` for a single record (fewer steps); returns its offset."""
     offset = state.next_offset
     conn.execute(
         f'INSERT INTO {log_table(topic_id, partition)} ("offset", timestamp, key, value, headers) '
@@ -138,7 +139,7 @@ def append_one(
     return offset
 
 
-def read_range(
+def records_list_by_range(
     conn: sqlite3.Connection, topic_id: int, partition: int, offset: int, end: int, limit: int
 ) -> list[RecordRow]:
     """Records with ``offset <= o < end``, oldest first, at most ``limit``."""
@@ -150,25 +151,7 @@ def read_range(
     ).fetchall()
 
 
-class Watermarks(NamedTuple):
-    """A partition's ``log_start_offset`` and ``next_offset`` (Kafka's high watermark)."""
-
-    partition: int
-    log_start_offset: int
-    next_offset: int
-
-
-def watermarks(conn: sqlite3.Connection, topic_id: int) -> list[Watermarks]:
-    """Watermarks of every partition of a topic, in partition order."""
-    rows = conn.execute(
-        "SELECT partition, log_start_offset, next_offset FROM partitions "
-        "WHERE topic_id = ? ORDER BY partition",
-        (topic_id,),
-    ).fetchall()
-    return [Watermarks(*row) for row in rows]
-
-
-def offset_for_timestamp(
+def time_index_find_by_timestamp(
     conn: sqlite3.Connection, topic_id: int, partition: int, timestamp: int, log_start: int
 ) -> int | None:
     """The earliest stored offset whose timestamp is >= ``timestamp``, or None.
@@ -192,3 +175,21 @@ def offset_for_timestamp(
         (start, timestamp),
     ).fetchone()
     return int(found[0]) if found is not None else None
+
+
+def time_index_count(conn: sqlite3.Connection, topic_id: int, partition: int, offset: int) -> int:
+    """How many time-index entries of a partition point at ``offset`` or later."""
+    row = conn.execute(
+        'SELECT count(*) FROM time_index WHERE topic_id = ? AND partition = ? AND "offset" >= ?',
+        (topic_id, partition, offset),
+    ).fetchone()
+    return int(row[0])
+
+
+def records_peek(conn: sqlite3.Connection, topic_id: int, partition: int) -> tuple[int, int] | None:
+    """(offset, timestamp) of the oldest stored record, or None if the partition is empty."""
+    row = conn.execute(
+        f'SELECT "offset", timestamp FROM {log_table(topic_id, partition)} '
+        'ORDER BY "offset" LIMIT 1'
+    ).fetchone()
+    return None if row is None else (int(row[0]), int(row[1]))

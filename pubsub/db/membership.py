@@ -121,18 +121,6 @@ def members_get(conn: sqlite3.Connection, group_id: int) -> list[MemberRow]:
     return [MemberRow(*row) for row in rows]
 
 
-def generation_bump(conn: sqlite3.Connection, group_id: int) -> int:
-    """Start a new generation (membership or subscriptions changed); return it."""
-    conn.execute(
-        "UPDATE consumer_groups SET generation = generation + 1 WHERE group_id = ?", (group_id,)
-    )
-    return int(
-        conn.execute(
-            "SELECT generation FROM consumer_groups WHERE group_id = ?", (group_id,)
-        ).fetchone()[0]
-    )
-
-
 def assignments_get(conn: sqlite3.Connection, group_id: int) -> list[AssignmentRow]:
     """Every partition the group assigns, with its target and owner."""
     rows = conn.execute(
@@ -142,6 +130,16 @@ def assignments_get(conn: sqlite3.Connection, group_id: int) -> list[AssignmentR
         (group_id,),
     ).fetchall()
     return [AssignmentRow(*row) for row in rows]
+
+
+def assignments_list_by_target(conn: sqlite3.Connection, group_id: int) -> list[PartitionKey]:
+    """(topic_id, partition) of every partition the group targets at some member."""
+    rows = conn.execute(
+        "SELECT topic_id, partition FROM group_assignments "
+        "WHERE group_id = ? AND target_member IS NOT NULL",
+        (group_id,),
+    ).fetchall()
+    return [(int(topic_id), int(partition)) for topic_id, partition in rows]
 
 
 def assignments_retarget(
@@ -197,7 +195,7 @@ def assignments_take(conn: sqlite3.Connection, group_id: int, member_id: str, no
     )
 
 
-def assignments_owned(
+def assignments_list_by_owner(
     conn: sqlite3.Connection, group_id: int, member_id: str
 ) -> list[tuple[int, str, int]]:
     """(topic_id, topic, partition) of every partition this member owns."""
@@ -210,7 +208,7 @@ def assignments_owned(
     return [(int(a), str(b), int(c)) for a, b, c in rows]
 
 
-def sync_state(
+def group_poll(
     conn: sqlite3.Connection, group_id: int, member_id: str, boot_id: str, now_lease: int
 ) -> SyncState | None:
     """The cheap per-poll read; None if the group row is gone."""
@@ -230,7 +228,7 @@ def sync_state(
     return SyncState(*row) if row is not None else None
 
 
-def live_owners(
+def assignments_list_by_live_owner(
     conn: sqlite3.Connection,
     group_id: int,
     keys: Iterable[PartitionKey],
@@ -251,7 +249,7 @@ def live_owners(
     return owners
 
 
-def live_member_ids(
+def members_list_by_live_lease(
     conn: sqlite3.Connection, group_id: int, boot_id: str, now_lease: int
 ) -> list[str]:
     """Members whose lease has not run out."""
@@ -263,12 +261,14 @@ def live_member_ids(
     return [str(row[0]) for row in rows]
 
 
-def live_member_count(conn: sqlite3.Connection, group_id: int, boot_id: str, now_lease: int) -> int:
+def members_count_by_live_lease(
+    conn: sqlite3.Connection, group_id: int, boot_id: str, now_lease: int
+) -> int:
     """How many members are live."""
-    return len(live_member_ids(conn, group_id, boot_id, now_lease))
+    return len(members_list_by_live_lease(conn, group_id, boot_id, now_lease))
 
 
-def pending_lease(
+def assignments_wait_by_target(
     conn: sqlite3.Connection, group_id: int, member_id: str, boot_id: str, now_lease: int
 ) -> int | None:
     """For partitions targeted to this member but not owned by it: None if there are none,

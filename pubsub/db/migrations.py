@@ -89,7 +89,7 @@ def _only_comments(text: str) -> bool:
     return all(not line.strip() or line.strip().startswith("--") for line in text.splitlines())
 
 
-def migrate(
+def schema_migrate(
     conn: sqlite3.Connection,
     *,
     busy_timeout: float = 10.0,

@@ -16,37 +16,13 @@ RECORD_SIZE = (
 )
 
 
-class PartitionState(NamedTuple):
-    """What retention needs to know about a partition."""
-
-    topic_id: int
-    partition: int
-    log_start_offset: int
-    next_offset: int
-    record_count: int
-    byte_count: int
-    cleaned_offset: int
-
-
-def partition_state(
-    conn: sqlite3.Connection, topic_id: int, partition: int
-) -> PartitionState | None:
-    """The partition's row, or None if it is gone."""
-    row = conn.execute(
-        "SELECT topic_id, partition, log_start_offset, next_offset, record_count, byte_count, "
-        "cleaned_offset FROM partitions WHERE topic_id = ? AND partition = ?",
-        (topic_id, partition),
-    ).fetchone()
-    return PartitionState(*row) if row is not None else None
-
-
-def first_offset(conn: sqlite3.Connection, topic_id: int, partition: int) -> int | None:
+def records_min(conn: sqlite3.Connection, topic_id: int, partition: int) -> int | None:
     """The smallest offset still stored."""
     row = conn.execute(f'SELECT min("offset") FROM {log_table(topic_id, partition)}').fetchone()
     return None if row[0] is None else int(row[0])
 
 
-def nth_offset(conn: sqlite3.Connection, topic_id: int, partition: int, n: int) -> int | None:
+def records_seek(conn: sqlite3.Connection, topic_id: int, partition: int, n: int) -> int | None:
     """The offset of the ``n``-th stored record (0-based), or None if there are fewer."""
     row = conn.execute(
         f'SELECT "offset" FROM {log_table(topic_id, partition)} ORDER BY "offset" LIMIT 1 OFFSET ?',
@@ -55,7 +31,7 @@ def nth_offset(conn: sqlite3.Connection, topic_id: int, partition: int, n: int) 
     return None if row is None else int(row[0])
 
 
-def sizes_from(
+def records_measure(
     conn: sqlite3.Connection, topic_id: int, partition: int, start: int, limit: int
 ) -> list[tuple[int, int]]:
     """(offset, size) of up to ``limit`` records from ``start`` on, oldest first."""
@@ -66,7 +42,7 @@ def sizes_from(
     ).fetchall()
 
 
-def range_stats(
+def records_sum_by_range(
     conn: sqlite3.Connection, topic_id: int, partition: int, low: int, high: int
 ) -> tuple[int, int]:
     """(records, bytes) stored with ``low <= offset < high``."""
@@ -78,18 +54,6 @@ def range_stats(
     return int(row[0]), int(row[1])
 
 
-def offset_after(
-    conn: sqlite3.Connection, topic_id: int, partition: int, start: int, count: int
-) -> int | None:
-    """The offset following the first ``count`` records from ``start``; None if fewer exist."""
-    row = conn.execute(
-        f'SELECT "offset" FROM {log_table(topic_id, partition)} WHERE "offset" >= ? '
-        'ORDER BY "offset" LIMIT 1 OFFSET ?',
-        (start, count - 1),
-    ).fetchone()
-    return None if row is None else int(row[0]) + 1
-
-
 class Chunk(NamedTuple):
     """A run of records at the start of a range: delete ``[low, end)``."""
 
@@ -98,7 +62,7 @@ class Chunk(NamedTuple):
     bytes: int
 
 
-def prefix_chunk(
+def records_chunk(
     conn: sqlite3.Connection,
     topic_id: int,
     partition: int,
@@ -137,18 +101,18 @@ def prefix_chunk(
     return Chunk(high if everything else int(last) + 1, int(records), int(size))
 
 
-def delete_chunk(
+def records_delete_by_range(
     conn: sqlite3.Connection, topic_id: int, partition: int, low: int, end: int
 ) -> None:
     """Delete records with ``low <= offset < end`` (their sizes are known: see
-    :func:`prefix_chunk`)."""
+    :func:`records_chunk`)."""
     conn.execute(
         f'DELETE FROM {log_table(topic_id, partition)} WHERE "offset" >= ? AND "offset" < ?',
         (low, end),
     )
 
 
-def delete_all(conn: sqlite3.Connection, topic_id: int, partition: int) -> None:
+def records_delete(conn: sqlite3.Connection, topic_id: int, partition: int) -> None:
     """Delete every record of a partition at once.
 
     Without a WHERE clause SQLite frees whole pages instead of deleting row by row: with
@@ -158,20 +122,7 @@ def delete_all(conn: sqlite3.Connection, topic_id: int, partition: int) -> None:
     conn.execute(f"DELETE FROM {log_table(topic_id, partition)}")
 
 
-def delete_range(
-    conn: sqlite3.Connection, topic_id: int, partition: int, low: int, high: int
-) -> tuple[int, int]:
-    """Delete records with ``low <= offset < high``; return (records, bytes) deleted."""
-    records, size = range_stats(conn, topic_id, partition, low, high)
-    if records:
-        conn.execute(
-            f'DELETE FROM {log_table(topic_id, partition)} WHERE "offset" >= ? AND "offset" < ?',
-            (low, high),
-        )
-    return records, size
-
-
-def account_deleted(
+def partition_shrink(
     conn: sqlite3.Connection,
     topic_id: int,
     partition: int,
@@ -188,9 +139,9 @@ def account_deleted(
     )
 
 
-def settle_log_start(conn: sqlite3.Connection, topic_id: int, partition: int) -> int:
+def partition_settle(conn: sqlite3.Connection, topic_id: int, partition: int) -> int:
     """Set the log start to the first stored offset (the next offset when none is left)."""
-    first = first_offset(conn, topic_id, partition)
+    first = records_min(conn, topic_id, partition)
     conn.execute(
         "UPDATE partitions SET log_start_offset = max(log_start_offset, ifnull(?, next_offset)) "
         "WHERE topic_id = ? AND partition = ?",
@@ -203,7 +154,7 @@ def settle_log_start(conn: sqlite3.Connection, topic_id: int, partition: int) ->
     return int(row[0])
 
 
-def prune_time_index(
+def time_index_prune(
     conn: sqlite3.Connection, topic_id: int, partition: int, log_start: int
 ) -> None:
     """Drop time-index rows below the log start, keeping the last one (lookups need it)."""
@@ -224,7 +175,7 @@ def compaction_index_names(topic_id: int, partition: int) -> tuple[str, str]:
     return f"{table}_by_key", f"{table}_tombstones"
 
 
-def create_compaction_indexes(conn: sqlite3.Connection, topic_id: int, partition: int) -> None:
+def compaction_indexes_create(conn: sqlite3.Connection, topic_id: int, partition: int) -> None:
     """Index keys (latest record per key) and tombstones (by time) of a compacted partition."""
     table = log_table(topic_id, partition)
     by_key, tombstones = compaction_index_names(topic_id, partition)
@@ -234,46 +185,42 @@ def create_compaction_indexes(conn: sqlite3.Connection, topic_id: int, partition
     )
 
 
-def drop_compaction_indexes(conn: sqlite3.Connection, topic_id: int, partition: int) -> None:
+def compaction_indexes_drop(conn: sqlite3.Connection, topic_id: int, partition: int) -> None:
     """Remove the compaction indexes (the topic is no longer compacted)."""
     for name in compaction_index_names(topic_id, partition):
         conn.execute(f"DROP INDEX IF EXISTS {name}")
 
 
-def dirty_keys(
-    conn: sqlite3.Connection, topic_id: int, partition: int, low: int, high: int, limit: int
-) -> list[tuple[bytes, int]]:
-    """Keys written in ``[low, high)`` with the newest offset of each below ``high``.
-
-    Ordered by key, at most ``limit``; resume after the last key with :func:`dirty_keys_after`.
-    """
-    return conn.execute(
-        f'SELECT key, max("offset") FROM {log_table(topic_id, partition)} '
-        'WHERE "offset" >= ? AND "offset" < ? AND key IS NOT NULL '
-        "GROUP BY key ORDER BY key LIMIT ?",
-        (low, high, limit),
-    ).fetchall()
-
-
-def dirty_keys_after(
+def keys_list_by_range(
     conn: sqlite3.Connection,
     topic_id: int,
     partition: int,
     low: int,
     high: int,
-    after: bytes,
     limit: int,
+    after: bytes | None = None,
 ) -> list[tuple[bytes, int]]:
-    """:func:`dirty_keys` continued after key ``after``."""
+    """Keys written in ``[low, high)`` with the newest offset of each below ``high``.
+
+    Ordered by key, at most ``limit``; pass the last key as ``after`` to resume after it.
+    """
+    table = log_table(topic_id, partition)
+    if after is None:
+        return conn.execute(
+            f'SELECT key, max("offset") FROM {table} '
+            'WHERE "offset" >= ? AND "offset" < ? AND key IS NOT NULL '
+            "GROUP BY key ORDER BY key LIMIT ?",
+            (low, high, limit),
+        ).fetchall()
     return conn.execute(
-        f'SELECT key, max("offset") FROM {log_table(topic_id, partition)} '
+        f'SELECT key, max("offset") FROM {table} '
         'WHERE "offset" >= ? AND "offset" < ? AND key IS NOT NULL AND key > ? '
         "GROUP BY key ORDER BY key LIMIT ?",
         (low, high, after, limit),
     ).fetchall()
 
 
-def latest_offset_of_key(
+def records_max_by_key(
     conn: sqlite3.Connection, topic_id: int, partition: int, key: bytes
 ) -> int | None:
     """The newest stored offset of ``key`` (through the key index)."""
@@ -283,7 +230,7 @@ def latest_offset_of_key(
     return None if row[0] is None else int(row[0])
 
 
-def delete_older_versions(
+def records_delete_by_key(
     conn: sqlite3.Connection, topic_id: int, partition: int, key: bytes, newest: int
 ) -> tuple[int, int]:
     """Delete every record of ``key`` older than offset ``newest``; (records, bytes)."""
@@ -298,7 +245,7 @@ def delete_older_versions(
     return int(row[0]), int(row[1])
 
 
-def expired_tombstones(
+def tombstones_list(
     conn: sqlite3.Connection, topic_id: int, partition: int, before_ms: int, below: int, limit: int
 ) -> list[tuple[int, bytes, int]]:
     """(offset, key, size) of tombstones older than ``before_ms`` below offset ``below``."""
@@ -310,14 +257,35 @@ def expired_tombstones(
     ).fetchall()
 
 
-def delete_offset(conn: sqlite3.Connection, topic_id: int, partition: int, offset: int) -> None:
+def records_estimate(
+    conn: sqlite3.Connection, topic_id: int, partition: int, low: int, head: int, cutoff: int
+) -> tuple[int, int]:
+    """(records, bytes) compaction of ``[low, head)`` would delete: older versions of the keys
+    written there, and the tombstones older than ``cutoff`` that are their key's newest record
+    below ``head`` (a dry run)."""
+    table = log_table(topic_id, partition)
+    older = conn.execute(
+        f"SELECT count(*), ifnull(sum({RECORD_SIZE}), 0) FROM {table} AS l "
+        'WHERE l.key IS NOT NULL AND l."offset" < (SELECT max(m."offset") FROM '
+        f'{table} AS m WHERE m.key = l.key AND m."offset" < ?) AND l.key IN '
+        f'(SELECT key FROM {table} WHERE "offset" >= ? AND "offset" < ?)',
+        (head, low, head),
+    ).fetchone()
+    stones = conn.execute(
+        f"SELECT count(*), ifnull(sum({RECORD_SIZE}), 0) FROM {table} AS l "
+        'WHERE l.value IS NULL AND l.key IS NOT NULL AND l.timestamp < ? AND l."offset" < ? '
+        f'AND l."offset" = (SELECT max(m."offset") FROM {table} AS m WHERE m.key = l.key)',
+        (cutoff, head),
+    ).fetchone()
+    return int(older[0]) + int(stones[0]), int(older[1]) + int(stones[1])
+
+
+def record_delete(conn: sqlite3.Connection, topic_id: int, partition: int, offset: int) -> None:
     """Delete one record."""
     conn.execute(f'DELETE FROM {log_table(topic_id, partition)} WHERE "offset" = ?', (offset,))
 
 
-def set_cleaned_offset(
-    conn: sqlite3.Connection, topic_id: int, partition: int, offset: int
-) -> None:
+def partition_clean(conn: sqlite3.Connection, topic_id: int, partition: int, offset: int) -> None:
     """Remember how far compaction got (never moves back)."""
     conn.execute(
         "UPDATE partitions SET cleaned_offset = max(cleaned_offset, ?) "
@@ -326,7 +294,7 @@ def set_cleaned_offset(
     )
 
 
-def stored_totals(
+def records_sum(
     conn: sqlite3.Connection, topic_id: int, partition: int
 ) -> tuple[int, int, int | None, int | None]:
     """(records, bytes, smallest offset, largest offset) by scanning the log (for checks)."""
@@ -369,3 +337,28 @@ def lease_put(conn: sqlite3.Connection, name: str, holder: str, boot_id: str, ex
 def lease_delete(conn: sqlite3.Connection, name: str, holder: str) -> None:
     """Give a lease back (only its holder can)."""
     conn.execute("DELETE FROM maintenance_leases WHERE name = ? AND holder = ?", (name, holder))
+
+
+# -- runs ------------------------------------------------------------------------------------
+
+
+def retention_runs_insert(
+    conn: sqlite3.Connection,
+    started_ms: int,
+    finished_ms: int,
+    deleted_records: int,
+    deleted_bytes: int,
+    partitions: int,
+) -> None:
+    """Record a finished sweep."""
+    conn.execute(
+        "INSERT INTO retention_runs (started_ms, finished_ms, deleted_records, "
+        "deleted_bytes, partitions) VALUES (?, ?, ?, ?, ?)",
+        (started_ms, finished_ms, deleted_records, deleted_bytes, partitions),
+    )
+
+
+def retention_runs_max(conn: sqlite3.Connection) -> int | None:
+    """When the last recorded sweep finished (ms since the epoch), or None if none did."""
+    last = conn.execute("SELECT max(finished_ms) FROM retention_runs").fetchone()[0]
+    return None if last is None else int(last)

@@ -30,6 +30,6 @@ def ensure_current(conn: sqlite3.Connection, *, busy_timeout: float, path: str =
             f"the database has schema version {current}, newer than this pubsub "
             f"understands ({SCHEMA_VERSION})"
         )
-    from pubsub.db.migrations import migrate
+    from pubsub.db.migrations import schema_migrate
 
-    return migrate(conn, busy_timeout=busy_timeout, path=path)
+    return schema_migrate(conn, busy_timeout=busy_timeout, path=path)

@@ -20,6 +20,7 @@ from types import TracebackType
 from pubsub.db import schema
 from pubsub.db.connection import DEFAULT_BUSY_TIMEOUT, Reconnecting, SyncMode, translate_error
 from pubsub.db.files import DEFAULT_FILE_MODE
+from pubsub.db.pragmas import pragma_set
 from pubsub.db.transaction import ReadScope, ReadTransaction, WriteTransaction
 from pubsub.errors import InvalidArgumentError
 
@@ -151,7 +152,7 @@ class Store:
         conn = self._link.get()
         if not self._autocheckpoint:
             try:
-                conn.execute("PRAGMA wal_autocheckpoint = 0")  # leave it to the writers
+                pragma_set(conn, "wal_autocheckpoint", 0)  # leave it to the writers
             except sqlite3.Error as exc:
                 self._link.discard()
                 raise translate_error(exc, path=self.path) from exc

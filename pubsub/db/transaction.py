@@ -212,34 +212,3 @@ def run_script_immediate(conn: sqlite3.Connection, statements: str, timeout: flo
             if not isinstance(err, BusyError) or time.monotonic() >= deadline:
                 raise err from exc
         jitter_sleep(0.0005, 0.003)
-
-
-def checkpoint_truncate(conn: sqlite3.Connection, path: str = "") -> bool:
-    """Checkpoint the whole WAL and truncate it to zero bytes; False if readers prevented it.
-
-    A TRUNCATE checkpoint waits (busy handler) for writers, but cannot finish while another
-    connection reads an old snapshot; it is then simply retried by the next caller.
-    """
-    try:
-        busy, _log, _done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    except sqlite3.Error as exc:
-        raise translate_error(exc, path=path) from exc
-    return not busy
-
-
-def checkpoint_growth(conn: sqlite3.Connection, path: str) -> int:
-    """Bytes the database file may have to grow by for a checkpoint to complete.
-
-    A checkpoint copies pages up to the database's size at the last commit; beyond the
-    file's current end they need new space. A checkpoint that runs out of it fails halfway
-    and has then filled the disk for nothing, so on a full disk check this first.
-    """
-    import os
-
-    try:
-        page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
-        pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
-        size = os.stat(path).st_size
-    except (sqlite3.Error, OSError):
-        return 0
-    return max(0, pages * page_size - size)

@@ -14,4 +14,6 @@ SCHEMA_VERSION = 3
 
 def user_version(conn: sqlite3.Connection) -> int:
     """The schema version recorded in the file header."""
-    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    from pubsub.db.pragmas import pragma_get
+
+    return int(pragma_get(conn, "user_version"))

@@ -102,18 +102,18 @@ def _seed_v1(path: Path) -> None:
     """A database at schema version 1 holding records and group offsets."""
     from pubsub.db import catalog, log
     from pubsub.db.connection import connect
-    from pubsub.db.migrations import migrate
+    from pubsub.db.migrations import schema_migrate
     from pubsub.db.transaction import WriteTransaction
 
     conn = connect(str(path))
     try:
-        migrate(conn, target=1)
+        schema_migrate(conn, target=1)
         with WriteTransaction(conn, 10, str(path)):
             topic_id = catalog.topic_insert(conn, "keep", 2, 0, {})
             for (_, partition), values in KEEP.items():
-                state = log.append_state(conn, topic_id, partition)
+                state = log.partition_get(conn, topic_id, partition)
                 assert state is not None
-                log.append(
+                log.records_append(
                     conn, topic_id, partition, state, values=values, keys=None, headers=None,
                     timestamps=None, now_ms=1, byte_count=sum(map(len, values)),
                 )  # fmt: skip

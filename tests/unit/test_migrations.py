@@ -9,8 +9,8 @@ from pubsub import Broker
 from pubsub.db.migrations import (
     Migration,
     load_migrations,
-    migrate,
     migrations_dir,
+    schema_migrate,
     split_statements,
 )
 from pubsub.db.schema import SCHEMA_VERSION, user_version
@@ -34,14 +34,14 @@ def test_gap_is_rejected(tmp_path: Path) -> None:
 
 def test_all_apply_on_memory() -> None:
     conn = sqlite3.connect(":memory:", isolation_level=None)
-    applied = migrate(conn, busy_timeout=1)
+    applied = schema_migrate(conn, busy_timeout=1)
     assert applied == list(range(1, SCHEMA_VERSION + 1))
     assert user_version(conn) == SCHEMA_VERSION
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"topics", "partitions", "topic_configs", "group_offsets", "time_index"} <= tables
     rows = conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
     assert [r[0] for r in rows] == applied
-    assert migrate(conn, busy_timeout=1) == []  # already current: nothing to do
+    assert schema_migrate(conn, busy_timeout=1) == []  # already current: nothing to do
     conn.close()
 
 
@@ -52,7 +52,7 @@ def test_each_migration_is_atomic(tmp_path: Path) -> None:
     (tmp_path / "0002_bad.sql").write_text("CREATE TABLE b (x);\nTHIS IS NOT SQL;")
     conn = sqlite3.connect(":memory:", isolation_level=None)
     with pytest.raises(Exception, match="syntax error"):
-        migrate(conn, busy_timeout=1, target=2, migrations=load_migrations(tmp_path))
+        schema_migrate(conn, busy_timeout=1, target=2, migrations=load_migrations(tmp_path))
     # 0001 committed, 0002 rolled back entirely: no table b, version still 1.
     assert user_version(conn) == 1
     assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'b'").fetchone()[0] == 0

@@ -311,15 +311,15 @@ def test_prefix_chunks_are_bounded_by_records_and_bytes(timed: Broker) -> None:
     timed.create_topic("t")
     timed.produce_batch("t", [b"x" * 100] * 50)
     conn = timed.store.connection
-    assert sql.prefix_chunk(conn, 1, 0, 0, 50, 1000, 1000) == (10, 10, 1000)
-    assert sql.prefix_chunk(conn, 1, 0, 0, 50, 1000, 10**9) == (50, 50, 5000)
-    assert sql.prefix_chunk(conn, 1, 0, 0, 30, 1000, 10**9) == (30, 30, 3000)
-    assert sql.prefix_chunk(conn, 1, 0, 0, 50, 5, 10**9) == (5, 5, 500)
-    assert sql.prefix_chunk(conn, 1, 0, 0, 50, 1000, 50) == (1, 1, 100)  # one at least
-    assert sql.prefix_chunk(conn, 1, 0, 50, 60, 1000, 50) == (60, 0, 0)  # none: jump to high
+    assert sql.records_chunk(conn, 1, 0, 0, 50, 1000, 1000) == (10, 10, 1000)
+    assert sql.records_chunk(conn, 1, 0, 0, 50, 1000, 10**9) == (50, 50, 5000)
+    assert sql.records_chunk(conn, 1, 0, 0, 30, 1000, 10**9) == (30, 30, 3000)
+    assert sql.records_chunk(conn, 1, 0, 0, 50, 5, 10**9) == (5, 5, 500)
+    assert sql.records_chunk(conn, 1, 0, 0, 50, 1000, 50) == (1, 1, 100)  # one at least
+    assert sql.records_chunk(conn, 1, 0, 50, 60, 1000, 50) == (60, 0, 0)  # none: jump to high
     conn.execute('DELETE FROM log_1_0 WHERE "offset" BETWEEN 10 AND 19')  # a hole
-    assert sql.prefix_chunk(conn, 1, 0, 5, 25, 1000, 10**9) == (25, 10, 1000)
-    assert sql.prefix_chunk(conn, 1, 0, 5, 50, 1000, 800) == (23, 8, 800)
+    assert sql.records_chunk(conn, 1, 0, 5, 25, 1000, 10**9) == (25, 10, 1000)
+    assert sql.records_chunk(conn, 1, 0, 5, 50, 1000, 800) == (23, 8, 800)
 
 
 def test_a_sweep_with_nothing_to_delete_writes_nothing(timed: Broker) -> None:
