@@ -25,6 +25,7 @@ _EXPORTS = {
     "AsyncProducer": "pubsub.aio",
     "Broker": "pubsub.broker",
     "DatabaseInfo": "pubsub.broker",
+    "connect": "pubsub.client",
     "Consumer": "pubsub.consumer",
     "OffsetReset": "pubsub.consumer",
     "PubsubWarning": "pubsub.consumer",
@@ -46,6 +47,7 @@ _EXPORTS = {
     "StorageFullError": "pubsub.errors",
     "TopicExistsError": "pubsub.errors",
     "TopicNotFoundError": "pubsub.errors",
+    "UnsupportedError": "pubsub.errors",
     "murmur2": "pubsub.partitioner",
     "partition_for_key": "pubsub.partitioner",
     "Message": "pubsub.records",
@@ -60,6 +62,7 @@ _EXPORTS = {
 if TYPE_CHECKING:
     from pubsub.aio import AsyncConsumer, AsyncProducer
     from pubsub.broker import Broker, DatabaseInfo
+    from pubsub.client import connect
     from pubsub.consumer import Consumer, OffsetReset, PubsubWarning
     from pubsub.errors import (
         AlreadyExistsError,
@@ -80,6 +83,7 @@ if TYPE_CHECKING:
         StorageFullError,
         TopicExistsError,
         TopicNotFoundError,
+        UnsupportedError,
     )
     from pubsub.partitioner import murmur2, partition_for_key
     from pubsub.records import (
@@ -141,7 +145,9 @@ __all__ = [
     "TopicInfo",
     "TopicNotFoundError",
     "TopicPartition",
+    "UnsupportedError",
     "__version__",
+    "connect",
     "murmur2",
     "partition_for_key",
 ]

@@ -10,7 +10,7 @@ not part of the Protocol: the commands that need it ask for a file.
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
 
 from pubsub.limits import DEFAULT_MAX_POLL_BYTES
 from pubsub.models import GroupInfo, OffsetChange, OffsetReset, PartitionReport, Strategy
@@ -23,6 +23,9 @@ from pubsub.records import (
     TopicInfo,
     TopicPartition,
 )
+
+if TYPE_CHECKING:
+    from pubsub.models import Stats
 
 __all__ = ["LogClient", "LogConsumer"]
 
@@ -110,7 +113,7 @@ class LogConsumer(Protocol):
 
 @runtime_checkable
 class LogClient(Protocol):
-    """Topic admin, produce, fetch, consumers, group admin: what every command uses."""
+    """Topic admin, produce, fetch, consumers, group admin, stats: what every command uses."""
 
     def __enter__(self) -> Self: ...
 
@@ -272,3 +275,8 @@ class LogClient(Protocol):
     def delete_group(self, group: str) -> None: ...
 
     def delete_group_offsets(self, group: str, topic: str) -> int: ...
+
+    # -- stats -----------------------------------------------------------------------------
+
+    def stats(self, topics: Iterable[str] | None = None) -> "Stats":
+        """Topics, partitions and groups with sizes, ends, rates and lag (all topics if None)."""

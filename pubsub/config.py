@@ -41,6 +41,26 @@ def validate_name(name: str, what: str = "topic") -> str:
     return name
 
 
+def parse_file_mode(text: str) -> int:
+    """Parse an octal file mode (``--file-mode``) such as ``0600``, ``0640`` or ``0660``.
+
+    The owner must be able to read and write; execute bits and world-writable modes are
+    refused.
+    """
+    raw = text.strip().lower().removeprefix("0o")
+    try:
+        mode = int(raw, 8)
+    except ValueError:
+        mode = -1
+    if mode < 0 or mode & ~0o666 or mode & 0o600 != 0o600 or mode & 0o002:
+        raise InvalidArgumentError(
+            f"invalid file mode {text!r}",
+            hint="use an octal mode with owner read and write and no world write: "
+            "0600 (the default), 0640 or 0660",
+        )
+    return mode
+
+
 def validate_partitions(count: int) -> int:
     """Check a partition count: 1 to :data:`MAX_PARTITIONS`."""
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_PARTITIONS:

@@ -28,6 +28,7 @@ __all__ = [
     "TopicDeletedError",
     "TopicExistsError",
     "TopicNotFoundError",
+    "UnsupportedError",
 ]
 
 
@@ -71,6 +72,13 @@ class InvalidRecordError(InvalidArgumentError):
         super().__init__(f"record {index}: {reason}", hint=hint)
         self.index = index
         self.reason = reason
+
+
+class UnsupportedError(InvalidArgumentError):
+    """The operation exists only for another backend, e.g. ``pubsub db check`` on a Kafka
+    cluster (exit 2): a database file's maintenance has no meaning there."""
+
+    code = "unsupported"
 
 
 class NotFoundError(PubsubError):

@@ -17,7 +17,10 @@ __all__ = [
     "OffsetReset",
     "PartitionLag",
     "PartitionReport",
+    "PartitionStats",
+    "Stats",
     "Strategy",
+    "TopicStats",
 ]
 
 #: Where a consumer without a committed offset starts.
@@ -113,3 +116,68 @@ class PartitionReport(NamedTuple):
     deleted_bytes: int
     log_start_offset: int
     reasons: tuple[str, ...]
+
+
+class PartitionStats(NamedTuple):
+    """One partition: size, offsets, ages (ms) and recent produce rates (records/s)."""
+
+    topic: str
+    partition: int
+    records: int
+    bytes: int
+    log_start_offset: int
+    next_offset: int
+    oldest_ms: int | None  # timestamp of the oldest stored record
+    newest_ms: int | None  # the largest timestamp written
+    rate_1m: float
+    rate_1h: float
+
+
+class TopicStats(NamedTuple):
+    """A topic and its partitions."""
+
+    name: str
+    partitions: tuple[PartitionStats, ...]
+
+    @property
+    def records(self) -> int:
+        """Records stored."""
+        return sum(p.records for p in self.partitions)
+
+    @property
+    def bytes(self) -> int:
+        """Bytes of keys, values and headers stored."""
+        return sum(p.bytes for p in self.partitions)
+
+    @property
+    def rate_1m(self) -> float:
+        """Records per second produced over the last minute."""
+        return sum(p.rate_1m for p in self.partitions)
+
+    @property
+    def rate_1h(self) -> float:
+        """Records per second produced over the last hour."""
+        return sum(p.rate_1h for p in self.partitions)
+
+    @property
+    def oldest_ms(self) -> int | None:
+        """Timestamp of the oldest stored record."""
+        values = [p.oldest_ms for p in self.partitions if p.oldest_ms is not None]
+        return min(values) if values else None
+
+    @property
+    def newest_ms(self) -> int | None:
+        """The largest timestamp written."""
+        values = [p.newest_ms for p in self.partitions if p.newest_ms is not None]
+        return max(values) if values else None
+
+
+class Stats(NamedTuple):
+    """A snapshot of the database: topics, groups and the file."""
+
+    taken_ms: int
+    topics: tuple[TopicStats, ...]
+    groups: "tuple[GroupInfo, ...]"
+    file_bytes: int
+    wal_bytes: int
+    last_retention_ms: int | None

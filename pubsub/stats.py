@@ -8,79 +8,13 @@ timestamp is within that minute, found in O(log n).
 
 import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, NamedTuple
 
 from pubsub.db import catalog, log, retention
 from pubsub.db.store import Store
 from pubsub.db.transaction import ReadTransaction
+from pubsub.models import PartitionStats, Stats, TopicStats
 
-if TYPE_CHECKING:
-    from pubsub.models import GroupInfo
-
-
-class PartitionStats(NamedTuple):
-    """One partition: size, offsets, ages (ms) and recent produce rates (records/s)."""
-
-    topic: str
-    partition: int
-    records: int
-    bytes: int
-    log_start_offset: int
-    next_offset: int
-    oldest_ms: int | None  # timestamp of the oldest stored record
-    newest_ms: int | None  # the largest timestamp written
-    rate_1m: float
-    rate_1h: float
-
-
-class TopicStats(NamedTuple):
-    """A topic and its partitions."""
-
-    name: str
-    partitions: tuple[PartitionStats, ...]
-
-    @property
-    def records(self) -> int:
-        """Records stored."""
-        return sum(p.records for p in self.partitions)
-
-    @property
-    def bytes(self) -> int:
-        """Bytes of keys, values and headers stored."""
-        return sum(p.bytes for p in self.partitions)
-
-    @property
-    def rate_1m(self) -> float:
-        """Records per second produced over the last minute."""
-        return sum(p.rate_1m for p in self.partitions)
-
-    @property
-    def rate_1h(self) -> float:
-        """Records per second produced over the last hour."""
-        return sum(p.rate_1h for p in self.partitions)
-
-    @property
-    def oldest_ms(self) -> int | None:
-        """Timestamp of the oldest stored record."""
-        values = [p.oldest_ms for p in self.partitions if p.oldest_ms is not None]
-        return min(values) if values else None
-
-    @property
-    def newest_ms(self) -> int | None:
-        """The largest timestamp written."""
-        values = [p.newest_ms for p in self.partitions if p.newest_ms is not None]
-        return max(values) if values else None
-
-
-class Stats(NamedTuple):
-    """A snapshot of the database: topics, groups and the file."""
-
-    taken_ms: int
-    topics: tuple[TopicStats, ...]
-    groups: "tuple[GroupInfo, ...]"
-    file_bytes: int
-    wal_bytes: int
-    last_retention_ms: int | None
+__all__ = ["PartitionStats", "Stats", "TopicStats", "collect"]
 
 
 def _rate(first: int | None, end: int, window_ms: int) -> float:

@@ -1,8 +1,12 @@
-"""What every command shares: global options, opening the broker, output and error printing.
+"""What every command shares: global options, opening the client, messages and errors.
 
-stdout carries data only. Messages, warnings and errors go to stderr as ``error: …`` then
-``hint: …``. Human tables are drawn only when stdout is a terminal; otherwise output is JSON
-Lines.
+stdout carries data only (see :mod:`pubsub.commands._output`, the one place that chooses
+JSON Lines or a table). Messages, warnings and errors go to stderr as ``error: …`` then
+``hint: …``.
+
+Commands are written against :class:`~pubsub.backend.LogClient`: ``state(ctx).client()``
+opens whatever ``--db`` names (a database file, or ``SCHEME://…`` for another backend).
+Only the commands that :data:`pubsub.commands.app.FILE_ONLY` names use ``broker()``.
 """
 
 from __future__ import annotations
@@ -10,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -19,7 +22,7 @@ import typer
 from pubsub.errors import InvalidArgumentError, PubsubError
 
 if TYPE_CHECKING:
-    from pubsub.backend import LogConsumer
+    from pubsub.backend import LogClient, LogConsumer
     from pubsub.broker import Broker
     from pubsub.records import TopicPartition
 
@@ -42,17 +45,38 @@ class State:
         self.busy_timeout = busy_timeout
         self.file_mode = file_mode
 
+    def client(self, *, create: bool = False) -> LogClient:
+        """Open the target ``--db`` names; only commands that create things pass ``create``."""
+        from pubsub.client import connect
+
+        return connect(self.db, **self._options(create))
+
     def broker(self, *, create: bool = False) -> Broker:
-        """Open the database; only commands that create things pass ``create=True``."""
+        """Open the database file, for the commands that work only on a file (``db …``).
+
+        Raises :class:`~pubsub.errors.UnsupportedError` when ``--db`` names another backend
+        (the composition root refuses those commands before they run; this is the backstop).
+        """
+        from pubsub.client import is_file
+
+        if not is_file(self.db):
+            from pubsub.errors import UnsupportedError
+
+            raise UnsupportedError(
+                f"this command works on a database file, not on {self.db}",
+                hint="pass --db PATH of a pubsub database file",
+            )
         from pubsub.broker import Broker
 
-        return Broker(
-            self.db,
-            sync="normal" if self.sync == "normal" else "full",
-            busy_timeout=self.busy_timeout,
-            create=create,
-            file_mode=self.file_mode,
-        )
+        return Broker(self.db, **self._options(create))
+
+    def _options(self, create: bool) -> dict[str, Any]:
+        return {
+            "sync": "normal" if self.sync == "normal" else "full",
+            "busy_timeout": self.busy_timeout,
+            "create": create,
+            "file_mode": self.file_mode,
+        }
 
 
 def state(ctx: typer.Context) -> State:
@@ -60,7 +84,7 @@ def state(ctx: typer.Context) -> State:
     root = ctx.find_root()
     obj = root.obj
     if not isinstance(obj, State):  # a sub-app invoked on its own (tests)
-        from pubsub.db.files import parse_file_mode
+        from pubsub.config import parse_file_mode
 
         obj = root.obj = State(
             os.environ.get("PUBSUB_DB", "pubsub.db"),
@@ -74,24 +98,6 @@ def state(ctx: typer.Context) -> State:
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print JSON even on a terminal (JSON Lines when piped).")
 ]
-
-
-def stdout_is_tty() -> bool:
-    """True when stdout is a terminal (then human tables are drawn)."""
-    try:
-        return sys.stdout.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def write_json_lines(objects: Iterable[Any]) -> None:
-    """Write one compact JSON object per line to stdout."""
-    import json
-
-    out = sys.stdout
-    for obj in objects:
-        out.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n")
-    out.flush()
 
 
 def note(message: str) -> None:
@@ -210,35 +216,35 @@ def iso_time(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000).astimezone().isoformat(timespec="seconds")
 
 
-def _names(ctx: typer.Context, sql: str, incomplete: str) -> list[str]:
-    """Names for shell completion, read from the database; nothing on any problem."""
-    import sqlite3
+def _names(ctx: typer.Context, incomplete: str, kind: str) -> list[str]:
+    """Names for shell completion, asked of the client; nothing on any problem.
+
+    Never creates the database, and waits at most half a second for a lock: completion must
+    answer at once, and never print a traceback into the shell.
+    """
+    from pubsub.client import connect
 
     root = ctx.find_root()
-    path = (root.params.get("db") if root.params else None) or os.environ.get(
+    target = (root.params.get("db") if root.params else None) or os.environ.get(
         "PUBSUB_DB", "pubsub.db"
     )
-    if not os.path.exists(path):
-        return []
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.5)
-        try:
-            names = [row[0] for row in conn.execute(sql)]
-        finally:
-            conn.close()
-    except sqlite3.Error:
+        with connect(target, create=False, busy_timeout=0.5) as client:
+            found = client.list_topics() if kind == "topic" else client.list_groups()
+            names = sorted(item.name for item in found)
+    except Exception:  # a missing or damaged file, a lock, an unreachable cluster: no names
         return []
     return [name for name in names if name.startswith(incomplete)]
 
 
 def complete_topic(ctx: typer.Context, incomplete: str) -> list[str]:
     """Shell completion of topic names."""
-    return _names(ctx, "SELECT name FROM topics ORDER BY name", incomplete)
+    return _names(ctx, incomplete, "topic")
 
 
 def complete_group(ctx: typer.Context, incomplete: str) -> list[str]:
     """Shell completion of consumer group names."""
-    return _names(ctx, "SELECT name FROM consumer_groups ORDER BY name", incomplete)
+    return _names(ctx, incomplete, "group")
 
 
 def finite(value: float | None) -> float | None:

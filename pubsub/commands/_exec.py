@@ -14,9 +14,8 @@ if TYPE_CHECKING:
     import subprocess
     from collections.abc import Iterator
 
-    from pubsub.backend import LogClient
-    from pubsub.consumer import Consumer
-    from pubsub.records import Record, TopicPartition
+    from pubsub.backend import LogClient, LogConsumer
+    from pubsub.records import Message, Record, TopicPartition
 
 #: Records per poll with --exec: each takes milliseconds, and a group member only hands
 #: partitions over between polls.
@@ -28,7 +27,7 @@ KEEPALIVE_SECONDS = 5.0
 EXEC_GRACE = 10.0
 
 
-def _rewind(consumer: "Consumer", unprocessed: "list[Record]") -> None:
+def _rewind(consumer: "LogConsumer", unprocessed: "list[Record]") -> None:
     """Fetch ``unprocessed`` again: move each partition back to its first one still owned."""
     first: dict[TopicPartition, int] = {}
     for record in unprocessed:
@@ -37,6 +36,27 @@ def _rewind(consumer: "Consumer", unprocessed: "list[Record]") -> None:
     for tp, offset in first.items():
         if tp in owned:
             consumer.seek(tp, offset)
+
+
+def _send_and_commit(
+    client: "LogClient",
+    consumer: "LogConsumer",
+    topic: str,
+    message: "Message",
+    offsets: "dict[TopicPartition, int]",
+) -> None:
+    """Move a record to the dead-letter topic and commit past it.
+
+    In one transaction where the consumer offers it (a database file's ``send_and_commit``:
+    the record is never both dead-lettered and redelivered); otherwise produce, then commit,
+    which is at least once: a crash between the two moves the record again.
+    """
+    atomic = getattr(consumer, "send_and_commit", None)
+    if atomic is not None:
+        atomic(topic, [message], offsets)
+        return
+    client.produce_batch(topic, [message])
+    consumer.commit(offsets)
 
 
 class ExecFailedError(PubsubError):
@@ -107,7 +127,7 @@ class Exec:
                 env[_env_name(name).encode()] = value
         return env
 
-    def attempt(self, consumer: "Consumer", record: "Record", attempt: int) -> str | None:
+    def attempt(self, consumer: "LogConsumer", record: "Record", attempt: int) -> str | None:
         """Run the command once; None on success, else what went wrong.
 
         The command runs in its own session. On Ctrl-C or SIGTERM it gets SIGTERM (its whole
@@ -150,7 +170,7 @@ class Exec:
             return f"killed by signal {-child.returncode}"
         return f"exit status {child.returncode}"
 
-    def process(self, consumer: "Consumer", record: "Record") -> tuple[str | None, int]:
+    def process(self, consumer: "LogConsumer", record: "Record") -> tuple[str | None, int]:
         """Run with retries; (error or None, attempts made).
 
         A failure while pubsub's own stdout has lost its reader (``… --exec CMD | head``) is
@@ -175,7 +195,7 @@ class Exec:
                 time.sleep(delay)
         return error, self.retries + 1
 
-    def run(self, consumer: "Consumer", batches: "Iterator[list[Record]]") -> None:
+    def run(self, consumer: "LogConsumer", batches: "Iterator[list[Record]]") -> None:
         from pubsub.errors import FencedError
         from pubsub.records import Message
 
@@ -206,11 +226,11 @@ class Exec:
                     ("pubsub.attempts", str(attempts).encode()),
                 ]
                 message = Message(record.value, record.key, headers)
+                assert self.client is not None
                 try:
                     if self.group is not None:
-                        consumer.send_and_commit(self.dead_letter, [message], done)
+                        _send_and_commit(self.client, consumer, self.dead_letter, message, done)
                     else:
-                        assert self.client is not None
                         self.client.produce_batch(self.dead_letter, [message])
                 except FencedError as exc:
                     warn(f"{exc.message}; the new owner will retry the record")
@@ -223,7 +243,7 @@ class Exec:
         if self.group is not None:
             commit_or_warn(consumer)
 
-    def _failed_hint(self, consumer: "Consumer", record: "Record") -> str:
+    def _failed_hint(self, consumer: "LogConsumer", record: "Record") -> str:
         """Where the next run starts, said truthfully (-o may have moved this run elsewhere)."""
         aside = "or pass --dead-letter TOPIC to move failing records aside"
         tp = record.topic_partition

@@ -4,8 +4,7 @@ import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pubsub.broker import Broker
-    from pubsub.consumer import Consumer
+    from pubsub.backend import LogClient, LogConsumer
     from pubsub.records import Record, TopicPartition
 
 
@@ -21,8 +20,8 @@ class StopPoint:
 
     def __init__(
         self,
-        consumer: "Consumer",
-        broker: "Broker",
+        consumer: "LogConsumer",
+        client: "LogClient",
         spec: tuple[str, int],
         partitions: "list[TopicPartition] | list[tuple[str, int]]",
         follow: bool,
@@ -30,7 +29,7 @@ class StopPoint:
         from pubsub.records import TopicPartition
 
         kind, value = spec
-        self.broker = broker
+        self.client = client
         self.time = value if kind == "time" else None
         self.open: set[TopicPartition] = set()
         stops: dict[TopicPartition, int] = {}
@@ -38,7 +37,7 @@ class StopPoint:
             if self.time is None:
                 stops[tp] = value
                 continue
-            found = broker.offset_for_time(tp.topic, tp.partition, value)
+            found = client.offset_for_time(tp.topic, tp.partition, value)
             if found is not None:
                 stops[tp] = found
             elif follow:
@@ -50,9 +49,9 @@ class StopPoint:
         """Until the clock reaches the stop time, while some partition is still open."""
         if not self.open or self.time is None:
             return math.inf
-        return max(0.0, (self.time - self.broker.now()) / 1000)
+        return max(0.0, (self.time - self.client.now()) / 1000)
 
-    def cut(self, consumer: "Consumer", records: "list[Record]") -> "list[Record]":
+    def cut(self, consumer: "LogConsumer", records: "list[Record]") -> "list[Record]":
         """Drop the first record at or after the time of an open partition, and all after it."""
         if not self.open:
             return records
@@ -76,7 +75,7 @@ class StopPoint:
         open_.difference_update(cut)
         return kept
 
-    def finished(self, consumer: "Consumer") -> bool:
+    def finished(self, consumer: "LogConsumer") -> bool:
         """Every partition this member reads reached its stop (and none is on its way)."""
         if self.open and self.seconds_left() <= 0:
             self._settle(consumer)
@@ -84,14 +83,14 @@ class StopPoint:
             return False
         return consumer.at_end
 
-    def _settle(self, consumer: "Consumer") -> None:
+    def _settle(self, consumer: "LogConsumer") -> None:
         assert self.time is not None
         stops = {}
         for topic in sorted({tp.topic for tp in self.open}):
-            marks = self.broker.settled_watermarks(topic)
+            marks = self.client.settled_watermarks(topic)
             for tp in [tp for tp in self.open if tp.topic == topic]:
                 end = marks[tp.partition][1]
-                found = self.broker.offset_for_time(tp.topic, tp.partition, self.time)
+                found = self.client.offset_for_time(tp.topic, tp.partition, self.time)
                 stops[tp] = end if found is None else min(found, end)
         consumer.stop_at(stops)
         self.open.clear()

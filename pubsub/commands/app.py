@@ -42,6 +42,19 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "db": ("pubsub.commands.db", "app", True),
 }
 
+#: The commands that exist only for a database file, by command path (a group, or a group
+#: and one of its commands), with why they mean nothing elsewhere. On another backend they
+#: fail before they run (exit 2): see :func:`refuse_file_only`.
+FILE_ONLY: dict[str, str] = {
+    "db": "a cluster keeps its own storage: file size, WAL, integrity check, vacuum and backup "
+    "mean nothing there",
+    "retention": "a cluster enforces retention itself, from each topic's retention.ms and "
+    "retention.bytes",
+    "bench": "it measures pubsub on a database file against raw sqlite3",
+    "config set": "a cluster's defaults for new topics are its brokers' configuration",
+    "config unset": "a cluster's defaults for new topics are its brokers' configuration",
+}
+
 #: Global options that take a value (skipped when looking for the command name).
 _VALUE_OPTIONS = ("--db", "--sync", "--busy-timeout", "--file-mode")
 
@@ -93,17 +106,21 @@ class PubsubGroup(TyperGroup):
         except BrokenPipeError:
             silence_stdout()
             code = 0
-        except UnicodeDecodeError as exc:
-            corrupt = _undecodable_sqlite_error(exc)
-            if corrupt is None:
-                raise
-            report_error(corrupt.message, corrupt.hint)
-            code = int(corrupt.exit_code)
         except KeyboardInterrupt:
             code = 130
         if standalone_mode:
             sys.exit(code)
         return code
+
+    def resolve_command(  # type: ignore[override]
+        self, ctx: typer.Context, args: list[str]
+    ) -> tuple[str | None, Any, list[str]]:
+        """Find the command; one that works only on a database file is refused here, before
+        it runs, when ``--db`` names another backend (shell completion is never refused)."""
+        found = super().resolve_command(ctx, args)
+        if not ctx.resilient_parsing:
+            refuse_file_only(ctx.params.get("db"), args)
+        return found
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         """Run the command; a reader that closed the pipe (``| head``) ends it quietly."""
@@ -116,19 +133,28 @@ class PubsubGroup(TyperGroup):
             raise typer.Exit(0) from None
 
 
-def _undecodable_sqlite_error(exc: UnicodeDecodeError) -> PubsubError | None:
-    """The error a damaged file really is, when sqlite3 could not decode SQLite's message.
+def refuse_file_only(target: object, args: Sequence[str]) -> None:
+    """Raise :class:`~pubsub.errors.UnsupportedError` if ``args`` (the command line after
+    the global options) names a :data:`FILE_ONLY` command and ``target`` is not a file.
 
-    SQLite quotes the damaged schema text in "malformed database schema" messages; when those
-    bytes are not UTF-8, Python's sqlite3 raises UnicodeDecodeError instead of its own error.
+    Help (``-h``, ``--help``) is never refused. Opens nothing: no connection is tried.
     """
-    raw = exc.object
-    if not isinstance(raw, bytes) or not raw.startswith(b"malformed database schema"):
-        return None
-    from pubsub.errors import CorruptDatabaseError
+    if not isinstance(target, str) or "--help" in args or "-h" in args:
+        return
+    from pubsub.client import is_file
 
-    text = raw.decode("utf-8", "backslashreplace")
-    return CorruptDatabaseError(f"not a usable SQLite database: {text}")
+    if is_file(target):
+        return
+    words = [arg for arg in args if not arg.startswith("-")][:2]
+    reason = FILE_ONLY.get(" ".join(words)) or FILE_ONLY.get(words[0] if words else "")
+    if reason is not None:
+        from pubsub.errors import UnsupportedError
+
+        raise UnsupportedError(
+            f"'pubsub {' '.join(words)}' works only on a database file, not on "
+            f"{target[:80]} ({reason})",
+            hint="pass --db PATH (or set PUBSUB_DB) to a pubsub database file",
+        )
 
 
 def _usage_error(exc: typer.TyperException) -> int:
@@ -203,7 +229,7 @@ def root(
     ] = False,
 ) -> None:
     """A Kafka-shaped durable message log in one SQLite file."""
-    from pubsub.db.files import parse_file_mode
+    from pubsub.config import parse_file_mode
 
     ctx.obj = State(db, sync.value, busy_timeout, parse_file_mode(file_mode))
     if utc:

@@ -9,9 +9,8 @@ from pubsub.commands._common import (
     SyncChoice,
     fail,
     finite,
-    stdout_is_tty,
-    write_json_lines,
 )
+from pubsub.commands._output import emit
 from pubsub.words import counted
 
 if TYPE_CHECKING:
@@ -53,10 +52,11 @@ def _run(workload: "Workload", db: str | None, as_json: bool) -> None:
             db=db,
             progress=lambda what, done: bar.update(done, description=what),
         )
-    if as_json or not stdout_is_tty():
-        write_json_lines([{**as_dict(result), "parameters": workload._asdict()}])
-        return
-    _render(result)
+    emit(
+        [{**as_dict(result), "parameters": workload._asdict()}],
+        as_json=as_json,
+        render=lambda: _render(result),
+    )
 
 
 def _fmt(latency: dict[str, float]) -> str:

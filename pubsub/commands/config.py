@@ -4,7 +4,8 @@ from typing import Annotated
 
 import typer
 
-from pubsub.commands._common import JsonOption, fail, note, state, stdout_is_tty, write_json_lines
+from pubsub.commands._common import JsonOption, fail, note, state
+from pubsub.commands._output import emit
 
 app = typer.Typer(
     help="Defaults copied into every new topic (retention, sizes, cleanup policy).",
@@ -14,9 +15,10 @@ app = typer.Typer(
 
 
 def _show(values: dict[str, str], as_json: bool) -> None:
-    if as_json or not stdout_is_tty():
-        write_json_lines([values])
-        return
+    emit([values], as_json=as_json, render=lambda: _render_defaults(values))
+
+
+def _render_defaults(values: dict[str, str]) -> None:
     from pubsub.commands import _render
 
     if values:
@@ -33,8 +35,8 @@ def config_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
       pubsub config list
     """
-    with state(ctx).broker() as broker:
-        _show(broker.defaults(), as_json)
+    with state(ctx).client() as client:
+        _show(client.defaults(), as_json)
 
 
 @app.command("set")
@@ -55,9 +57,7 @@ def config_set(
     from pubsub import config
 
     values = config.parse_config_pairs(pairs)
-    with state(
-        ctx,
-    ).broker(create=True) as broker:
+    with state(ctx).broker(create=True) as broker:
         _show(broker.set_defaults(values), as_json)
 
 

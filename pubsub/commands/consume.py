@@ -28,9 +28,8 @@ from pubsub.errors import InvalidArgumentError
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from pubsub.broker import Broker
+    from pubsub.backend import LogClient, LogConsumer
     from pubsub.commands._until import StopPoint
-    from pubsub.consumer import Consumer
     from pubsub.records import Record, TopicPartition
 
 
@@ -149,7 +148,7 @@ def topic_patterns(value: list[str]) -> list[str]:
     return value
 
 
-def resolve_topics(broker: "Broker", patterns: list[str], exclude: str | None) -> list[str]:
+def resolve_topics(client: "LogClient", patterns: list[str], exclude: str | None) -> list[str]:
     """The topics named, in order, each once; ``^`` patterns expanded (without ``exclude``).
 
     A pattern matches a name the way librdkafka's (so kcat's) subscriptions do: searched
@@ -162,7 +161,7 @@ def resolve_topics(broker: "Broker", patterns: list[str], exclude: str | None) -
             names.append(pattern)
             continue
         if existing is None:
-            existing = [topic.name for topic in broker.list_topics()]
+            existing = [topic.name for topic in client.list_topics()]
         regex = re.compile(pattern)
         matched = [name for name in existing if regex.search(name) and name != exclude]
         if not matched:
@@ -193,7 +192,7 @@ def complete_format(incomplete: str) -> list[str]:
 
 
 def _apply_offset(
-    consumer: "Consumer", where: tuple[str, int], partitions: "list[TopicPartition]"
+    consumer: "LogConsumer", where: tuple[str, int], partitions: "list[TopicPartition]"
 ) -> None:
     """Position ``partitions`` as ``-o`` says."""
     kind, value = where
@@ -407,7 +406,6 @@ def consume(
       pubsub consume jobs -g workers --exec ./handle.sh --exec-timeout 5m --dead-letter jobs-failed
     """
     from pubsub.commands._formats import make_formatter
-    from pubsub.consumer import Consumer
 
     if key_separator is not None:
         formatter = _keyed(key_separator, output_format, null_terminated, exec_command)
@@ -440,18 +438,18 @@ def consume(
             f"{dead_letter}-failed",
         )
     settings = state(ctx)
-    broker = settings.broker(create=False)
+    client = settings.client(create=False)
     interrupt_on_sigterm()
-    consumer: Consumer | None = None
+    consumer: LogConsumer | None = None
     try:
-        names = resolve_topics(broker, topics, dead_letter)
+        names = resolve_topics(client, topics, dead_letter)
         if dead_letter is not None:
-            _ensure_dead_letter(broker, dead_letter)  # before any record can fail
+            _ensure_dead_letter(client, dead_letter)  # before any record can fail
         partitions = None
         if partition:
             partitions = [(name, p) for name in names for p in dict.fromkeys(partition)]
-        consumer = Consumer(
-            broker,
+        positioner = _Positioner(where) if where is not None else None
+        consumer = client.consumer(
             None if partitions else names,
             group=group,
             partitions=partitions,
@@ -460,39 +458,51 @@ def consume(
             max_poll_records=batch or default_batch,
             on_warning=warn,
             session_timeout=session_timeout,
+            on_assign=positioner,
         )
-        if where is not None:
-            # -o applies once to each partition this run reads, also to partitions a group
-            # hands over later; after that a partition continues from where it is. A new
-            # group records where -o put a partition as its first committed offset.
-            positioned: set[TopicPartition] = set()
-            member = consumer
-
-            def position(partitions: "list[TopicPartition]") -> None:
-                fresh = [tp for tp in partitions if tp not in positioned]
-                positioned.update(fresh)
-                _apply_offset(member, where, fresh)
-
-            position(consumer.assignment)
-            consumer.on_assign = position
+        if positioner is not None:
+            positioner.bind(consumer)
         if not follow:
             consumer.stop_at_end()
         stop = None
         if stop_spec is not None:
             from pubsub.commands._until import StopPoint
 
-            wanted = partitions or [tp for name in names for tp in broker.topic_partitions(name)]
-            stop = StopPoint(consumer, broker, stop_spec, wanted, follow)
+            wanted = partitions or [tp for name in names for tp in client.topic_partitions(name)]
+            stop = StopPoint(consumer, client, stop_spec, wanted, follow)
         batches = _batches(consumer, max_messages, follow, timeout, stop)
         if runner is not None:
-            runner.client = broker
+            runner.client = client
             runner.run(consumer, batches)
         else:
             _write(consumer, batches, formatter, group is not None, follow)
     finally:
         if consumer is not None:
             consumer.close(commit=False)
-        broker.close()
+        client.close()
+
+
+class _Positioner:
+    """``-o``, applied once to each partition this run reads, also to partitions a group
+    hands over later; after that a partition continues from where it is. A new group
+    records where -o put a partition as its first committed offset."""
+
+    def __init__(self, where: tuple[str, int]) -> None:
+        self.where = where
+        self.consumer: LogConsumer | None = None
+        self.positioned: set[TopicPartition] = set()
+
+    def bind(self, consumer: "LogConsumer") -> None:
+        """Start with the consumer's first assignment (made while it was created)."""
+        self.consumer = consumer
+        self(consumer.assignment)
+
+    def __call__(self, partitions: "list[TopicPartition]") -> None:
+        if self.consumer is None:
+            return  # joining the group, inside client.consumer(): bind() comes next
+        fresh = [tp for tp in partitions if tp not in self.positioned]
+        self.positioned.update(fresh)
+        _apply_offset(self.consumer, self.where, fresh)
 
 
 def _keyed(
@@ -514,17 +524,17 @@ def _keyed(
     return keyed_formatter(raw, b"\0" if null_terminated else b"\n")
 
 
-def _ensure_dead_letter(broker: "Broker", name: str) -> None:
+def _ensure_dead_letter(client: "LogClient", name: str) -> None:
     """Create the dead-letter topic if it is missing (1 partition), saying so on stderr."""
     from pubsub.errors import TopicExistsError, TopicNotFoundError
 
     try:
-        broker.describe_topic(name)
+        client.describe_topic(name)
         return
     except TopicNotFoundError:
         pass
     try:
-        broker.create_topic(name)
+        client.create_topic(name)
     except TopicExistsError:
         return  # another worker created it just now
     note(f"created topic {name} (1 partition) for dead letters")
@@ -537,7 +547,7 @@ HANDOVER_LIMIT = 120.0
 
 
 def _batches(
-    consumer: "Consumer",
+    consumer: "LogConsumer",
     max_messages: int | None,
     follow: bool,
     timeout: float | None,
@@ -591,7 +601,7 @@ def _batches(
 
 
 def _write(
-    consumer: "Consumer",
+    consumer: "LogConsumer",
     batches: "Iterator[list[Record]]",
     formatter: "Callable[[list[Record]], bytes]",
     commit: bool,

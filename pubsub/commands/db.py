@@ -9,13 +9,13 @@ from pubsub.commands._common import (
     human_bytes,
     note,
     state,
-    stdout_is_tty,
-    write_json_lines,
 )
+from pubsub.commands._output import emit
 from pubsub.errors import CorruptDatabaseError
 from pubsub.words import counted
 
 if TYPE_CHECKING:
+    from pubsub.broker import DatabaseInfo
     from pubsub.maintenance import Problem
 
 app = typer.Typer(
@@ -38,10 +38,10 @@ def db_info(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """
     with state(ctx).broker(create=False) as broker:
         info = broker.info()
-    data = info._asdict()
-    if as_json or not stdout_is_tty():
-        write_json_lines([data])
-        return
+    emit([info._asdict()], as_json=as_json, render=lambda: _render_info(info))
+
+
+def _render_info(info: "DatabaseInfo") -> None:
     from pubsub.commands import _render
 
     _render.fields(
@@ -86,18 +86,24 @@ def db_check(
     """
     with state(ctx).broker() as broker:
         problems = broker.check(quick=quick)
-    if as_json or not stdout_is_tty():
-        write_json_lines([_check_report(problems, quick=quick)])
-    elif problems:
-        from pubsub.commands import _render
-
-        _render.table(("check", "where", "problem"), [tuple(p) for p in problems])
+    emit(
+        [_check_report(problems, quick=quick)],
+        as_json=as_json,
+        render=lambda: _render_problems(problems),
+    )
     if problems:
         raise CorruptDatabaseError(
             f"{counted(len(problems), 'problem')} found",
             hint="restore from a backup ('pubsub db backup' makes one), or report the details",
         )
     note("ok: integrity and invariants hold")
+
+
+def _render_problems(problems: "list[Problem]") -> None:
+    if problems:
+        from pubsub.commands import _render
+
+        _render.table(("check", "where", "problem"), [tuple(p) for p in problems])
 
 
 def _check_report(problems: "list[Problem]", *, quick: bool) -> dict[str, Any]:

@@ -12,10 +12,9 @@ from pubsub.commands._common import (
     iso_time,
     note,
     state,
-    stdout_is_tty,
     topic_names,
-    write_json_lines,
 )
+from pubsub.commands._output import emit
 from pubsub.words import counted
 
 if TYPE_CHECKING:
@@ -60,11 +59,16 @@ def group_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
       pubsub group list
       pubsub group list --json | jq 'select(.lag > 1000)'
     """
-    with state(ctx).broker() as broker:
-        groups = broker.list_groups()
-    if as_json or not stdout_is_tty():
-        write_json_lines(_group_json(g, detail=False) for g in groups)
-        return
+    with state(ctx).client() as client:
+        groups = client.list_groups()
+    emit(
+        (_group_json(g, detail=False) for g in groups),
+        as_json=as_json,
+        render=lambda: _render_groups(groups),
+    )
+
+
+def _render_groups(groups: "list[GroupInfo]") -> None:
     from pubsub.commands import _render
 
     _render.table(
@@ -104,11 +108,17 @@ def group_describe(
             "give a group NAME or --all, not both" if all_groups else "give a group NAME or --all",
             "list the groups with 'pubsub group list'",
         )
-    with state(ctx).broker() as broker:
-        groups = broker.list_groups() if all_groups else [broker.describe_group(str(name))]
-    if as_json or not stdout_is_tty():
-        write_json_lines(_group_json(group, detail=True) for group in groups)
-        return
+    with state(ctx).client() as client:
+        groups = client.list_groups() if all_groups else [client.describe_group(str(name))]
+    emit(
+        (_group_json(group, detail=True) for group in groups),
+        as_json=as_json,
+        render=lambda: _render_described(groups),
+    )
+
+
+def _render_described(groups: "list[GroupInfo]") -> None:
+    """Groups on a terminal, one section each (a blank line between)."""
     for index, group in enumerate(groups):
         if index:
             print(flush=True)
@@ -284,26 +294,23 @@ def group_reset_offsets(
     if to_offset is not None and to_offset < 0:
         fail(f"invalid offset {to_offset}", "an offset is 0 or more")
     strategy, value = chosen[0]
-    with state(ctx).broker() as broker:
-        plan = broker.plan_offset_reset(
+    with state(ctx).client() as client:
+        plan = client.plan_offset_reset(
             name,
             strategy,  # type: ignore[arg-type]
             topics=None if all_topics else _parse_topics(topic or []),
             value=value,
         )
         if execute:
-            broker.reset_offsets(name, plan, force=force)
-    _print_plan(plan, as_json=as_json)
+            client.reset_offsets(name, plan, force=force)
+    emit((change._asdict() for change in plan), as_json=as_json, render=lambda: _render_plan(plan))
     if execute:
         note(f"group {name}: {counted(len(plan), 'offset')} reset")
     else:
         note("dry run: nothing changed; add --execute to apply")
 
 
-def _print_plan(plan: "list[OffsetChange]", *, as_json: bool) -> None:
-    if as_json or not stdout_is_tty():
-        write_json_lines(change._asdict() for change in plan)
-        return
+def _render_plan(plan: "list[OffsetChange]") -> None:
     from pubsub.commands import _render
 
     _render.table(
@@ -334,8 +341,8 @@ def group_delete(
 
       pubsub group delete old-reports
     """
-    with state(ctx).broker() as broker:
-        broker.delete_group(name)
+    with state(ctx).client() as client:
+        client.delete_group(name)
     note(f"group {name}: deleted")
 
 
@@ -353,6 +360,6 @@ def group_delete_offsets(
 
       pubsub group delete-offsets billing --topic orders
     """
-    with state(ctx).broker() as broker:
-        count = broker.delete_group_offsets(name, topic)
+    with state(ctx).client() as client:
+        count = client.delete_group_offsets(name, topic)
     note(f"group {name}: deleted {counted(count, 'offset')} of topic {topic}")

@@ -29,8 +29,8 @@ def metrics(
     """
     from pubsub.metrics import exposition, write_textfile
 
-    with state(ctx).broker() as broker:
-        text = exposition(broker.stats())
+    with state(ctx).client() as client:
+        text = exposition(client.stats())
     if textfile is None:
         sys.stdout.write(text)
         sys.stdout.flush()

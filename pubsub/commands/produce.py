@@ -20,7 +20,7 @@ from pubsub.commands._common import (
 from pubsub.errors import InvalidArgumentError, InvalidRecordError, TopicNotFoundError
 
 if TYPE_CHECKING:
-    from pubsub.broker import Broker
+    from pubsub.backend import LogClient
     from pubsub.commands._input import RecordReader
     from pubsub.commands._render import Progress
     from pubsub.records import Message
@@ -152,25 +152,25 @@ def produce(
     if input_format is InputFormat.json and empty_as_null:
         fail("-Z applies to raw input", 'drop -Z: in JSON a null value is written "value": null')
     settings = state(ctx)
-    broker = settings.broker(create=create)
+    client = settings.client(create=create)
     try:
         if create:
-            _ensure_topic(broker, topic)
-        writer = _Writer(broker, topic, key_bytes, headers, partition, print_offsets)
+            _ensure_topic(client, topic)
+        writer = _Writer(client, topic, key_bytes, headers, partition, print_offsets)
         writer.empty_as_null = empty_as_null
         if values:
             writer.write([os.fsencode(v) for v in values], first_line=1, from_stdin=False)
             return
         _produce_stdin(writer, input_format, separator, null_delimited, linger)
     finally:
-        broker.close()
+        client.close()
 
 
-def _ensure_topic(broker: "Broker", topic: str) -> None:
+def _ensure_topic(client: "LogClient", topic: str) -> None:
     try:
-        broker.describe_topic(topic)
+        client.describe_topic(topic)
     except TopicNotFoundError:
-        broker.create_topic(topic, if_not_exists=True)
+        client.create_topic(topic, if_not_exists=True)
 
 
 def _produce_stdin(
@@ -188,7 +188,7 @@ def _produce_stdin(
     progress = _file_progress(stream, writer.topic)
     line = 1
     try:
-        _size_batches(reader, writer.broker)
+        _size_batches(reader, writer.client)
         for batch in reader:
             if input_format is InputFormat.json:
                 writer.write_json(batch, first_line=line)
@@ -197,7 +197,7 @@ def _produce_stdin(
             else:
                 writer.write(batch, first_line=line, from_stdin=True)
             line += len(batch)
-            _size_batches(reader, writer.broker)
+            _size_batches(reader, writer.client)
             if progress is not None:
                 progress.update(reader.bytes_read)
     finally:
@@ -207,12 +207,12 @@ def _produce_stdin(
         raise KeyboardInterrupt
 
 
-def _size_batches(reader: "RecordReader", broker: "Broker") -> None:
+def _size_batches(reader: "RecordReader", client: "LogClient") -> None:
     """Small transactions while the disk is low on space (see ``Broker.low_on_space``): what
     a full disk leaves in the WAL must fit in the space reserve for retention to win it back."""
     from pubsub.commands._input import CHUNK, DEFAULT_MAX_BYTES, LOW_SPACE_MAX_BYTES
 
-    low = broker.low_on_space
+    low = client.low_on_space
     reader.max_bytes = LOW_SPACE_MAX_BYTES if low else DEFAULT_MAX_BYTES
     reader.chunk_size = LOW_SPACE_MAX_BYTES if low else CHUNK
 
@@ -240,14 +240,14 @@ class _Writer:
 
     def __init__(
         self,
-        broker: "Broker",
+        client: "LogClient",
         topic: str,
         key: bytes | None,
         headers: list[tuple[str, bytes]],
         partition: int | None,
         print_offsets: bool,
     ) -> None:
-        self.broker = broker
+        self.client = client
         self.topic = topic
         self.key = key
         self.headers = headers or None
@@ -311,7 +311,7 @@ class _Writer:
         if not messages:
             return
         try:
-            result = self.broker.produce_batch(
+            result = self.client.produce_batch(
                 self.topic,
                 messages,
                 key=self.key,

@@ -10,10 +10,9 @@ from pubsub.commands._common import (
     interrupt_on_sigterm,
     note,
     state,
-    stdout_is_tty,
     topic_names,
-    write_json_lines,
 )
+from pubsub.commands._output import emit
 from pubsub.words import counted
 
 if TYPE_CHECKING:
@@ -134,13 +133,15 @@ def retention_run(
         report = broker.run_retention(
             topic or None, dry_run=dry_run, vacuum=vacuum, wal_cap=cap, progress=progress
         )
-    hint = full_disk_hint(report)
-    if as_json or not stdout_is_tty():
-        write_json_lines([_report_json(report)])
+    if emit([_report_json(report)], as_json=as_json, render=lambda: _render_report(report)):
         note(summary(report))
-        if hint:
-            note(hint)
-        return
+    hint = full_disk_hint(report)
+    if hint:
+        note(hint)
+
+
+def _render_report(report: "RetentionReport") -> None:
+    """The partitions a sweep changed, as a table, and the summary line (on stdout)."""
     changed = [p for p in report.partitions if p.deleted_records]
     if changed:
         from pubsub.commands import _render
@@ -162,5 +163,3 @@ def retention_run(
             numeric=(1, 2, 3, 4),
         )
     print(summary(report))
-    if hint:
-        note(hint)

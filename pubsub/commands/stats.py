@@ -10,10 +10,9 @@ from pubsub.commands._common import (
     human_age,
     human_bytes,
     state,
-    stdout_is_tty,
     topic_names,
-    write_json_lines,
 )
+from pubsub.commands._output import emit
 
 if TYPE_CHECKING:
     from pubsub.stats import Stats
@@ -119,10 +118,6 @@ def stats(
       pubsub stats
       pubsub stats orders --json | jq '.groups[] | select(.lag > 0)'
     """
-
-    with state(ctx).broker() as broker:
-        snapshot = broker.stats(topics or None)
-    if as_json or not stdout_is_tty():
-        write_json_lines([stats_json(snapshot)])
-        return
-    render(snapshot)
+    with state(ctx).client() as client:
+        snapshot = client.stats(topics or None)
+    emit([stats_json(snapshot)], as_json=as_json, render=lambda: render(snapshot))

@@ -3,13 +3,17 @@
 import collections
 import sys
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pubsub.commands._common import finite, state, stdout_is_tty, write_json_lines
+from pubsub.commands._common import finite, state
+from pubsub.commands._output import emit
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from pubsub.backend import LogClient
     from pubsub.stats import Stats
 
 HISTORY = 30
@@ -70,36 +74,47 @@ def top(
       pubsub top
       pubsub top --interval 5
     """
+    settings = state(ctx)
+    with settings.client() as client:
+        emit(
+            _snapshot(client),
+            as_json=False,
+            render=lambda: _dashboard(client, settings.db, interval, iterations),
+        )
+
+
+def _snapshot(client: "LogClient") -> "Iterator[dict[str, Any]]":
+    """One snapshot as 'pubsub stats' prints it (taken only if JSON is printed)."""
     from pubsub.commands.stats import stats_json
 
-    settings = state(ctx)
-    with settings.broker() as broker:
-        if not stdout_is_tty():
-            write_json_lines([stats_json(broker.stats())])
-            return
-        from pubsub.commands import _render
+    yield stats_json(client.stats())
 
-        rates = Rates()
-        keys = _render.KeyReader(sys.stdin)
-        count = 0
-        try:
-            with keys, _render.live() as screen:
-                while True:
-                    snapshot = broker.stats()
-                    current = rates.update(snapshot, time.monotonic())
-                    screen.update(
-                        _render.dashboard(
-                            snapshot,
-                            current,
-                            {name: sparkline(list(h)) for name, h in rates.history.items()},
-                            settings.db,
-                        ),
-                        refresh=True,
-                    )
-                    count += 1
-                    if iterations is not None and count >= iterations:
-                        return
-                    if keys.wait_for("q", interval):
-                        return
-        except KeyboardInterrupt:
-            return
+
+def _dashboard(client: "LogClient", target: str, interval: float, iterations: int | None) -> None:
+    """Redraw until q, Ctrl-C or ``iterations`` refreshes."""
+    from pubsub.commands import _render
+
+    rates = Rates()
+    keys = _render.KeyReader(sys.stdin)
+    count = 0
+    try:
+        with keys, _render.live() as screen:
+            while True:
+                snapshot = client.stats()
+                current = rates.update(snapshot, time.monotonic())
+                screen.update(
+                    _render.dashboard(
+                        snapshot,
+                        current,
+                        {name: sparkline(list(h)) for name, h in rates.history.items()},
+                        target,
+                    ),
+                    refresh=True,
+                )
+                count += 1
+                if iterations is not None and count >= iterations:
+                    return
+                if keys.wait_for("q", interval):
+                    return
+    except KeyboardInterrupt:
+        return

@@ -15,10 +15,9 @@ from pubsub.commands._common import (
     iso_time,
     note,
     state,
-    stdout_is_tty,
     topic_names,
-    write_json_lines,
 )
+from pubsub.commands._output import emit
 from pubsub.errors import TopicNotFoundError
 
 if TYPE_CHECKING:
@@ -173,14 +172,16 @@ def topic_create(
       pubsub topic create state --config cleanup.policy=compact --if-not-exists
     """
     values = _config_from_options(retention, retention_bytes, max_message_bytes, config)
-    with state(ctx).broker(create=True) as broker:
-        topic = broker.create_topic(
+    with state(ctx).client(create=True) as client:
+        topic = client.create_topic(
             name, partitions if partitions is not None else 1, values, if_not_exists=if_not_exists
         )
-    if as_json:
-        write_json_lines([_topic_json(topic, partitions=True)])
-    else:
-        note(f"topic {topic.name}: created with {topic.partitions} partition(s)")
+    emit(
+        [_topic_json(topic, partitions=True)],
+        as_json=as_json,
+        render=lambda: note(f"topic {topic.name}: created with {topic.partitions} partition(s)"),
+        json_when_piped=False,
+    )
 
 
 @app.command("list")
@@ -192,11 +193,16 @@ def topic_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
       pubsub topic list
       pubsub topic list --json | jq -r .name
     """
-    with state(ctx).broker() as broker:
-        topics = broker.list_topics()
-    if as_json or not stdout_is_tty():
-        write_json_lines(_topic_json(t, partitions=False) for t in topics)
-        return
+    with state(ctx).client() as client:
+        topics = client.list_topics()
+    emit(
+        (_topic_json(t, partitions=False) for t in topics),
+        as_json=as_json,
+        render=lambda: _render_topics(topics),
+    )
+
+
+def _render_topics(topics: "list[TopicInfo]") -> None:
     from pubsub.commands import _render
 
     _render.table(
@@ -231,11 +237,16 @@ def topic_describe(
       pubsub topic describe orders
       pubsub topic describe orders --json
     """
-    with state(ctx).broker() as broker:
-        topic = broker.describe_topic(name)
-    if as_json or not stdout_is_tty():
-        write_json_lines([_topic_json(topic, partitions=True)])
-        return
+    with state(ctx).client() as client:
+        topic = client.describe_topic(name)
+    emit(
+        [_topic_json(topic, partitions=True)],
+        as_json=as_json,
+        render=lambda: _render_topic(topic),
+    )
+
+
+def _render_topic(topic: "TopicInfo") -> None:
     from pubsub.commands import _render
 
     _render.fields(
@@ -299,14 +310,16 @@ def topic_alter(
     values = _config_from_options(retention, retention_bytes, max_message_bytes, config)
     if partitions is None and not values and not delete_config:
         fail("nothing to change", "give --partitions, --retention, --config KEY=VALUE, …")
-    with state(ctx).broker() as broker:
-        topic = broker.alter_topic(
+    with state(ctx).client() as client:
+        topic = client.alter_topic(
             name, partitions=partitions, config=values, delete_config=delete_config or ()
         )
-    if as_json:
-        write_json_lines([_topic_json(topic, partitions=True)])
-    else:
-        note(f"topic {topic.name}: altered")
+    emit(
+        [_topic_json(topic, partitions=True)],
+        as_json=as_json,
+        render=lambda: note(f"topic {topic.name}: altered"),
+        json_when_piped=False,
+    )
 
 
 @app.command("delete")
@@ -328,9 +341,9 @@ def topic_delete(
 
       pubsub topic delete scratch --yes
     """
-    with state(ctx).broker() as broker:
+    with state(ctx).client() as client:
         try:
-            topic = broker.describe_topic(name)
+            topic = client.describe_topic(name)
         except TopicNotFoundError:
             if if_exists:
                 return
@@ -345,7 +358,7 @@ def topic_delete(
                 f"Delete topic {name} and its {topic.records:,} records?", err=True
             ):
                 fail("not deleted", code=1)
-        broker.delete_topic(name)
+        client.delete_topic(name)
     note(f"topic {name}: deleted")
 
 
@@ -407,9 +420,9 @@ def topic_truncate(
       pubsub topic truncate logs --before @-7d --yes
       pubsub topic truncate orders -p 0 -p 2 --before 1200 --yes --json
     """
-    with state(ctx).broker() as broker:
-        offset, moment = _truncate_point(before, broker.now())
-        topic = broker.describe_topic(name)
+    with state(ctx).client() as client:
+        offset, moment = _truncate_point(before, client.now())
+        topic = client.describe_topic(name)
         chosen = sorted(set(partition)) if partition else None
         if not yes:
             where = "" if chosen is None else f" in partition(s) {', '.join(map(str, chosen))}"
@@ -428,28 +441,29 @@ def topic_truncate(
                 )
             if not typer.confirm(f"Delete {what} of topic {name}{where}?", err=True):
                 fail("not truncated", code=1)
-        reports = broker.truncate(name, chosen, before=offset, before_time=moment)
+        reports = client.truncate(name, chosen, before=offset, before_time=moment)
     records = sum(r.deleted_records for r in reports)
     size = sum(r.deleted_bytes for r in reports)
-    if as_json:
-        write_json_lines(
-            [
-                {
-                    "topic": name,
-                    "deleted_records": records,
-                    "deleted_bytes": size,
-                    "partitions": [
-                        {
-                            "partition": r.partition,
-                            "deleted_records": r.deleted_records,
-                            "deleted_bytes": r.deleted_bytes,
-                            "log_start_offset": r.log_start_offset,
-                        }
-                        for r in reports
-                    ],
-                }
-            ]
-        )
+    emit(
+        [
+            {
+                "topic": name,
+                "deleted_records": records,
+                "deleted_bytes": size,
+                "partitions": [
+                    {
+                        "partition": r.partition,
+                        "deleted_records": r.deleted_records,
+                        "deleted_bytes": r.deleted_bytes,
+                        "log_start_offset": r.log_start_offset,
+                    }
+                    for r in reports
+                ],
+            }
+        ],
+        as_json=as_json,
+        json_when_piped=False,
+    )
     starts = ", ".join(f"{r.partition}: {r.log_start_offset}" for r in reports)
     touched = sum(1 for r in reports if r.deleted_records)
     note(

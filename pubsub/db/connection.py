@@ -99,6 +99,20 @@ def translate_error(exc: sqlite3.Error, *, path: str = "") -> PubsubError:
     return PubsubError(f"unexpected SQLite error{where}: {text}")
 
 
+def undecodable_error(exc: UnicodeDecodeError) -> PubsubError | None:
+    """The error a damaged file really is, when sqlite3 could not decode SQLite's message.
+
+    SQLite quotes the damaged schema text in "malformed database schema" messages; when those
+    bytes are not UTF-8, Python's sqlite3 raises UnicodeDecodeError instead of its own error.
+    None for any other UnicodeDecodeError (which is not the file's fault).
+    """
+    raw = exc.object
+    if not isinstance(raw, bytes) or not raw.startswith(b"malformed database schema"):
+        return None
+    text = raw.decode("utf-8", "backslashreplace")
+    return CorruptDatabaseError(f"not a usable SQLite database: {text}")
+
+
 @contextmanager
 def sqlite_errors(path: str = "") -> Iterator[None]:
     """Translate any sqlite3 exception raised inside the block (a slow-path helper)."""
@@ -212,12 +226,19 @@ def connect(
     except sqlite3.Error as exc:
         raise translate_error(exc, path=path) from exc
     try:
+        # The first statement reads the schema: a damaged one fails here.
         _configure(conn, sync=sync, busy_timeout=busy_timeout, memory=memory, new=created)
         if not memory:
             wal_tune(conn, path)
     except sqlite3.Error as exc:
         conn.close()
         raise translate_error(exc, path=path) from exc
+    except UnicodeDecodeError as exc:
+        conn.close()
+        corrupt = undecodable_error(exc)
+        if corrupt is None:
+            raise
+        raise corrupt from exc
     except BaseException:
         conn.close()
         raise

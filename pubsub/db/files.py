@@ -32,7 +32,7 @@ import contextlib
 import errno
 import os
 
-from pubsub.errors import InvalidArgumentError, StorageError
+from pubsub.errors import StorageError
 
 DEFAULT_FILE_MODE = 0o600
 #: Size of the ``<db>-reserve`` file released for a retention sweep on a full disk.
@@ -84,29 +84,6 @@ NETWORK_FILESYSTEMS = frozenset(
 )
 
 _SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-
-
-# -- mode ---------------------------------------------------------------------------------------
-
-
-def parse_file_mode(text: str) -> int:
-    """Parse an octal file mode such as ``0600``, ``0640`` or ``0660``.
-
-    The owner must be able to read and write; execute bits and world-writable modes are
-    refused.
-    """
-    raw = text.strip().lower().removeprefix("0o")
-    try:
-        mode = int(raw, 8)
-    except ValueError:
-        mode = -1
-    if mode < 0 or mode & ~0o666 or mode & 0o600 != 0o600 or mode & 0o002:
-        raise InvalidArgumentError(
-            f"invalid file mode {text!r}",
-            hint="use an octal mode with owner read and write and no world write: "
-            "0600 (the default), 0640 or 0660",
-        )
-    return mode
 
 
 # -- reserve ------------------------------------------------------------------------------------

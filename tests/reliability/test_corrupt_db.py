@@ -238,14 +238,41 @@ def test_corrupted_copies_as_real_processes(
 
 def test_damage_reported_with_generic_sqlite_codes_is_corrupt() -> None:
     """Regressions: SQLite's generic-coded damage messages map to exit 6, not exit 1."""
-    from pubsub.commands.app import _undecodable_sqlite_error
-    from pubsub.db.connection import translate_error
+    from pubsub.db.connection import translate_error, undecodable_error
     from pubsub.errors import CorruptDatabaseError
 
     for text in ("unsupported file format", "malformed database schema (x) - near 'y'"):
         assert isinstance(translate_error(sqlite3.DatabaseError(text)), CorruptDatabaseError)
     raw = b'malformed database schema (group_members) - near "CASC\xc1DE": syntax error'
     undecodable = UnicodeDecodeError("utf-8", raw, 54, 55, "invalid start byte")
-    error = _undecodable_sqlite_error(undecodable)
+    error = undecodable_error(undecodable)
     assert isinstance(error, CorruptDatabaseError) and error.exit_code == 6
-    assert _undecodable_sqlite_error(UnicodeDecodeError("utf-8", b"\xff", 0, 1, "x")) is None
+    assert undecodable_error(UnicodeDecodeError("utf-8", b"\xff", 0, 1, "x")) is None
+
+
+def test_schema_with_undecodable_text_is_corrupt_at_open(tmp_path: Path) -> None:
+    """A schema entry whose SQL is not UTF-8 makes sqlite3 raise UnicodeDecodeError; opening
+    the file reports it as a damaged database (exit 6), in the API and through the CLI."""
+    from pubsub.errors import CorruptDatabaseError
+
+    db = tmp_path / "undecodable.db"
+    with Broker(db) as broker:
+        broker.create_topic("t")
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA writable_schema=ON")
+    (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'group_members'").fetchone()
+    damaged = sql.encode()[:-1] + b" \xc1)"
+    conn.execute(
+        "UPDATE sqlite_master SET sql = CAST(? AS BLOB) WHERE name = 'group_members'", (damaged,)
+    )
+    conn.commit()
+    conn.close()
+    with pytest.raises(CorruptDatabaseError) as caught:
+        Broker(db, create=False)
+    assert caught.value.message.startswith("not a usable SQLite database: malformed database")
+    result = run_cli(db, "topic", "list")
+    err = result.stderr.decode()
+    assert result.returncode == 6, err
+    assert err.startswith("error: not a usable SQLite database: malformed database schema"), err
+    assert "\nhint: " in err and "Traceback" not in err
+    assert result.stdout == b""

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from pubsub import Broker
+from pubsub import Broker, config
 from pubsub.db import files
 from pubsub.errors import InvalidArgumentError, StorageError
 from tests.helpers import PUBSUB, Invoker, cli_env, run_cli
@@ -104,13 +104,7 @@ def test_invalid_file_modes_are_refused(tmp_path: Path, bad: str) -> None:
     assert err.startswith("error: invalid file mode") and "\nhint: " in err, err
     assert not (tmp_path / "x.db").exists()
     with pytest.raises(InvalidArgumentError):
-        files.parse_file_mode(bad)
-
-
-def test_file_mode_parsing() -> None:
-    assert files.parse_file_mode("0600") == 0o600
-    assert files.parse_file_mode("640") == 0o640
-    assert files.parse_file_mode("0o660") == 0o660
+        config.parse_file_mode(bad)
 
 
 # -- read-only --------------------------------------------------------------------------------

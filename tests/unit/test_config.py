@@ -7,6 +7,7 @@ from pubsub.config import (
     normalise_config,
     parse_config_pairs,
     parse_duration,
+    parse_file_mode,
     parse_size,
     parse_time_spec,
     validate_name,
@@ -215,3 +216,12 @@ def test_parse_time_spec_rejects(text: str, fragment: str) -> None:
     with pytest.raises(InvalidArgumentError, match=fragment) as info:
         parse_time_spec(text, NOW)
     assert info.value.hint
+
+
+def test_file_mode_parsing() -> None:
+    assert parse_file_mode("0600") == 0o600
+    assert parse_file_mode("640") == 0o640
+    assert parse_file_mode("0o660") == 0o660
+    for bad in ("0777", "0666", "0400", "rw", "0755", ""):
+        with pytest.raises(InvalidArgumentError):
+            parse_file_mode(bad)
