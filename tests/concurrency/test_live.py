@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pubsub import AsyncConsumer, AsyncProducer, Broker
-from pubsub.db.notify import MAX_INTERVAL, ChangeWaiter
+from pubsub.db.notify import MAX_INTERVAL
 from tests.helpers import PUBSUB, cli_env
 
 pytestmark = pytest.mark.concurrency
@@ -138,18 +138,6 @@ def test_idle_follower_costs_nothing(db_path: Path) -> None:
     finally:
         follower.terminate()
         follower.wait(timeout=10)
-
-
-def test_waiter_uses_inotify_on_linux(db_path: Path) -> None:
-    with Broker(db_path) as broker:
-        waiter = ChangeWaiter(broker.connection, str(db_path))
-        try:
-            assert waiter.uses_inotify == sys.platform.startswith("linux")
-            started = time.monotonic()
-            assert waiter.wait(0.2) is False
-            assert time.monotonic() - started >= 0.19
-        finally:
-            waiter.close()
 
 
 def test_asyncio_consumer_never_blocks_the_loop(db_path: Path) -> None:
