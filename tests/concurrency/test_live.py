@@ -15,7 +15,7 @@ import pytest
 
 from pubsub import AsyncConsumer, AsyncProducer, Broker
 from pubsub.db.notify import MAX_INTERVAL
-from tests.helpers import PUBSUB, cli_env
+from tests.helpers import PUBSUB, cli_env, wait_until
 
 pytestmark = pytest.mark.concurrency
 
@@ -122,22 +122,23 @@ def test_follower_survives_checkpoints_and_vacuum(db_path: Path) -> None:
 def test_idle_follower_costs_nothing(db_path: Path) -> None:
     with Broker(db_path) as broker:
         broker.create_topic("t")
+        broker.produce("t", b"ready")
     follower = subprocess.Popen(
         [PUBSUB, "consume", "t", "-f"],
         env=cli_env(db_path),
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
     )
     try:
-        time.sleep(1.0)  # started
+        assert read_line(follower, 30) == b"ready\n"  # it started and caught up: now idle
         fields = Path(f"/proc/{follower.pid}/stat").read_text().rsplit(")", 1)[1].split()
         before = int(fields[11]) + int(fields[12])
-        time.sleep(2.0)
+        time.sleep(2.0)  # the thing under test: what the follower costs over 2 s of idling
         fields = Path(f"/proc/{follower.pid}/stat").read_text().rsplit(")", 1)[1].split()
         used = (int(fields[11]) + int(fields[12]) - before) / os.sysconf("SC_CLK_TCK")
         assert used < 0.2, f"an idle follower used {used:.2f} s of CPU in 2 s"
     finally:
         follower.terminate()
-        follower.wait(timeout=10)
+        follower.communicate(timeout=10)
 
 
 def test_asyncio_consumer_never_blocks_the_loop(db_path: Path) -> None:
@@ -152,7 +153,7 @@ def test_asyncio_consumer_never_blocks_the_loop(db_path: Path) -> None:
             nonlocal worst
             last = time.monotonic()
             while not stop.is_set():
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # the thing under test: how late each tick wakes
                 now = time.monotonic()
                 worst = max(worst, now - last - 0.01)
                 last = now
@@ -168,7 +169,7 @@ def test_asyncio_consumer_never_blocks_the_loop(db_path: Path) -> None:
                 "from pubsub import Broker\n"
                 "with Broker(sys.argv[1]) as b:\n"
                 "    for i in range(20):\n"
-                "        time.sleep(0.02)\n"
+                "        time.sleep(0.02)\n"  # pacing: records arrive while the loop runs
                 "        b.produce('t', b'v%d' % i)\n",
                 str(db_path),
             )
@@ -215,16 +216,19 @@ def test_clean_leave_is_noticed_at_once(db_path: Path) -> None:
                     return set()  # the members have not joined yet
                 return {p.owner for p in broker.describe_group("g").partitions}
 
-            deadline = time.monotonic() + 30
-            while not (len(owners()) == 2 and None not in owners()):
-                assert time.monotonic() < deadline, "members never shared the partitions"
-                time.sleep(0.05)
+            def shared_by(n: int) -> bool:
+                held = owners()
+                return len(held) == n and None not in held
+
+            wait_until(lambda: shared_by(2), timeout=30, what="the members to share the partitions")
             members[0].send_signal(signal.SIGTERM)
             members[0].wait(timeout=30)
-            left = time.monotonic()
-            while not (len(owners()) == 1 and None not in owners()):
-                assert time.monotonic() - left < 5, "the survivor waited for the session timeout"
-                time.sleep(0.02)
+            wait_until(
+                lambda: shared_by(1),
+                timeout=5,
+                what="the survivor to take over (not after the session timeout)",
+                interval=0.02,
+            )
     finally:
         for proc in members:
             if proc.poll() is None:
