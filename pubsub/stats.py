@@ -71,7 +71,7 @@ def collect(store: Store, topics: Iterable[str] | None = None) -> Stats:
             )
         result = [TopicStats(name, tuple(parts)) for name, parts in by_topic.items()]
         last = retention.retention_runs_max(conn)
-    groups = list_groups(store)
+        groups = list_groups(store)  # on the same connection: inside the same snapshot
     if wanted is not None:
         groups = [g for g in groups if set(g.topics) & set(wanted)]
 

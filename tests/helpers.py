@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from typer.testing import CliRunner
 
@@ -14,6 +17,30 @@ from pubsub.commands.app import make_app
 
 #: The console script installed next to the interpreter running the tests.
 PUBSUB = str(Path(sys.executable).with_name("pubsub"))
+
+T = TypeVar("T")
+
+
+def wait_until(
+    predicate: Callable[[], T],
+    *,
+    timeout: float = 30.0,
+    what: str = "the condition",
+    interval: float = 0.01,
+) -> T:
+    """Check ``predicate`` until it returns something truthy (returned), or fail the test.
+
+    The way tests wait for another process or thread to reach a state: on observable state,
+    with a deadline, never a fixed sleep. ``what`` names the state in the failure message.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)  # the pause between two looks at the state, not a synchronisation
 
 
 def cli_env(db_path: Path | None = None, **extra: str) -> dict[str, str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pubsub import Broker, Message, TopicPartition
-from tests.helpers import PUBSUB, Invoker, cli_env, run_cli
+from tests.helpers import PUBSUB, Invoker, cli_env, run_cli, wait_until
 
 pytestmark = pytest.mark.cli
 
@@ -174,9 +174,11 @@ def test_follow_until_an_offset_waits_for_it_then_exits(db_path: Path) -> None:
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 20
-        while committed(db_path).get(("t", 0)) != 2 and time.monotonic() < deadline:
-            time.sleep(0.02)  # it read what was there and is waiting for more
+        wait_until(
+            lambda: committed(db_path).get(("t", 0)) == 2,
+            timeout=20,
+            what="it to read what was there and wait for more",
+        )
         assert follower.poll() is None
         with Broker(db_path) as broker:
             broker.produce_batch("t", [b"c", b"d", b"e"])
@@ -202,9 +204,11 @@ def test_follow_until_a_time_stops_at_the_first_record_at_or_after_it(db_path: P
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 20
-        while committed(db_path).get(("t", 0)) != 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(
+            lambda: committed(db_path).get(("t", 0)) == 1,
+            timeout=20,
+            what="it to read what was there and wait for more",
+        )
         assert follower.poll() is None
         with Broker(db_path) as broker:
             broker.produce_batch(
@@ -289,22 +293,22 @@ def test_a_group_shares_the_partitions_of_several_topics(db_path: Path) -> None:
     first = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     second = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 30
         want = {(t, p): 5 for t in "ab" for p in range(2)}
-        while committed(db_path) != want and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with Broker(db_path) as broker:
-            owners = {row.owner for row in broker.describe_group("g").partitions}
-        while len(owners - {None}) < 2 and time.monotonic() < deadline:  # None: moving
-            time.sleep(0.05)
+        wait_until(lambda: committed(db_path) == want, what="the group to commit everything")
+
+        def owners() -> set[str] | None:
             with Broker(db_path) as broker:
-                owners = {row.owner for row in broker.describe_group("g").partitions}
+                partitions = broker.describe_group("g").partitions
+            held = {p.owner for p in partitions if p.owner is not None}  # None: in hand-over
+            return held if len(held) >= 2 else None
+
+        held = wait_until(owners, what="both members to own partitions")
     finally:
         for proc in (first, second):
             proc.terminate()
         outs = [proc.communicate(timeout=30)[0] for proc in (first, second)]
     assert committed(db_path) == want
-    assert len(owners - {None}) == 2  # both members got a share of the four partitions
+    assert len(held) == 2  # both members got a share of the four partitions
     seen = [line for out in outs for line in out.decode().splitlines()]
     assert len(seen) >= 20 and {tuple(line.split()[:2]) for line in seen} == {
         (t, str(p)) for t in "ab" for p in range(2)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pubsub import Broker, Message
-from tests.helpers import PUBSUB, cli_env, run_cli
+from tests.helpers import PUBSUB, cli_env, run_cli, wait_until
 
 pytestmark = pytest.mark.cli
 
@@ -29,6 +29,19 @@ def jobs(db_path: Path) -> Path:
             ],
         )
     return db_path
+
+
+def group_settled(db: Path, members: int) -> bool:
+    """Group ``g`` has ``members`` live members and each of its partitions a live owner."""
+    with Broker(db) as broker:
+        if not broker.list_groups():
+            return False
+        info = broker.describe_group("g")
+    return (
+        info.live_members == members
+        and info.state == "stable"
+        and all(p.owner is not None for p in info.partitions)
+    )
 
 
 def committed(db: Path) -> dict[int, int]:
@@ -190,19 +203,20 @@ def test_workers_share_the_work(db_path: Path, tmp_path: Path) -> None:
         for _ in range(3)
     ]
     try:
-        time.sleep(1.5)
+        wait_until(lambda: group_settled(db_path, 3), what="three members owning every partition")
         with Broker(db_path) as broker:
             for i in range(120):
                 broker.produce("t", str(i).encode(), partition=i % 6)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if (
+        wait_until(
+            lambda: (
                 out.exists()
                 and len(out.read_text().splitlines()) >= 120
                 and committed(db_path) == dict.fromkeys(range(6), 20)
-            ):
-                break
-            time.sleep(0.1)
+            ),
+            timeout=60,
+            what="every record run and committed",
+            interval=0.1,
+        )
     finally:
         for proc in workers:
             proc.send_signal(signal.SIGTERM)
@@ -228,9 +242,7 @@ def test_failed_record_is_retried_next_run_even_with_reset_latest(db_path: Path)
         env=env,
         stderr=subprocess.PIPE,
     )  # fmt: skip
-    deadline = time.monotonic() + 20
-    while not committed(db_path) and time.monotonic() < deadline:
-        time.sleep(0.05)  # it joined and recorded where it starts
+    wait_until(lambda: committed(db_path), timeout=20, what="it to join and record where it starts")
     with Broker(db_path) as broker:
         broker.produce("jobs", b"job")
     _, err = worker.communicate(timeout=30)
@@ -251,9 +263,7 @@ def test_sigterm_reaches_the_running_command(jobs: Path, tmp_path: Path) -> None
         env=cli_env(jobs),
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 20
-    while not started.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(started.exists, timeout=20, what="the command to start")
     worker.send_signal(signal.SIGTERM)
     _, err = worker.communicate(timeout=30)
     assert worker.returncode == 130, err
@@ -270,9 +280,11 @@ def test_offset_flag_applies_to_partitions_handed_over_later(db_path: Path) -> N
     first = subprocess.Popen(
         [PUBSUB, "consume", "t", "-g", "g", "-f"], env=env, stdout=subprocess.DEVNULL
     )
-    deadline = time.monotonic() + 20
-    while committed(db_path) != dict.fromkeys(range(4), 10) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(
+        lambda: committed(db_path) == dict.fromkeys(range(4), 10),
+        timeout=20,
+        what="the first member to commit everything",
+    )
     try:
         second = run_cli(
             db_path, "consume", "t", "-g", "g", "-o", "beginning", "-f", "--timeout", "3"

@@ -6,6 +6,7 @@ import threading
 import time
 
 from pubsub.commands._input import RecordReader
+from tests.helpers import wait_until
 
 
 def test_splits_and_keeps_the_last_unterminated_record() -> None:
@@ -45,10 +46,13 @@ def test_slow_pipe_hands_over_each_line_without_waiting_for_eof() -> None:
     for i in range(3):
         sent.append(time.monotonic())
         os.write(write_fd, b"line %d\n" % i)
-        deadline = time.monotonic() + 10
-        while len(got) <= i and time.monotonic() < deadline:
-            time.sleep(0.001)
-        assert len(got) == i + 1, "a line on a quiet pipe must be handed over before EOF"
+        wait_until(
+            lambda i=i: len(got) > i,
+            timeout=10,
+            what="a line on a quiet pipe to be handed over before EOF",
+            interval=0.001,
+        )
+        assert len(got) == i + 1
     os.close(write_fd)
     thread.join(timeout=10)
     assert [batch for _, batch in got] == [[b"line 0"], [b"line 1"], [b"line 2"]]

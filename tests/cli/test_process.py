@@ -70,7 +70,7 @@ def wait_for_offset(db_path: Path, topic: str, partition: int, target: int) -> i
             latest = broker.latest_offset(topic, partition)
             if latest >= target or time.monotonic() > deadline:
                 return latest
-            time.sleep(0.01)
+            time.sleep(0.01)  # the pause between looks of a wait with a deadline
 
 
 def read_until(fd: int, needle: bytes, timeout: float = 10.0) -> bytes:

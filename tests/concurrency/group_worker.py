@@ -69,10 +69,10 @@ def main() -> None:
                 value = (record.value or b"").decode()
                 event(f"proc {record.partition} {record.offset} {value}")
                 if args.per_record:
-                    time.sleep(args.per_record)
+                    time.sleep(args.per_record)  # simulated work per record
                 if index == 0 and args.pause_in_batch:
                     event("inbatch")
-                    time.sleep(args.pause_in_batch)
+                    time.sleep(args.pause_in_batch)  # a slow batch, on purpose
             if records:
                 positions = {tp: consumer.position(tp) for tp in consumer.assignment}
                 try:

@@ -9,12 +9,14 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
 from pubsub import Broker
+from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.concurrency, pytest.mark.slow]
 
@@ -41,14 +43,13 @@ def events(log: Path) -> list[tuple[int, str, str]]:
     return out
 
 
-def wait_for(predicate: object, timeout: float, what: str) -> None:
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    wait_until(predicate, timeout=timeout, what=what, interval=0.05)
+
+
+def processed_count(log: Path) -> int:
+    """How many records a member has logged as processed."""
+    return sum(1 for _, kind, _ in events(log) if kind == "proc")
 
 
 def committed(db: Path) -> dict[int, int]:
@@ -112,11 +113,18 @@ def test_members_share_survive_a_kill_and_a_join(db_path: Path, tmp_path: Path) 
         for i in range(2)
     ]
     samples: list[dict[int, int]] = []
-    time.sleep(1.5)
+    # Killed mid-stream: while it owns partitions and the producers are writing.
+    wait_for(lambda: processed_count(logs[0]) >= 20, 30, "the first member to process records")
     members[0].kill()
     killed_at = time.monotonic_ns()
     members[0].communicate(timeout=30)
-    time.sleep(1.0)
+    # The survivors go on consuming while the dead member's lease runs out.
+    before = [processed_count(log) for log in logs[1:3]]
+    wait_for(
+        lambda: all(processed_count(log) > n for log, n in zip(logs[1:3], before, strict=True)),
+        30,
+        "the survivors to process more records after the kill",
+    )
     members.append(start_member(db_path, logs[3], "--session", "2.0"))
     wait_for(lambda: logs[3].exists() and "assign" in logs[3].read_text(), 30, "the new member")
     assert all(p.poll() is None for p in producers), "producers should still be writing"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pubsub import Broker
-from tests.helpers import PUBSUB, cli_env
+from tests.helpers import PUBSUB, cli_env, wait_until
 
 pytestmark = [pytest.mark.concurrency, pytest.mark.slow]
 
@@ -37,6 +37,20 @@ def start_producer(db: Path, count: int, pace: float = 0.002) -> subprocess.Pope
     )
 
 
+def log_end(db: Path) -> int:
+    """The sum of the next offsets of topic ``t``'s partitions."""
+    with Broker(db) as broker:
+        return sum(end for _, end in broker.watermarks("t").values())
+
+
+def start_producing(db: Path, count: int, pace: float = 0.002) -> subprocess.Popen[str]:
+    """:func:`start_producer`, returning once its first records are stored."""
+    before = log_end(db)
+    producer = start_producer(db, count, pace)
+    wait_until(lambda: log_end(db) > before, timeout=30, what="the producer to write")
+    return producer
+
+
 def acked(out: str) -> set[tuple[int, int]]:
     return {(int(p), int(o)) for p, o, _ in (line.split(" ", 2) for line in out.splitlines())}
 
@@ -57,8 +71,7 @@ def stored(db: Path) -> set[tuple[int, int]]:
 
 def test_sweep_of_a_million_records_beside_a_producer(db_path: Path) -> None:
     fill_old(db_path, "t", 1_000_000)
-    producer = start_producer(db_path, 3000)
-    time.sleep(0.3)
+    producer = start_producing(db_path, 3000)
     sweep = subprocess.run(
         [PUBSUB, "retention", "run", "--json"],
         env=cli_env(db_path),
@@ -90,7 +103,7 @@ def test_sweep_killed_at_random_points(db_path: Path) -> None:
         proc = subprocess.Popen(
             [PUBSUB, "retention", "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
-        time.sleep(rng.uniform(0.15, 0.6))
+        time.sleep(rng.uniform(0.15, 0.6))  # the thing under test: a kill at a random point
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
         with Broker(db_path) as broker:
@@ -137,8 +150,7 @@ def test_backup_during_writes(db_path: Path, tmp_path: Path) -> None:
     with Broker(db_path) as broker:
         broker.create_topic("t", partitions=2)
         broker.produce_batch("t", [b"x" * 200] * 50_000, partition=0)
-    producer = start_producer(db_path, 2000, pace=0.001)
-    time.sleep(0.3)
+    producer = start_producing(db_path, 2000, pace=0.001)
     target = tmp_path / "copy.db"
     backup = subprocess.run(
         [PUBSUB, "db", "backup", str(target)],

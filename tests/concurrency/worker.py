@@ -11,7 +11,7 @@ import time
 def wait_until(start: float) -> None:
     delay = start - time.time()
     if delay > 0:
-        time.sleep(delay)
+        time.sleep(delay)  # every worker starts at one agreed wall-clock time
 
 
 def produce(
@@ -37,7 +37,7 @@ def produce(
                     print(meta.partition, meta.offset, value.decode(), flush=True)
                 sent += size
             if pace:
-                time.sleep(pace)
+                time.sleep(pace)  # pacing the producer
 
 
 def open_only(db: str, start: float) -> None:

@@ -7,12 +7,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import wait_until
 from tests.support import cache, kafka_jars, kcat
 from tests.support.cache import FetchError, fetch_once
 from tests.support.kafka import random_cluster_id
@@ -80,7 +80,7 @@ def build(staging):
         f.write(sys.argv[3] + "\\n")
     deadline = time.monotonic() + 60
     while not (work / "go").exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
+        time.sleep(0.01)  # in a child: waits (bounded) for the test's "go" file
     (staging / "payload").write_text("built")
 
 print(fetch_once(entry, build))
@@ -112,10 +112,11 @@ def test_processes_fetching_at_once_build_once(
             )
         )
     # Every process reached fetch_once while the first build is held open.
-    deadline = time.monotonic() + 60
-    while len(list(work.glob("arrived-*"))) < 3 or not (work / "builds").exists():
-        assert time.monotonic() < deadline, "the fetchers did not start"
-        time.sleep(0.01)
+    wait_until(
+        lambda: len(list(work.glob("arrived-*"))) == 3 and (work / "builds").exists(),
+        timeout=60,
+        what="the fetchers to start",
+    )
     (work / "go").touch()
     outputs = [proc.communicate(timeout=60)[0].strip() for proc in fetchers]
 

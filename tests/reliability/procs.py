@@ -137,7 +137,7 @@ class CliProducer:
                 stdin.write(("\n".join(burst) + "\n").encode())
                 stdin.flush()
                 seq += len(burst)
-                time.sleep(0.002)
+                time.sleep(0.002)  # pacing the input, not a synchronisation
         except (BrokenPipeError, OSError, ValueError):
             return  # killed, or the pipe closed after it ended
 

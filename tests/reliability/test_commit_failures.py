@@ -25,7 +25,7 @@ import pytest
 from pubsub import Broker, Consumer, TopicPartition
 from pubsub.db.store import lease_clock_ms
 from pubsub.errors import BusyError
-from tests.helpers import PUBSUB, cli_env
+from tests.helpers import PUBSUB, cli_env, wait_until
 from tests.reliability.oracle import integrity, read_stored
 from tests.reliability.shim import build, compiler, env, read_log
 
@@ -38,10 +38,7 @@ needs_shim = pytest.mark.skipif(compiler() is None, reason="no C compiler for th
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
+    wait_until(condition, timeout=timeout, what="the committer's state")
 
 
 def stored(db: Path) -> int | None:
@@ -225,7 +222,7 @@ def api_worker(db: str) -> None:
     consumer.commit_async()
     deadline = time.monotonic() + 5
     while consumer.committed(TP) != RECORDS and time.monotonic() < deadline:
-        time.sleep(0.01)
+        time.sleep(0.01)  # in a child: a bounded wait on the committed view, then it reports
     out(f"K {consumer.committed(TP)}")
     try:
         consumer.close()

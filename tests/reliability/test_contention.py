@@ -118,7 +118,7 @@ def test_everything_at_once(tmp_path: Path, record_summary) -> None:  # type: ig
     cli_seconds = time.monotonic() - started
     remaining = window - (time.monotonic() - started)
     if remaining > 0:
-        time.sleep(remaining)
+        time.sleep(remaining)  # the load runs for the whole window: pacing, not a sync
     for producer in producers:
         producer.kill()
         producer.join()
@@ -136,7 +136,7 @@ def test_everything_at_once(tmp_path: Path, record_summary) -> None:  # type: ig
             )
             if done:
                 break
-            time.sleep(0.2)
+            time.sleep(0.2)  # the pause between looks of a wait with a deadline
     wal.stop()
     for worker in [*members, slow]:
         worker.kill()

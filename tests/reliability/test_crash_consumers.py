@@ -58,7 +58,7 @@ def test_members_killed_mid_batch(tmp_path: Path, record_summary) -> None:  # ty
     started = time.monotonic()
     kill_times: dict[str, float] = {}
     for _ in range(kills):
-        time.sleep(rng.uniform(0.2, 0.8))
+        time.sleep(rng.uniform(0.2, 0.8))  # the thing under test: kills at random points
         name, victim = members.pop(0)
         victim.ready.wait(30)
         victim.kill()
@@ -76,7 +76,7 @@ def test_members_killed_mid_batch(tmp_path: Path, record_summary) -> None:  # ty
             committed = broker.committed_offsets(GROUP)
             if all(committed.get((TOPIC, p)) == end for p, end in ends.items()):
                 break
-            time.sleep(0.2)
+            time.sleep(0.2)  # the pause between looks of a wait with a deadline
     for name, worker in members:
         worker.kill()
         kill_times[name] = time.monotonic()

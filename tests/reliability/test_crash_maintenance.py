@@ -147,7 +147,7 @@ def _copy_db(source: Path, target: Path) -> None:
 def _run_killed(db: Path, operation: str, argument: str, delay: float, log: Path) -> list[str]:
     worker = python_worker("maintain", db, operation, argument, stderr_path=log)
     assert worker.ready.wait(30), "the worker did not start"
-    time.sleep(delay)
+    time.sleep(delay)  # the thing under test: a kill at a chosen point of the operation
     worker.kill()
     worker.join()
     stderr = worker.stderr().strip()

@@ -49,7 +49,7 @@ def test_producers_killed_at_random_lose_nothing_acknowledged(
     live = [spawn() for _ in range(3)]
     started = time.monotonic()
     for _ in range(kills):
-        time.sleep(rng.uniform(0.01, 0.2))
+        time.sleep(rng.uniform(0.01, 0.2))  # the thing under test: kills at random points
         name, victim = live.pop(0)  # the oldest: it has had time to start writing
         worker = victim.worker if isinstance(victim, CliProducer) else victim
         worker.ready.wait(30)
@@ -60,7 +60,7 @@ def test_producers_killed_at_random_lose_nothing_acknowledged(
     for name, victim in live:
         worker = victim.worker if isinstance(victim, CliProducer) else victim
         worker.ready.wait(30)
-        time.sleep(0.05)
+        time.sleep(0.05)  # it writes a little before its kill (the point of the test)
         worker.kill()
         worker.join()
         finished.append((name, victim))

@@ -112,7 +112,7 @@ def worker(db: str, mode: str, polls: int) -> None:
             out(f"F {before} {lease_clock_ms()} {member_id[0]}")
         except PubsubError as exc:
             out(f"E commit {type(exc).__name__}")
-        time.sleep(0.01)
+        time.sleep(0.01)  # pacing the member's polls (in a child), not a synchronisation
     if mode == "async":
         out("\n".join(f"L {p} {o}" for p, o in sorted(last.items())))
     try:

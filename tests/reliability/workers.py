@@ -55,7 +55,7 @@ def produce(db: str, topic: str, name: str, seed: int, pace: float = 0.0) -> Non
                               zip(result, values, strict=True)))  # fmt: skip
                 seq += size
             if pace:
-                time.sleep(pace)
+                time.sleep(pace)  # pacing the producer
 
 
 # The largest stays just under max.message.bytes (1 MiB), which counts the key too.
@@ -86,7 +86,7 @@ def produce_sized(db: str, topic: str, name: str, seed: int, pace: float) -> Non
             out("\n".join(f"A {m.partition} {m.offset} {name}-{seq + i} {sizes[i]}"
                           for i, m in enumerate(result)))  # fmt: skip
             seq += count
-            time.sleep(pace)
+            time.sleep(pace)  # pacing the producer
 
 
 def slow_reader(db: str, topic: str, pause: float) -> None:
@@ -98,7 +98,7 @@ def slow_reader(db: str, topic: str, pause: float) -> None:
         while True:
             for record in consumer.poll(timeout=0.5):
                 out(f"D slow {record.partition} {record.offset} {time.monotonic():.6f}")
-            time.sleep(pause)
+            time.sleep(pause)  # a slow consumer, on purpose
 
 
 def consume(db: str, topic: str, group: str, member: str, seed: int, session: float) -> None:

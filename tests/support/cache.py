@@ -63,7 +63,7 @@ def locked(lock_path: Path, *, timeout: float = 900.0) -> Iterator[None]:
                     raise FetchError(
                         f"another process held {lock_path} for more than {timeout:.0f} s"
                     ) from None
-                time.sleep(0.2)
+                time.sleep(0.2)  # the pause between tries of a lock, with a deadline
         try:
             yield
         finally:

@@ -459,7 +459,7 @@ class KafkaBroker:
                 return
             if time.monotonic() > deadline:
                 raise KafkaError(f"pid {pid}: threads still in states {sorted(states)}")
-            time.sleep(0.005)
+            time.sleep(0.005)  # the pause between looks of a wait with a deadline
 
     def restart(self) -> None:
         """stop() then start(): same ports, same log directory, data kept."""

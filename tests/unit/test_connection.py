@@ -10,13 +10,11 @@ import pytest
 
 from pubsub import Broker
 from pubsub.db.connection import connect
-from pubsub.db.transaction import ReadTransaction, WriteTransaction
 from pubsub.errors import (
     BusyError,
     CorruptDatabaseError,
     DatabaseNotFoundError,
     InvalidArgumentError,
-    PubsubError,
 )
 
 
@@ -110,31 +108,6 @@ def test_write_waits_for_a_short_lock(db_path: Path) -> None:
     finally:
         release.join()
         holder.close()
-
-
-def test_write_transaction_rolls_back_on_error(db_path: Path) -> None:
-    Broker(db_path).close()
-    conn = connect(str(db_path))
-    with pytest.raises(RuntimeError), WriteTransaction(conn, 1.0):
-        conn.execute("INSERT INTO consumer_groups (name, created_ms) VALUES ('g', 1)")
-        raise RuntimeError("boom")
-    assert not conn.in_transaction
-    assert conn.execute("SELECT count(*) FROM consumer_groups").fetchone()[0] == 0
-    conn.close()
-
-
-def test_read_transaction_cannot_write(db_path: Path) -> None:
-    """The one deferred transaction is read-only for real: a write in it fails, and the
-    connection writes normally afterwards."""
-    Broker(db_path).close()
-    conn = connect(str(db_path))
-    with pytest.raises(PubsubError), ReadTransaction(conn) as reader:
-        reader.execute("INSERT INTO consumer_groups (name, created_ms) VALUES ('g', 1)")
-    assert not conn.in_transaction
-    with WriteTransaction(conn, 1.0):
-        conn.execute("INSERT INTO consumer_groups (name, created_ms) VALUES ('g', 1)")
-    assert conn.execute("SELECT count(*) FROM consumer_groups").fetchone()[0] == 1
-    conn.close()
 
 
 def test_memory_database_works() -> None:

@@ -275,7 +275,7 @@ def test_poll_waits_for_another_process_commit(db_path: Path) -> None:
         broker.create_topic("t")
 
     def produce_later() -> None:
-        time.sleep(0.2)
+        time.sleep(0.2)  # pacing: the commit must land while poll() is waiting
         with Broker(db_path) as other:
             other.produce("t", b"late")
 
