@@ -16,6 +16,8 @@ from typing import Any, NamedTuple
 
 #: Columns of a row returned by :func:`read_range`: offset, timestamp, key, value, headers.
 RecordRow = tuple[int, int, bytes | None, bytes | None, str | None]
+#: Columns of a row returned by :func:`read_values`: offset, value.
+ValueRow = tuple[int, bytes | None]
 
 
 def log_table(topic_id: int, partition: int) -> str:
@@ -145,6 +147,20 @@ def read_range(
     return conn.execute(
         f'SELECT "offset", timestamp, key, value, headers '
         f"FROM {log_table(topic_id, partition)} "
+        f'WHERE "offset" >= ? AND "offset" < ? ORDER BY "offset" LIMIT ?',
+        (offset, end, limit),
+    ).fetchall()
+
+
+def read_values(
+    conn: sqlite3.Connection, topic_id: int, partition: int, offset: int, end: int, limit: int
+) -> list[ValueRow]:
+    """:func:`read_range` selecting only the offset and the value (raw output needs no more).
+
+    Fetching two columns instead of five roughly halves the cost of ``fetchall`` per row.
+    """
+    return conn.execute(
+        f'SELECT "offset", value FROM {log_table(topic_id, partition)} '
         f'WHERE "offset" >= ? AND "offset" < ? ORDER BY "offset" LIMIT ?',
         (offset, end, limit),
     ).fetchall()
