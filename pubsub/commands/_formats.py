@@ -52,9 +52,10 @@ def raw_values_formatter(terminator: bytes) -> Callable[[list[ValueRecord]], byt
 
     def render(rows: list[ValueRecord]) -> bytes:
         values = list(map(_value_of_row, rows))
-        if None in values:
-            values = [v if v is not None else b"" for v in values]
-        return terminator.join(values) + terminator
+        try:
+            return terminator.join(values) + terminator
+        except TypeError:  # a null value (rare): printed as empty
+            return terminator.join([v if v is not None else b"" for v in values]) + terminator
 
     return render
 
