@@ -7,11 +7,11 @@ number of Brokers, in any number of processes, may use the same file at once.
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import repeat
 from operator import itemgetter
 from types import TracebackType
-from typing import TYPE_CHECKING, NamedTuple, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 from pubsub.db import catalog, log, schema
 from pubsub.db.connection import DEFAULT_BUSY_TIMEOUT, Reconnecting, SyncMode
@@ -1297,9 +1297,16 @@ def to_records(topic: str, partition: int, rows: list[log.RecordRow]) -> list[Re
 
 def rows_bytes(rows: Sequence[Sequence[object]]) -> int:
     """Bytes of the keys and values of stored rows (C-level loops)."""
-    return sum(map(len, filter(None, map(_value_of, rows)))) + sum(
-        map(len, filter(None, map(_key_of, rows)))
-    )
+    return _column_bytes(map(_value_of, rows)) + _column_bytes(map(_key_of, rows))
+
+
+def _column_bytes(column: Iterator[Any]) -> int:
+    """The bytes of a column of bytes or None: one join, or a sum when a None stops it."""
+    items = list(column)
+    try:
+        return len(b"".join(items))
+    except TypeError:
+        return sum(map(len, filter(None, items)))
 
 
 def _needs_key(meta: _TopicMeta, index: int) -> InvalidRecordError:
