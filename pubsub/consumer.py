@@ -438,7 +438,7 @@ class Consumer:
         partition rotates); within a partition records come in offset order. Returns ``[]``
         when nothing arrived in time.
         """
-        records = self._poll(timeout, max_records, self._read)
+        records = self._poll(timeout, max_records)
         # Everything fetched was handed out (and holes left by compaction were skipped).
         self._consumed.update(self._positions)
         return records
@@ -453,11 +453,16 @@ class Consumer:
         same records, positions, fairness, consumed offsets), except that ``max_poll_bytes``
         counts the bytes of the values only, the bytes this call returns.
         """
-        rows = self._poll(timeout, max_records, self._read_values)
+        rows = self._poll_with(timeout, max_records, self._read_values)
         self._consumed.update(self._positions)
         return rows
 
-    def _poll(self, timeout: float, max_records: int | None, read: _Reader[_Row]) -> list[_Row]:
+    def _poll(self, timeout: float, max_records: int | None) -> list[Record]:
+        return self._poll_with(timeout, max_records, self._read)
+
+    def _poll_with(
+        self, timeout: float, max_records: int | None, read: _Reader[_Row]
+    ) -> list[_Row]:
         self._check_open()
         self._sync_group()  # first: lost partitions must not be auto-committed
         self._maybe_auto_commit()
@@ -485,7 +490,7 @@ class Consumer:
         """Yield records one by one, waiting for new ones (see ``iter_timeout``)."""
         wait = math.inf if self.iter_timeout is None else self.iter_timeout
         while True:
-            records = self._poll(min(wait, 3600.0), None, self._read)
+            records = self._poll(min(wait, 3600.0), None)
             if not records:
                 if math.isinf(wait):
                     continue
