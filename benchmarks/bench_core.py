@@ -304,7 +304,9 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-def run_cli(argv: list[str], *, stdin: Any = None, stdout: Any = None) -> float:
+def run_cli(
+    argv: list[str], *, stdin: Any = None, stdout: Any = None, env: dict[str, str] | None = None
+) -> float:
     """Wall time of one whole CLI process; fails loudly on a non-zero exit."""
     start = time.perf_counter()
     done = subprocess.run(
@@ -312,7 +314,7 @@ def run_cli(argv: list[str], *, stdin: Any = None, stdout: Any = None) -> float:
         stdin=stdin,
         stdout=stdout if stdout is not None else subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        env=cli_env(),
+        env=cli_env() if env is None else env,
         check=False,
     )
     elapsed = time.perf_counter() - start
@@ -435,12 +437,40 @@ def m_raw_range_commit(files: Files, sync: Sync, source: str, batch: int, n: int
     return elapsed
 
 
-def m_cli_consume(cli: list[str], sync: Sync, source: str, output_format: str) -> float:
-    argv = [*cli, "--db", source, "--sync", sync, "consume", TOPIC]
-    if output_format != "raw":
-        argv += ["--format", output_format]
+#: The baseline of the ``pubsub consume`` rows, run as a whole process like the CLI: Python
+#: starts, imports sqlite3, reads ``offset, value`` 1,000 rows at a time and writes each value
+#: and a newline through ``sys.stdout.buffer``.
+RAW_CONSUME_SCRIPT = """\
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+out = sys.stdout.buffer
+sql = 'SELECT "offset", value FROM log_1_0 WHERE "offset" >= ? ORDER BY "offset" LIMIT 1000'
+offset = 0
+while rows := conn.execute(sql, (offset,)).fetchall():
+    for _, value in rows:
+        out.write(value + b"\\n")
+    offset = rows[-1][0] + 1
+"""
+
+
+def m_cli_consume(
+    cli: list[str], sync: Sync, source: str, options: Sequence[str], unbuffered: bool = False
+) -> float:
+    """``pubsub consume bench OPTIONS > /dev/null`` as a whole process."""
+    argv = [*cli, "--db", source, "--sync", sync, "consume", TOPIC, *options]
+    env = cli_env()
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
     with open(os.devnull, "wb") as devnull:
-        return run_cli(argv, stdout=devnull)
+        return run_cli(argv, stdout=devnull, env=env)
+
+
+def m_raw_consume_process(source: str) -> float:
+    """The raw loop (:data:`RAW_CONSUME_SCRIPT`) as a whole process, stdout to /dev/null."""
+    env = cli_env()
+    env.pop("PYTHONUNBUFFERED", None)
+    with open(os.devnull, "wb") as devnull:
+        return run_cli([sys.executable, "-c", RAW_CONSUME_SCRIPT, source], stdout=devnull, env=env)
 
 
 # -- set-up -----------------------------------------------------------------------------------
@@ -654,6 +684,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         api_source, raw_source = build_sources(files, sync, values, chunk)
 
         range_reads = f"range reads, {b:,} per query"
+        raw_loop = "`python -c` raw loop process: `offset, value`, 1,000 per query, to stdout"
         rows = [
             Result(
                 "produce_batch_1p",
@@ -687,12 +718,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
             Result("fetch_loop", f"`Broker.fetch` loop, no group, {b:,} per call", range_reads, n),
             Result(
-                "cli_consume_raw", "`pubsub consume T > /dev/null` (whole process)", range_reads, n
+                "cli_consume_raw",
+                "`pubsub consume T > /dev/null` (whole process)",
+                raw_loop,
+                n,
             ),
             Result(
                 "cli_consume_json",
                 "`pubsub consume T --format json > /dev/null` (whole process)",
-                range_reads,
+                raw_loop,
+                n,
+            ),
+            Result(
+                "cli_consume_n",
+                f"`pubsub consume T -o 0 -n {n}` (whole process)",
+                raw_loop,
+                n,
+            ),
+            Result(
+                "cli_consume_unbuffered",
+                "`pubsub consume T` with PYTHONUNBUFFERED=1 (whole process)",
+                f"{raw_loop}, buffered",
                 n,
             ),
         ]
@@ -715,27 +761,50 @@ def main(argv: Sequence[str] | None = None) -> int:
                 lambda: m_raw_produce(files, sync, cli_chunks, 1),
             ),
         ]
-        # Consume: each measurement once per repeat; several rows share a baseline (and the
-        # group consumer is compared with two baselines).
-        consume: dict[str, Callable[[], float]] = {
-            "group": lambda: m_api_consume_group(files, sync, api_source, b, n),
-            "range": lambda: m_raw_range(files, sync, raw_source, b, n),
-            "fetch": lambda: m_api_fetch(files, sync, api_source, b, n),
-            "range_upsert": lambda: m_raw_range_commit(files, sync, raw_source, b, n),
-            "cli_raw": lambda: m_cli_consume(cli, sync, api_source, "raw"),
-            "cli_json": lambda: m_cli_consume(cli, sync, api_source, "json"),
-        }
-        consume_rows = {
-            "consumer_group": ("group", "range"),
-            "consumer_group_vs_upsert": ("group", "range_upsert"),
-            "fetch_loop": ("fetch", "range"),
-            "cli_consume_raw": ("cli_raw", "range"),
-            "cli_consume_json": ("cli_json", "range"),
-        }
+        # Consume: each row's pubsub measurement and its baseline run next to each other, so
+        # that both see the same moment of a shared machine (a baseline measured once and
+        # shared by several rows moved every ratio together when the machine was busy then).
+        consume: list[tuple[str, Callable[[], float], Callable[[], float]]] = [
+            (
+                "consumer_group",
+                lambda: m_api_consume_group(files, sync, api_source, b, n),
+                lambda: m_raw_range(files, sync, api_source, b, n),
+            ),
+            (
+                "consumer_group_vs_upsert",
+                lambda: m_api_consume_group(files, sync, api_source, b, n),
+                lambda: m_raw_range_commit(files, sync, raw_source, b, n),
+            ),
+            (
+                "fetch_loop",
+                lambda: m_api_fetch(files, sync, api_source, b, n),
+                lambda: m_raw_range(files, sync, api_source, b, n),
+            ),
+            (
+                "cli_consume_raw",
+                lambda: m_cli_consume(cli, sync, api_source, []),
+                lambda: m_raw_consume_process(api_source),
+            ),
+            (
+                "cli_consume_json",
+                lambda: m_cli_consume(cli, sync, api_source, ["--format", "json"]),
+                lambda: m_raw_consume_process(api_source),
+            ),
+            (
+                "cli_consume_n",
+                lambda: m_cli_consume(cli, sync, api_source, ["-o", "0", "-n", str(n)]),
+                lambda: m_raw_consume_process(api_source),
+            ),
+            (
+                "cli_consume_unbuffered",
+                lambda: m_cli_consume(cli, sync, api_source, [], unbuffered=True),
+                lambda: m_raw_consume_process(api_source),
+            ),
+        ]
         for index in range(args.repeats):
             tag = f"[{index + 1}/{args.repeats}]"
             raw_first = index % 2 == 1  # alternate which side runs first
-            for key, pubsub_fn, raw_fn in produce:
+            for key, pubsub_fn, raw_fn in produce + consume:
                 if raw_first:
                     raw_s, pubsub_s = raw_fn(), pubsub_fn()
                 else:
@@ -743,14 +812,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 by_key[key].pubsub.append(pubsub_s)
                 by_key[key].raw.append(raw_s)
                 progress(f"{tag} {key}: pubsub {pubsub_s:.3f} s, raw {raw_s:.3f} s")
-            names = list(consume)
-            if raw_first:  # swap each (pubsub, raw) pair
-                names[0:4] = [names[1], names[0], names[3], names[2]]
-            got = {name: consume[name]() for name in names}
-            for key, (mine, theirs) in consume_rows.items():
-                by_key[key].pubsub.append(got[mine])
-                by_key[key].raw.append(got[theirs])
-            progress(f"{tag} consume: " + ", ".join(f"{k} {v:.3f} s" for k, v in got.items()))
 
         compile_package()  # in case the sources changed meanwhile
         progress(f"start-up: {STARTUP_RUNS} interleaved runs of each one-shot process")

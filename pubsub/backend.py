@@ -37,6 +37,9 @@ PartitionLike = TopicPartition | tuple[str, int]
 class LogConsumer(Protocol):
     """A reader of one or more topics, alone or as a member of a consumer group."""
 
+    #: The most records one poll returns when it is not given ``max_records``.
+    max_poll_records: int
+
     def __enter__(self) -> Self: ...
 
     def __exit__(

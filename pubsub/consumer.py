@@ -14,8 +14,10 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from operator import itemgetter
 from types import TracebackType
+from typing import Any, TypeVar, cast
 
 from pubsub import config as topic_config
 from pubsub.db.connection import DEFAULT_BUSY_TIMEOUT, SyncMode
@@ -35,6 +37,36 @@ from pubsub.records import HeadersInput, Message, ProduceResult, Record, TopicPa
 from pubsub.services import HasServices, Services
 
 __all__ = ["Consumer", "OffsetReset", "PubsubWarning"]
+
+
+#: What :meth:`Consumer.poll_values` returns per record: topic, partition, offset, value.
+_ValueRecord = tuple[str, int, int, bytes | None]
+_Row = TypeVar("_Row", bound=tuple[Any, ...])
+#: How a poll reads one partition's range: (rows, range exhausted, bytes counted).
+_Reader = Callable[
+    [TopicPartition, int, int, int, "int | None", bool], tuple[list[_Row], bool, int]
+]
+_second = itemgetter(1)
+
+
+def _values_bytes(rows: list[tuple[int, bytes | None]]) -> int:
+    """The bytes of the values of (offset, value) rows."""
+    try:
+        return len(b"".join(map(_second, rows)))  # one C loop; a null value stops it
+    except TypeError:
+        return sum(map(len, filter(None, map(_second, rows))))
+
+
+def _cut_values(
+    rows: list[tuple[int, bytes | None]], max_bytes: int, *, at_least_one: bool
+) -> list[tuple[int, bytes | None]]:
+    """The longest prefix of (offset, value) rows whose values fit ``max_bytes``."""
+    total = 0
+    for index, (_offset, value) in enumerate(rows):
+        total += len(value) if value is not None else 0
+        if total > max_bytes and (index > 0 or not at_least_one):
+            return rows[:index]
+    return rows
 
 
 class PubsubWarning(UserWarning):
@@ -417,9 +449,17 @@ class Consumer:
 
     def poll_values(
         self, timeout: float = 0.0, max_records: int | None = None
-    ) -> list[tuple[str, int, int, bytes | None]]:
-        """As :meth:`poll`, as ``(topic, partition, offset, value)`` tuples (raw output)."""
-        return [(r[0], r[1], r[2], r.value) for r in self.poll(timeout, max_records)]
+    ) -> list[_ValueRecord]:
+        """:meth:`poll`, returning only ``(topic, partition, offset, value)`` of each record.
+
+        The fast path of raw output: only the offset and the value are read from storage and
+        no :class:`~pubsub.records.Record` is built. Everything else is as :meth:`poll` (the
+        same records, positions, fairness, consumed offsets), except that ``max_poll_bytes``
+        counts the bytes of the values only, the bytes this call returns.
+        """
+        rows = self._poll_with(timeout, max_records, self._read_values)
+        self._consumed.update(self._positions)
+        return rows
 
     # -- for wrappers that hand records out one by one (the asyncio consumer) ---------------
 
@@ -447,6 +487,11 @@ class Consumer:
                 self._consumed[tp] = min(self._consumed.get(tp, offset), offset)
 
     def _poll(self, timeout: float, max_records: int | None) -> list[Record]:
+        return self._poll_with(timeout, max_records, self._read)
+
+    def _poll_with(
+        self, timeout: float, max_records: int | None, read: _Reader[_Row]
+    ) -> list[_Row]:
         self._check_open()
         self._sync_group()  # first: lost partitions must not be auto-committed
         self._maybe_auto_commit()
@@ -457,7 +502,7 @@ class Consumer:
         while True:
             self._waiter.mark()
             self._sync_group()
-            records = self._fetch(limit)
+            records = self._fetch(limit, read)
             if records:
                 return records
             remaining = deadline - time.monotonic()
@@ -495,11 +540,11 @@ class Consumer:
                             self._positions[tp] = min(self._positions[tp], consumed[tp])
             consumed.update(self._positions)
 
-    def _fetch(self, limit: int) -> list[Record]:
+    def _fetch(self, limit: int, read: _Reader[_Row]) -> list[_Row]:
         if not self._assignment:
             return []
         try:
-            return self._fetch_assigned(limit)
+            return self._fetch_assigned(limit, read)
         except TopicNotFoundError as exc:
             if self._membership is None:
                 raise
@@ -509,7 +554,7 @@ class Consumer:
             self._apply(self._membership.sync(self._consumed, force=True))
             return []
 
-    def _fetch_assigned(self, limit: int) -> list[Record]:
+    def _fetch_assigned(self, limit: int, read: _Reader[_Row]) -> list[_Row]:
         reader = self._services.reader
         stop = self._stop
         marks: dict[str, dict[int, tuple[int, int]]] = {}
@@ -547,13 +592,13 @@ class Consumer:
         budget = limit
         byte_budget = self.max_poll_bytes
         share = max(1, limit // len(ready))
-        records: list[Record] = []
+        records: list[_Row] = []
         again: list[tuple[TopicPartition, int, int]] = []
         for tp, position, end in ready:
             if budget <= 0:
                 break
             want = min(share, budget)
-            rows, exhausted, size = self._read(tp, position, end, want, byte_budget, not records)
+            rows, exhausted, size = read(tp, position, end, want, byte_budget, not records)
             records.extend(rows)
             budget -= len(rows)
             self._advance(tp, rows, exhausted, end)
@@ -566,7 +611,7 @@ class Consumer:
         for tp, position, end in again:
             if budget <= 0:
                 break
-            rows, exhausted, size = self._read(tp, position, end, budget, byte_budget, not records)
+            rows, exhausted, size = read(tp, position, end, budget, byte_budget, not records)
             records.extend(rows)
             budget -= len(rows)
             self._advance(tp, rows, exhausted, end)
@@ -576,7 +621,9 @@ class Consumer:
                     break
         return records
 
-    def _advance(self, tp: TopicPartition, rows: list[Record], exhausted: bool, end: int) -> None:
+    def _advance(
+        self, tp: TopicPartition, rows: Sequence[tuple[Any, ...]], exhausted: bool, end: int
+    ) -> None:
         """Move the fetch position past ``rows``, or to ``end`` when the range ran out.
 
         A read that returned fewer rows than it asked for found nothing else below ``end``
@@ -613,6 +660,36 @@ class Consumer:
                     rows, exhausted = kept, False
                     size = rows_bytes(rows)
         return to_records(tp.topic, tp.partition, rows), exhausted, size
+
+    def _read_values(
+        self,
+        tp: TopicPartition,
+        position: int,
+        end: int,
+        limit: int,
+        byte_budget: int | None,
+        first: bool,
+    ) -> tuple[list[_ValueRecord], bool, int]:
+        """:meth:`_read` for :meth:`poll_values`: (topic, partition, offset, value) rows; the
+        byte budget counts the values."""
+        reader = self._services.reader
+        rows = reader.read_value_rows(
+            reader.topics.meta(tp.topic), tp.partition, position, end, limit
+        )
+        exhausted = len(rows) < limit
+        size = 0
+        if byte_budget is not None:
+            size = _values_bytes(rows)
+            if size > byte_budget:
+                kept = _cut_values(rows, byte_budget, at_least_one=first)
+                if len(kept) < len(rows):
+                    rows, exhausted = kept, False
+                    size = _values_bytes(rows)
+        # (topic, partition) + (offset, value), in C loops.
+        prefix = cast(
+            Callable[[tuple[int, bytes | None]], _ValueRecord], (tp.topic, tp.partition).__add__
+        )
+        return list(map(prefix, rows)), exhausted, size
 
     # -- committing ------------------------------------------------------------------------
 

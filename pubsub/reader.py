@@ -5,9 +5,10 @@ Reads run in autocommit mode, one statement each, so no read transaction pins th
 :class:`~pubsub.records.Record` values in C-level loops: they are the consumer's hot path.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from itertools import repeat
 from operator import itemgetter
+from typing import Any
 
 from pubsub.db import catalog, log
 from pubsub.db.store import Store
@@ -78,6 +79,19 @@ class Reader:
         try:
             with self.store.read():
                 return log.records_list_by_range(
+                    self.store.connection, meta.topic_id, partition, offset, end, limit
+                )
+        except TopicDeletedError:
+            self.topics.forget(meta.name)
+            raise TopicNotFoundError(meta.name) from None
+
+    def read_value_rows(
+        self, meta: TopicMeta, partition: int, offset: int, end: int, limit: int
+    ) -> list[log.ValueRow]:
+        """:meth:`read_rows` with only (offset, value) of each row (raw output's fast path)."""
+        try:
+            with self.store.read():
+                return log.values_list_by_range(
                     self.store.connection, meta.topic_id, partition, offset, end, limit
                 )
         except TopicDeletedError:
@@ -156,9 +170,16 @@ def to_records(topic: str, partition: int, rows: list[log.RecordRow]) -> list[Re
 
 def rows_bytes(rows: Sequence[Sequence[object]]) -> int:
     """Bytes of the keys and values of stored rows (C-level loops)."""
-    return sum(map(len, filter(None, map(_value_of, rows)))) + sum(
-        map(len, filter(None, map(_key_of, rows)))
-    )
+    return _column_bytes(map(_value_of, rows)) + _column_bytes(map(_key_of, rows))
+
+
+def _column_bytes(column: Iterator[Any]) -> int:
+    """The bytes of a column of bytes or None: one join, or a sum when a None stops it."""
+    items = list(column)
+    try:
+        return len(b"".join(items))
+    except TypeError:
+        return sum(map(len, filter(None, items)))
 
 
 def cut_to_bytes(

@@ -15,6 +15,9 @@ from pubsub.records import Record
 Formatter = Callable[[list[Record]], bytes]
 
 _value_of = itemgetter(5)
+_value_of_row = itemgetter(3)
+#: A row of :meth:`~pubsub.consumer.Consumer.poll_values`: topic, partition, offset, value.
+ValueRecord = tuple[str, int, int, bytes | None]
 
 TOKENS = {
     "s": "the value",
@@ -43,6 +46,20 @@ def raw_formatter(terminator: bytes) -> Formatter:
     return render
 
 
+def raw_values_formatter(terminator: bytes) -> Callable[[list[ValueRecord]], bytes]:
+    """:func:`raw_formatter` for the ``(topic, partition, offset, value)`` rows of
+    :meth:`~pubsub.consumer.Consumer.poll_values`: the same bytes."""
+
+    def render(rows: list[ValueRecord]) -> bytes:
+        values = list(map(_value_of_row, rows))
+        try:
+            return terminator.join(values) + terminator
+        except TypeError:  # a null value (rare): printed as empty
+            return terminator.join([v if v is not None else b"" for v in values]) + terminator
+
+    return render
+
+
 def keyed_formatter(separator: bytes, terminator: bytes) -> Formatter:
     """kcat's ``-K``: each record as key, ``separator``, value, ``terminator`` (null as empty)."""
 
@@ -54,12 +71,10 @@ def keyed_formatter(separator: bytes, terminator: bytes) -> Formatter:
 
 def json_formatter(terminator: bytes) -> Formatter:
     """One JSON envelope per record (see docs/cli-json.md)."""
-    from pubsub.envelope import record_to_json
-
-    sep = terminator.decode("ascii")
+    from pubsub.envelope import records_to_json_lines
 
     def render(records: list[Record]) -> bytes:
-        return (sep.join(map(record_to_json, records)) + sep).encode("utf-8")
+        return records_to_json_lines(records, terminator)
 
     return render
 

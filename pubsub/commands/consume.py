@@ -5,7 +5,7 @@ import re
 import sys
 import time
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import typer
 
@@ -27,10 +27,14 @@ from pubsub.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from typing import BinaryIO
 
     from pubsub.backend import LogClient, LogConsumer
     from pubsub.commands._until import StopPoint
     from pubsub.records import Record, TopicPartition
+
+
+_R = TypeVar("_R", bound=tuple[Any, ...])
 
 
 class ResetChoice(StrEnum):
@@ -470,12 +474,26 @@ def consume(
 
             wanted = partitions or [tp for name in names for tp in client.topic_partitions(name)]
             stop = StopPoint(consumer, client, stop_spec, wanted, follow)
-        batches = _batches(consumer, max_messages, follow, timeout, stop)
         if runner is not None:
             runner.client = client
-            runner.run(consumer, batches)
+            runner.run(
+                consumer, _batches(consumer, consumer.poll, max_messages, follow, timeout, stop)
+            )
+        elif output_format == "raw" and key_separator is None and stop is None:
+            # Raw values only: read (offset, value) and build no Record (the fast path).
+            from pubsub.commands._formats import raw_values_formatter
+
+            values = _batches(consumer, consumer.poll_values, max_messages, follow, timeout)
+            _write(
+                consumer,
+                values,
+                raw_values_formatter(b"\0" if null_terminated else b"\n"),
+                group is not None,
+                follow,
+            )
         else:
-            _write(consumer, batches, formatter, group is not None, follow)
+            records = _batches(consumer, consumer.poll, max_messages, follow, timeout, stop)
+            _write(consumer, records, formatter, group is not None, follow)
     finally:
         if consumer is not None:
             consumer.close(commit=False)
@@ -548,13 +566,19 @@ HANDOVER_LIMIT = 120.0
 
 def _batches(
     consumer: "LogConsumer",
+    poll: "Callable[[float, int | None], list[_R]]",
     max_messages: int | None,
     follow: bool,
     timeout: float | None,
     stop: "StopPoint | None" = None,
-) -> "Iterator[list[Record]]":
-    """Polls until the end of the log (or forever with --follow), at most ``max_messages``,
-    no further than ``stop``."""
+) -> "Iterator[list[_R]]":
+    """Polls (``consumer.poll`` or ``consumer.poll_values``) until the end of the log (or
+    forever with --follow), at most ``max_messages``, no further than ``stop``.
+
+    Each poll asks for at most ``--batch`` records, also with ``-n``: one poll of a large
+    ``-n`` would hold all of them in memory at once.
+    """
+    batch = consumer.max_poll_records
     remaining = max_messages
     idle_since = time.monotonic()
     handover_until: float | None = None
@@ -569,11 +593,12 @@ def _batches(
                 if stop.finished(consumer):
                     return
                 wait = min(wait, stop.seconds_left())
-            records = consumer.poll(wait, remaining)
+            records = poll(wait, batch if remaining is None else min(batch, remaining))
         else:
-            records = consumer.poll(0.0 if handover_until is None else 0.05, remaining)
+            wait = 0.0 if handover_until is None else 0.05
+            records = poll(wait, batch if remaining is None else min(batch, remaining))
         if stop is not None and records:
-            records = stop.cut(consumer, records)
+            records = cast("list[_R]", stop.cut(consumer, cast("list[Record]", records)))
         if not records:
             if follow:
                 continue
@@ -600,37 +625,84 @@ def _batches(
             remaining -= len(records)
 
 
+#: The size of the buffer stdout is written through (a few polls' worth of raw records).
+OUTPUT_BUFFER = 1024 * 1024
+
+
+def open_stdout() -> "BinaryIO":
+    """A large buffered writer on file descriptor 1, whatever ``PYTHONUNBUFFERED`` says.
+
+    The command decides when its output is flushed. Without a file descriptor (stdout
+    replaced inside a Python process) the binary layer of ``sys.stdout`` is used.
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return sys.stdout.buffer
+    sys.stdout.flush()
+    return open(fd, "wb", buffering=OUTPUT_BUFFER, closefd=False)
+
+
+def _emit(out: "BinaryIO", data: bytes | None) -> None:
+    """Write ``data`` (None: only flush); a reader gone or a failed write ends the command."""
+    try:
+        if data is None:
+            out.flush()
+        else:
+            out.write(data)
+    except BrokenPipeError:
+        silence_stdout()  # the reader is gone: end quietly, this batch uncommitted
+        raise
+    except OSError as exc:  # a full disk, an I/O error: this batch stays uncommitted
+        silence_stdout()
+        from pubsub.errors import StorageError
+
+        raise StorageError(
+            f"cannot write to stdout: {exc.strerror or exc}",
+            hint="the records of this batch were not committed; free space (or fix the "
+            "output) and run again",
+        ) from None
+
+
 def _write(
     consumer: "LogConsumer",
-    batches: "Iterator[list[Record]]",
-    formatter: "Callable[[list[Record]], bytes]",
+    batches: "Iterator[list[_R]]",
+    formatter: "Callable[[list[_R]], bytes]",
     commit: bool,
     follow: bool,
 ) -> None:
-    out = sys.stdout.buffer
-    for records in batches:
-        try:
-            out.write(formatter(records))
-            out.flush()
-        except BrokenPipeError:
-            silence_stdout()  # the reader is gone: end quietly, this batch uncommitted
-            raise
-        except OSError as exc:  # a full disk, an I/O error: this batch stays uncommitted
-            silence_stdout()
-            from pubsub.errors import StorageError
+    """Write each batch to stdout; with a group, commit it once it is flushed.
 
-            raise StorageError(
-                f"cannot write to stdout: {exc.strerror or exc}",
-                hint="the records of this batch were not committed; free space (or fix the "
-                "output) and run again",
-            ) from None
-        if commit and follow:
-            # Following: commit in the background, so that the next record is not held up
-            # by this commit's fsync (and its wait for the producers' write lock).
-            consumer.commit_async()
-        elif commit:
-            commit_or_warn(consumer)
+    Output is flushed after each batch when a group commits it or a follower's reader waits
+    for it, otherwise when the buffer fills and at the end. Young collections run less
+    often meanwhile: the loop makes a few tuples per record and no cycles (about 8 % of a
+    JSON consume's time).
+    """
+    import gc
+
+    out = open_stdout()
+    flush_each = commit or follow
+    threshold = gc.get_threshold()
+    gc.set_threshold(max(threshold[0], GC_THRESHOLD), *threshold[1:])
+    try:
+        for records in batches:
+            _emit(out, formatter(records))
+            if flush_each:
+                _emit(out, None)
+            if commit and follow:
+                # Following: commit in the background, so that the next record is not held
+                # up by this commit's fsync (and its wait for the producers' write lock).
+                consumer.commit_async()
+            elif commit:
+                commit_or_warn(consumer)
+        _emit(out, None)
+    finally:
+        gc.set_threshold(*threshold)
     if commit:
         # Record where the group stands even if it read nothing (a new group starting at
         # --reset latest must not fall back to earliest on its next run).
         commit_or_warn(consumer)
+
+
+#: Allocations between young collections while consuming (Python's default is 700).
+GC_THRESHOLD = 20_000

@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 #: Columns of a row :func:`records_list_by_range` returns: offset, timestamp, key, value,
 #: headers.
 RecordRow = tuple[int, int, bytes | None, bytes | None, str | None]
+#: Columns of a row :func:`values_list_by_range` returns: offset, value.
+ValueRow = tuple[int, bytes | None]
 
 
 def log_table(topic_id: int, partition: int) -> str:
@@ -146,6 +148,18 @@ def records_list_by_range(
     return conn.execute(
         f'SELECT "offset", timestamp, key, value, headers '
         f"FROM {log_table(topic_id, partition)} "
+        f'WHERE "offset" >= ? AND "offset" < ? ORDER BY "offset" LIMIT ?',
+        (offset, end, limit),
+    ).fetchall()
+
+
+def values_list_by_range(
+    conn: sqlite3.Connection, topic_id: int, partition: int, offset: int, end: int, limit: int
+) -> list[ValueRow]:
+    """:func:`records_list_by_range` selecting only the offset and the value (raw output
+    needs no more). Fetching two columns instead of five roughly halves the cost per row."""
+    return conn.execute(
+        f'SELECT "offset", value FROM {log_table(topic_id, partition)} '
         f'WHERE "offset" >= ? AND "offset" < ? ORDER BY "offset" LIMIT ?',
         (offset, end, limit),
     ).fetchall()

@@ -555,3 +555,85 @@ def test_json_pipe_copies_a_topic_exactly(db_path: Path) -> None:
     assert result.stdout == b""
     assert result.stderr == b""
     assert fetch_all(db_path, "dst") == source
+
+
+# -- output bytes -----------------------------------------------------------------------------
+
+
+def _polled(db_path: Path, batch: int, limit: int | None) -> list[Any]:
+    """The records ``consume`` writes: polls of ``--batch`` (fewer for the last of ``-n``)."""
+    from pubsub import Consumer
+    from pubsub.records import Record
+
+    records: list[Record] = []
+    with Consumer(db_path, "src", max_poll_records=batch, auto_commit=False) as consumer:
+        consumer.stop_at_end()
+        while limit is None or len(records) < limit:
+            want = batch if limit is None else min(batch, limit - len(records))
+            polled = consumer.poll(max_records=want)
+            if not polled:
+                break
+            records.extend(polled)
+    return records
+
+
+def _as_raw(records: list[Any], terminator: bytes) -> bytes:
+    return b"".join((r.value if r.value is not None else b"") + terminator for r in records)
+
+
+def _as_json(records: list[Any], terminator: bytes) -> bytes:
+    from pubsub.envelope import record_to_json
+
+    return b"".join(record_to_json(r).encode("utf-8") + terminator for r in records)
+
+
+@pytest.mark.parametrize(
+    ("options", "batch", "limit", "env"),
+    [
+        ([], 2000, None, {}),
+        (["--batch", "3"], 3, None, {}),
+        (["-o", "0", "-n", "20", "--batch", "3"], 3, 20, {}),
+        (["-o", "0", "-n", "41"], 2000, 41, {}),
+        ([], 2000, None, {"PYTHONUNBUFFERED": "1"}),
+        (["--batch", "4", "-g", "g"], 4, None, {"PYTHONUNBUFFERED": "1"}),
+    ],
+)
+@pytest.mark.parametrize("output", ["raw", "raw0", "json", "json0"])
+def test_consume_writes_the_records_bytes_exactly(
+    db_path: Path,
+    options: list[str],
+    batch: int,
+    limit: int | None,
+    env: dict[str, str],
+    output: str,
+) -> None:
+    """Raw and JSON output are the values and envelopes of the records a poll returns, byte
+    for byte, whatever the batch, -n, -0, a group or PYTHONUNBUFFERED."""
+    base = 1_700_000_000_000
+    messages = [
+        Message(b"keyed", key=b"k-a", headers=[("h", b"1"), ("nil", None)], timestamp=base),
+        Message(b"\xff\x00\x80bin\n", key=b"\xfe\xff", headers=[("bin", b"\x80\x81")], timestamp=5),
+        Message(None, key=b"k-b", timestamp=base + 10),
+        Message(b"", key=b"", headers=[("dup", b"x"), ("dup", b"y")], timestamp=base - 7),
+        Message('caf\u00e9 "\u6f22" \\ \t\x01\x7f', partition=2, timestamp=base + 1),
+        Message("\U0001f600".encode(), partition=0, headers=[("empty", b"")], timestamp=0),
+    ]
+    messages += [Message(f"v{i}".encode(), key=b"k" if i % 3 else None) for i in range(40)]
+    with Broker(db_path) as broker:
+        broker.create_topic("src", 3)
+        for message in messages:  # one by one, so keyless records spread round-robin
+            broker.produce_batch("src", [message])
+    terminator = b"\0" if output.endswith("0") else b"\n"
+    fmt = output.rstrip("0")
+    records = _polled(db_path, batch, limit)
+    assert len({r.partition for r in records}) == 3
+    expected = (_as_raw if fmt == "raw" else _as_json)(records, terminator)
+
+    argv = ["consume", "src", "--format", fmt, *options, *(["-0"] if output.endswith("0") else [])]
+    result = run_cli(db_path, *argv, env=cli_env(db_path, **env))
+    assert_ok(result)
+    assert result.stdout == expected
+    if "-g" in options:
+        with Broker(db_path) as broker:
+            ends = {("src", p): end for p, (_start, end) in broker.watermarks("src").items()}
+            assert broker.committed_offsets("g", "src") == ends

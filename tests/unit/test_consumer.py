@@ -306,3 +306,69 @@ def test_closed_consumer(broker: Broker) -> None:
     with pytest.raises(InvalidArgumentError, match="closed"):
         consumer.poll()
     broker.list_topics()  # a shared broker stays open
+
+
+def _values_and_positions(
+    consumer: Consumer, max_records: int, values: bool
+) -> tuple[list[tuple[str, int, int, bytes | None]], dict[TopicPartition, int]]:
+    got: list[tuple[str, int, int, bytes | None]] = []
+    while True:
+        if values:
+            batch = consumer.poll_values(max_records=max_records)
+        else:
+            batch = [
+                (r.topic, r.partition, r.offset, r.value)
+                for r in consumer.poll(max_records=max_records)
+            ]
+        if not batch:
+            break
+        got.extend(batch)
+    return got, {tp: consumer.position(tp) for tp in consumer.assignment}
+
+
+def test_poll_values_returns_what_poll_returns(db_path: Path) -> None:
+    with Broker(db_path) as broker:
+        broker.create_topic("t", partitions=3)
+        broker.create_topic("u")
+        for p in range(3):
+            broker.produce_batch(
+                "t", [f"{p}-{i}".encode() for i in range(40)], key=b"k", partition=p
+            )
+        broker.produce_batch("u", [b"", b"\xff\x00", b"u"])
+        broker.produce("u", None, key=b"tombstone")
+        broker.produce("t", b"late", headers={"h": b"1"}, partition=1)
+    for max_records in (1, 7, 500):
+        with Broker(db_path) as broker:
+            by_poll = _values_and_positions(broker.consumer(["t", "u"]), max_records, False)
+            by_values = _values_and_positions(broker.consumer(["t", "u"]), max_records, True)
+        assert by_values == by_poll
+        assert len(by_values[0]) == 125
+        assert ("u", 0, 3, None) in by_values[0]
+
+
+def test_poll_values_commits_like_poll(db_path: Path) -> None:
+    with Broker(db_path) as broker:
+        fill(broker, "t", 2, 10)
+    with Consumer(db_path, "t", group="g", max_poll_records=4) as consumer:
+        consumer.stop_at_end()
+        seen = 0
+        while rows := consumer.poll_values():
+            seen += len(rows)
+            consumer.commit()
+        assert seen == 20 and consumer.at_end
+    with Broker(db_path) as broker:
+        assert broker.committed_offsets("g") == {("t", 0): 10, ("t", 1): 10}
+
+
+def test_poll_values_byte_cap_counts_the_values(broker: Broker) -> None:
+    broker.create_topic("t")
+    broker.produce_batch("t", [b"x" * 1000] * 10, key=b"k" * 1000)
+    consumer = Consumer(broker, "t", max_poll_bytes=2500)
+    assert [row[2] for row in consumer.poll_values()] == [0, 1]  # keys are not returned
+    assert [row[2] for row in consumer.poll_values(max_records=1)] == [2]
+    big = Consumer(broker, "t", max_poll_bytes=10)
+    assert [row[2] for row in big.poll_values()] == [0]  # one record larger than the cap
+    broker.produce_batch("t", [None, b"y" * 3000])
+    tail = Consumer(broker, "t", max_poll_bytes=2500)
+    tail.seek(TopicPartition("t", 0), 10)
+    assert [(row[2], row[3]) for row in tail.poll_values()] == [(10, None)]

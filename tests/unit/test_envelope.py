@@ -5,7 +5,7 @@ import json
 import pytest
 
 from pubsub import InvalidArgumentError, Message, Record
-from pubsub.envelope import message_from_json, record_to_json
+from pubsub.envelope import message_from_json, record_to_json, records_to_json_lines
 from pubsub.records import decode_headers, encode_headers
 
 
@@ -70,6 +70,32 @@ def test_round_trip(record: Record) -> None:
         partition=record.partition,
         timestamp=record.timestamp,
     )
+
+
+#: Records whose envelopes take every branch of the encoders: text, binary, empty and null
+#: keys and values, quotes, backslashes, control characters, non-ASCII text, headers with
+#: null and binary values, several topics and partitions (also returning to an earlier one).
+TRICKY = [
+    Record("orders", 0, 0, 1764000000000),
+    Record("orders", 0, 1, 1764000000001, b"k", b"v", [("source", b"web"), ("trace", None)]),
+    Record("orders", 0, 2, 5, None, b"\xff\x00bin", [("bin", b"\x80\x81")]),
+    Record("orders", 1, 0, 0, b"\xfe\xff", '✓ "q" \\ \n\t\x01\x1f\x7f'.encode()),
+    Record("orders", 1, 1, 2**62, "ключ".encode(), b"", [("", b""), ("dup", b"1"), ("dup", b"2")]),
+    Record('to"pic\\ü', 7, 2**40, 3, b"", None),
+    Record("orders", 0, 3, 4, b"\xc3", "\U0001f600 astral".encode()),
+    Record("orders", 0, 4, 4, b'{"id": 1}', b"\xed\xa0\x80 surrogate bytes"),
+]
+
+
+@pytest.mark.parametrize("terminator", [b"\n", b"\0"])
+def test_json_lines_are_the_envelopes_byte_for_byte(terminator: bytes) -> None:
+    sep = terminator.decode()
+    expected = "".join(record_to_json(r) + sep for r in TRICKY).encode("utf-8")
+    assert records_to_json_lines(TRICKY, terminator) == expected
+    # Plain tuples (no Record) give the same bytes, one record at a time too.
+    assert records_to_json_lines([tuple(r) for r in TRICKY], terminator) == expected  # type: ignore[misc]
+    assert b"".join(records_to_json_lines([r], terminator) for r in TRICKY) == expected
+    assert records_to_json_lines([], terminator) == b""
 
 
 def test_reader_is_lenient_about_optional_fields() -> None:

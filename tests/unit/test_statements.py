@@ -53,6 +53,7 @@ NOUNS = frozenset(
         "record",
         "records",
         "keys",  # the keys of a partition's log
+        "values",  # the values of a partition's log (raw output reads only them)
         "tombstones",  # records with a key and no value
         "compaction_indexes",  # the two indexes of a compacted partition's log
         "pragma",
