@@ -29,6 +29,7 @@ _EXPORTS = {
     "OffsetReset": "pubsub.consumer",
     "PubsubWarning": "pubsub.consumer",
     "AlreadyExistsError": "pubsub.errors",
+    "AuthenticationError": "pubsub.errors",
     "BusyError": "pubsub.errors",
     "CorruptDatabaseError": "pubsub.errors",
     "DatabaseNotFoundError": "pubsub.errors",
@@ -46,6 +47,9 @@ _EXPORTS = {
     "StorageFullError": "pubsub.errors",
     "TopicExistsError": "pubsub.errors",
     "TopicNotFoundError": "pubsub.errors",
+    "UnavailableError": "pubsub.errors",
+    "connect": "pubsub.client",
+    "open_consumer": "pubsub.client",
     "murmur2": "pubsub.partitioner",
     "partition_for_key": "pubsub.partitioner",
     "Message": "pubsub.records",
@@ -60,9 +64,11 @@ _EXPORTS = {
 if TYPE_CHECKING:
     from pubsub.aio import AsyncConsumer, AsyncProducer
     from pubsub.broker import Broker, DatabaseInfo
+    from pubsub.client import connect, open_consumer
     from pubsub.consumer import Consumer, OffsetReset, PubsubWarning
     from pubsub.errors import (
         AlreadyExistsError,
+        AuthenticationError,
         BusyError,
         CorruptDatabaseError,
         DatabaseNotFoundError,
@@ -80,6 +86,7 @@ if TYPE_CHECKING:
         StorageFullError,
         TopicExistsError,
         TopicNotFoundError,
+        UnavailableError,
     )
     from pubsub.partitioner import murmur2, partition_for_key
     from pubsub.records import (
@@ -112,6 +119,7 @@ __all__ = [
     "AlreadyExistsError",
     "AsyncConsumer",
     "AsyncProducer",
+    "AuthenticationError",
     "Broker",
     "BusyError",
     "Consumer",
@@ -141,7 +149,10 @@ __all__ = [
     "TopicInfo",
     "TopicNotFoundError",
     "TopicPartition",
+    "UnavailableError",
     "__version__",
+    "connect",
     "murmur2",
+    "open_consumer",
     "partition_for_key",
 ]

@@ -67,13 +67,55 @@ def test_the_wire_codec_imports_only_itself_and_its_libraries(path: Path) -> Non
             assert top in sys.stdlib_module_names or top in WIRE_THIRD_PARTY, f"{path.name}: {name}"
 
 
+#: The one module outside pubsub.kafka that may import it: the dispatcher of ``kafka://``
+#: targets, which does so inside the function that opens one.
+KAFKA_DISPATCHER = PACKAGE / "client.py"
+KAFKA_CLIENT_LIBRARIES = {"confluent_kafka"}
+
+
 def test_nothing_outside_pubsub_kafka_imports_it() -> None:
     for path in sorted(PACKAGE.rglob("*.py")):
         if PACKAGE / "kafka" in path.parents:
             continue
         for name in imports_of(path):
-            assert not name.startswith("pubsub.kafka"), f"{path}: {name}"
+            if path != KAFKA_DISPATCHER:
+                assert not name.startswith("pubsub.kafka"), f"{path}: {name}"
             assert name.split(".")[0] not in WIRE_THIRD_PARTY, f"{path}: {name}"
+            assert name.split(".")[0] not in KAFKA_CLIENT_LIBRARIES, f"{path}: {name}"
+
+
+def test_confluent_kafka_is_imported_only_by_the_cluster_module() -> None:
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path == PACKAGE / "kafka" / "cluster.py":
+            continue
+        for name in imports_of(path):
+            assert name.split(".")[0] not in KAFKA_CLIENT_LIBRARIES, f"{path}: {name}"
+
+
+def test_the_dispatcher_imports_pubsub_kafka_only_inside_functions() -> None:
+    tree = ast.parse(KAFKA_DISPATCHER.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names = (
+                [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+            )
+            assert not any((n or "").startswith("pubsub.kafka") for n in names), names
+
+
+def test_a_file_target_loads_no_kafka_library(tmp_path: Path) -> None:
+    code = (
+        "import sys, pubsub\n"
+        f"with pubsub.connect({str(tmp_path / 'x.db')!r}) as log:\n"
+        "    log.create_topic('t')\n"
+        "    log.produce('t', b'v')\n"
+        "kafka = ('confluent_kafka', 'pubsub.kafka')\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(kafka))\n"
+        "print(loaded)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]", done.stdout
 
 
 def test_writes_never_use_a_deferred_begin() -> None:
