@@ -395,6 +395,12 @@ def _check_timestamp(timestamp: object, index: int) -> int:
     return timestamp
 
 
+def _encode_headers(headers: HeadersInput) -> str | None:
+    from pubsub.records import encode_headers
+
+    return encode_headers(headers)
+
+
 def _to_record(message: _RawMessage) -> Record:
     headers = message.headers()
     raw_headers = None
@@ -1965,29 +1971,47 @@ class KafkaConsumer:
                 waiting = self._waiting_for_known_records() and now < patience
                 wait = min(0.1, patience - now) if waiting else 0.0
             messages = self._raw_poll(wait, limit - len(records))
+            new = tuple.__new__
+            append = records.append
             for index, message in enumerate(messages):
                 error = message.error()
                 if error is not None:
                     if error.code() == _EOF:
                         continue
                     raise self._cluster._link.error(error, "consuming", topic=message.topic())
-                tp = TopicPartition(message.topic(), message.partition())  # type: ignore[arg-type]
-                offset = message.offset()
-                position = positions.get(tp)
-                if position is None or offset is None or offset < position:
+                # A plain (topic, partition) tuple finds the TopicPartition keys: equal hashes.
+                tp = (message.topic(), message.partition())
+                offset: int = message.offset()  # type: ignore[assignment]
+                position = positions.get(tp)  # type: ignore[call-overload]
+                if position is None or offset < position:
                     continue  # revoked meanwhile, or fetched before a seek
-                if stop is not None and offset >= stop.get(tp, offset + 1):
+                if stop is not None and offset >= stop.get(tp, offset + 1):  # type: ignore[call-overload]
                     self._apply_stops()
                     continue
-                record = _to_record(message)
+                key = message.key()
+                value = message.value()
                 if byte_budget is not None:
-                    size += len(record[4] or b"") + len(record[5] or b"")
+                    size += (len(key) if key else 0) + (len(value) if value else 0)
                     if size > byte_budget and records:
                         self._buffer = list(messages[index:]) + self._buffer
                         break
-                records.append(record)
-                positions[tp] = offset + 1
-                if stop is not None and tp in stop and offset + 1 >= stop[tp]:
+                headers = message.headers()
+                append(
+                    new(
+                        Record,
+                        (
+                            tp[0],
+                            tp[1],
+                            offset,
+                            message.timestamp()[1],
+                            key,
+                            value,
+                            _encode_headers(headers) if headers else None,
+                        ),
+                    )
+                )
+                positions[tp] = offset + 1  # type: ignore[index]
+                if stop is not None and offset + 1 >= stop.get(tp, offset + 2):  # type: ignore[call-overload]
                     self._apply_stops()
             if records:
                 break
