@@ -108,6 +108,11 @@ _Item = tuple[
     bytes | None, bytes | None, list[tuple[str, bytes | None]] | None, int | None, int | None
 ]
 
+#: The types of value librdkafka takes as they are (str is encoded as UTF-8, as pubsub does).
+_PLAIN = frozenset({bytes, str, type(None)})
+#: Records handed to librdkafka between two services of its delivery reports.
+_POLL_EVERY = 10_000
+
 #: pubsub's topic configuration keys that Kafka has with the same name and meaning.
 KAFKA_TOPIC_KEYS = (
     "cleanup.policy",
@@ -1045,7 +1050,7 @@ class KafkaCluster:
             partition,
             None if timestamp is None else _check_timestamp(timestamp, 0),
         )
-        return self._send(topic, [item])[0]
+        return self._send(topic, [], [item], None)[0]
 
     def produce_batch(
         self,
@@ -1063,8 +1068,13 @@ class KafkaCluster:
         """
         key_b = _as_bytes(key, "key", 0)
         header_list = _kafka_headers(headers)
+        batch = messages if isinstance(messages, list | tuple) else list(messages)
+        if set(map(type, batch)) <= _PLAIN:
+            # Values only, sharing key, headers and partition: sent as they are (librdkafka
+            # takes bytes, str and None; anything else is converted or refused on the way).
+            return self._send(topic, batch, None, (key_b, header_list, partition))
         items: list[_Item] = []
-        for index, item in enumerate(messages):
+        for index, item in enumerate(batch):
             if isinstance(item, Message):
                 items.append(
                     (
@@ -1077,24 +1087,81 @@ class KafkaCluster:
                 )
             else:
                 items.append((_as_bytes(item, "value", index), key_b, header_list, partition, None))
-        return self._send(topic, items)
+        return self._send(topic, [], items, None)
 
-    def _send(self, topic: str, items: list[_Item]) -> ProduceResult:
+    def _send(
+        self,
+        topic: str,
+        values: Sequence[object],
+        items: list[_Item] | None,
+        shared: tuple[bytes | None, list[tuple[str, bytes | None]] | None, int | None] | None,
+    ) -> ProduceResult:
+        """Send ``items``, or ``values`` with the ``shared`` key, headers and partition; wait
+        for every delivery report; the metadata in input order.
+
+        When every record goes to one known partition (a topic of one partition, or the same
+        given partition for all), delivery reports arrive in the order of sending
+        (idempotence keeps a partition's order), so one callback for the batch collects the
+        offsets in input order. Otherwise each record gets its own callback that knows its
+        index.
+        """
         count = self._partition_count(topic)
-        for index, item in enumerate(items):
-            partition = item[3]
+        if items is None:
+            assert shared is not None
+            given = [shared[2]]
+            n = len(values)
+        else:
+            given = [item[3] for item in items]
+            n = len(items)
+        for index, partition in enumerate(given):
             if partition is not None and not (type(partition) is int and 0 <= partition < count):
                 count = self._partition_count(topic, refresh=True)
-                _check_partition(partition, count, index)
-        n = len(items)
+                _check_partition(partition, count, index if items is not None else 0)
         if n == 0:
             return ProduceResult(topic, {}, 0, [], [])
+        targets = set(given)
+        if count == 1:
+            single: int | None = 0
+        elif len(targets) == 1 and None not in targets:
+            single = next(iter(targets))
+        else:
+            single = None
+        deadline = time.monotonic() + self.timeout
+        if single is not None:
+            offsets: list[int] = []
+            stamps: list[int] = []
+            failed: list[tuple[int, KafkaError]] = []
+            add_offset = offsets.append
+            add_stamp = stamps.append
+
+            def report(error: KafkaError | None, message: _RawMessage) -> None:
+                if error is not None:
+                    failed.append((len(offsets), error))
+                    add_offset(-1)
+                    add_stamp(0)
+                else:
+                    add_offset(message.offset())  # type: ignore[arg-type]
+                    add_stamp(message.timestamp()[1])
+
+            self._produce_all(topic, values, items, shared, single, report, None, deadline)
+            self._flush(n)
+            if failed:
+                index, error = failed[0]
+                raise self._link.error(
+                    error, f"record {index} was not delivered", topic=topic, index=index
+                )
+            self._link.connected()
+            base = offsets[0]
+            if offsets == list(range(base, base + n)):
+                return ProduceResult(topic, {single: (base, n)}, stamps)
+            return _ReportedResult(topic, [single] * n, offsets, stamps)
+
         partitions = [0] * n
         offsets = [0] * n
         stamps = [0] * n
         failures: dict[int, KafkaError] = {}
 
-        def report(index: int, error: KafkaError | None, message: _RawMessage) -> None:
+        def tracked(index: int, error: KafkaError | None, message: _RawMessage) -> None:
             if error is not None:
                 failures[index] = error
                 return
@@ -1102,43 +1169,172 @@ class KafkaCluster:
             offsets[index] = message.offset() or 0
             stamps[index] = message.timestamp()[1]
 
-        producer = self._producer
-        produce = producer.produce
-        stamp = self._clock
-        deadline = time.monotonic() + self.timeout
-        for index, (value, key, headers, partition, given) in enumerate(items):
-            timestamp = stamp() if given is None and stamp is not None else given
-            while True:
-                try:
-                    produce(
-                        topic,
-                        value,
-                        key,
-                        partition=-1 if partition is None else partition,
-                        on_delivery=functools.partial(report, index),
-                        timestamp=timestamp or 0,
-                        headers=headers,  # type: ignore[arg-type]
-                    )
-                    break
-                except BufferError:
-                    # The local queue is full: let deliveries drain it, within the deadline.
-                    if time.monotonic() > deadline + self.timeout:
-                        raise self._link.unavailable("a produce request") from None
-                    producer.poll(0.05)
-                except KafkaException as e:
-                    error = e.args[0]
-                    raise self._link.error(error, "producing", topic=topic, index=index) from None
-        left = producer.flush(self.timeout + 1.0)
-        if left:
-            raise self._link.unavailable(f"the delivery of {left} of {n} records")
+        self._produce_all(topic, values, items, shared, None, None, tracked, deadline)
+        self._flush(n)
         if failures:
             index = min(failures)
-            error = failures[index]
             raise self._link.error(
-                error, f"record {index} was not delivered", topic=topic, index=index
+                failures[index], f"record {index} was not delivered", topic=topic, index=index
             )
         self._link.connected()
         return _result(topic, partitions, offsets, stamps)
+
+    def _produce_all(
+        self,
+        topic: str,
+        values: Sequence[object],
+        items: list[_Item] | None,
+        shared: tuple[bytes | None, list[tuple[str, bytes | None]] | None, int | None] | None,
+        single: int | None,
+        report: Callable[[KafkaError | None, _RawMessage], None] | None,
+        tracked: Callable[[int, KafkaError | None, _RawMessage], None] | None,
+        deadline: float,
+    ) -> None:
+        """Hand every record to librdkafka: ``report`` for all, or ``tracked`` bound to each
+        index. Delivery reports are served every ``_POLL_EVERY`` records, so the local queue
+        never fills on a large batch."""
+        producer = self._producer
+        produce = producer.produce
+        poll = producer.poll
+        stamp = self._clock
+        if items is None:
+            assert shared is not None
+            key, headers, given = shared
+            partition = -1 if given is None else given
+            for start in range(0, len(values), _POLL_EVERY):
+                chunk = values[start : start + _POLL_EVERY]
+                if headers is None and stamp is None and report is not None:
+                    # The hot path: nothing but the value differs between records.
+                    for index, value in enumerate(chunk, start):
+                        try:
+                            produce(topic, value, key, partition, report)  # type: ignore[arg-type]
+                        except (BufferError, KafkaException, TypeError) as e:
+                            self._produce_one(
+                                e,
+                                topic,
+                                index,
+                                value,
+                                key,
+                                headers,
+                                partition,
+                                None,
+                                report,
+                                deadline,
+                            )
+                else:
+                    for index, value in enumerate(chunk, start):
+                        callback = report or functools.partial(tracked, index)  # type: ignore[arg-type,misc]
+                        timestamp = stamp() if stamp is not None else None
+                        try:
+                            produce(
+                                topic,
+                                value,  # type: ignore[arg-type]
+                                key,
+                                partition,
+                                callback,
+                                timestamp=timestamp or 0,
+                                headers=headers,  # type: ignore[arg-type]
+                            )
+                        except (BufferError, KafkaException, TypeError) as e:
+                            self._produce_one(
+                                e,
+                                topic,
+                                index,
+                                value,
+                                key,
+                                headers,
+                                partition,
+                                timestamp,
+                                callback,
+                                deadline,
+                            )
+                poll(0)
+            return
+        for start in range(0, len(items), _POLL_EVERY):
+            for index, (value, key, headers, given, at) in enumerate(
+                items[start : start + _POLL_EVERY], start
+            ):
+                callback = report or functools.partial(tracked, index)  # type: ignore[arg-type,misc]
+                partition = -1 if given is None else given
+                timestamp = stamp() if at is None and stamp is not None else at
+                try:
+                    if headers is None and timestamp is None:
+                        produce(topic, value, key, partition, callback)
+                    else:
+                        produce(
+                            topic,
+                            value,
+                            key,
+                            partition,
+                            callback,
+                            timestamp=timestamp or 0,
+                            headers=headers,  # type: ignore[arg-type]
+                        )
+                except (BufferError, KafkaException, TypeError) as e:
+                    self._produce_one(
+                        e,
+                        topic,
+                        index,
+                        value,
+                        key,
+                        headers,
+                        partition,
+                        timestamp,
+                        callback,
+                        deadline,
+                    )
+            poll(0)
+
+    def _produce_one(
+        self,
+        first: Exception,
+        topic: str,
+        index: int,
+        value: object,
+        key: bytes | None,
+        headers: list[tuple[str, bytes | None]] | None,
+        partition: int,
+        timestamp: int | None,
+        callback: Callable[[KafkaError | None, _RawMessage], None],
+        deadline: float,
+    ) -> None:
+        """A record the fast loop could not hand over: a value to convert first (or refuse),
+        a full local queue to drain within the deadline, or a record librdkafka refuses."""
+        producer = self._producer
+        error: Exception = first
+        while True:
+            if isinstance(error, TypeError):
+                converted = _as_bytes(value, "value", index)
+                if converted is value:
+                    raise error
+                value = converted
+            elif isinstance(error, BufferError):
+                # The local queue is full: let deliveries drain it, within the deadline.
+                if time.monotonic() > deadline + self.timeout:
+                    raise self._link.unavailable("a produce request") from None
+                producer.poll(0.05)
+            elif isinstance(error, KafkaException):
+                raise self._link.error(
+                    error.args[0], "producing", topic=topic, index=index
+                ) from None
+            try:
+                producer.produce(
+                    topic,
+                    value,  # type: ignore[arg-type]
+                    key,
+                    partition,
+                    callback,
+                    timestamp=timestamp or 0,
+                    headers=headers,  # type: ignore[arg-type]
+                )
+                return
+            except (BufferError, KafkaException, TypeError) as e:
+                error = e
+
+    def _flush(self, n: int) -> None:
+        left = self._producer.flush(self.timeout + 1.0)
+        if left:
+            raise self._link.unavailable(f"the delivery of {left} of {n} records")
 
     # -- fetch -----------------------------------------------------------------------------
 

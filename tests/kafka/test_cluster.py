@@ -187,6 +187,55 @@ def test_unknown_topic(cluster: KafkaCluster) -> None:
         assert info.value.exit_code == 3
 
 
+def test_batches_report_every_record_in_input_order(cluster: KafkaCluster) -> None:
+    one = unique("one")
+    cluster.create_topic(one, 1)
+    values: list[Any] = [b"a", "\u00e9", None, bytearray(b"b"), memoryview(b"c"), b""]
+    result = cluster.produce_batch(one, values)
+    assert [(m.partition, m.offset) for m in result] == [(0, i) for i in range(6)]
+    assert [r.value for r in cluster.fetch(one, 0, 0)] == [
+        b"a",
+        "\u00e9".encode(),
+        None,
+        b"b",
+        b"c",
+        b"",
+    ]
+    with pytest.raises(InvalidRecordError) as refused:
+        cluster.produce_batch(one, [b"x", 5])
+    assert refused.value.index == 1
+    # More records than are handed over between two services of the delivery reports.
+    many = cluster.produce_batch(one, [b"%d" % i for i in range(25_000)], key="k")
+    assert many.offsets == {0: (6, 25_000)}
+    assert [m.offset for m in many][::4999] == [6 + i for i in range(0, 25_000, 4999)]
+    assert cluster.watermarks(one) == {0: (0, 25_006)}
+
+    three = unique("three")
+    cluster.create_topic(three, 3)
+    given = cluster.produce_batch(three, [Message(str(i), partition=i % 3) for i in range(9)])
+    assert [(m.partition, m.offset) for m in given] == [(i % 3, i // 3) for i in range(9)]
+    fixed = cluster.produce_batch(three, [b"v"] * 4, partition=1, headers=[("h", b"1")])
+    assert [(m.partition, m.offset) for m in fixed] == [(1, 3 + i) for i in range(4)]
+    before = cluster.watermarks(three)
+    chosen = cluster.produce_batch(three, [b"v"] * 50)
+    after = cluster.watermarks(three)
+    by_partition: dict[int, list[int]] = {}
+    for m in chosen:
+        by_partition.setdefault(m.partition, []).append(m.offset)
+    assert by_partition == {
+        p: list(range(before[p][1], end)) for p, (_, end) in after.items() if end > before[p][1]
+    }
+
+
+def test_a_refused_record_in_a_batch_raises(cluster: KafkaCluster) -> None:
+    topic = unique("compacted")
+    cluster.create_topic(topic, 1, config={"cleanup.policy": "compact"})
+    with pytest.raises(InvalidRecordError) as refused:
+        cluster.produce_batch(topic, [Message(b"a", key=b"k"), Message(b"no key")])
+    assert refused.value.index in (0, 1)  # the broker refuses the request that holds it
+    assert cluster.produce_batch(topic, [b"a", b"b"], key=b"k").offsets[0][1] == 2
+
+
 @pytest.mark.parametrize("partitions", [1, 2, 3, 5, 8, 13, 32])
 def test_keyed_records_land_where_the_file_backend_puts_them(
     cluster: KafkaCluster, partitions: int
