@@ -19,13 +19,16 @@ connection errors reach ``on_log`` once per change of state.
 
 from __future__ import annotations
 
+import bisect
 import concurrent.futures
 import functools
 import logging
+import operator
 import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import repeat
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -112,6 +115,18 @@ _Item = tuple[
 _PLAIN = frozenset({bytes, str, type(None)})
 #: Records handed to librdkafka between two services of its delivery reports.
 _POLL_EVERY = 10_000
+
+# The accessors of a fetched message, called in C loops (map) over a whole batch.
+_error_of = _RawMessage.error
+_topic_of = _RawMessage.topic
+_partition_of = _RawMessage.partition
+_offset_of = _RawMessage.offset
+_key_of = _RawMessage.key
+_value_of = _RawMessage.value
+_headers_of = _RawMessage.headers
+_timestamp_of = _RawMessage.timestamp
+_second = operator.itemgetter(1)
+_new_record = tuple.__new__
 
 #: pubsub's topic configuration keys that Kafka has with the same name and meaning.
 KAFKA_TOPIC_KEYS = (
@@ -1825,6 +1840,8 @@ class KafkaConsumer:
         self._last_auto_commit = time.monotonic()
         self._joining_since: float | None = None
         self._assignment: list[TopicPartition] = []
+        #: The one partition every message comes from (an assignment of one), else None.
+        self._only: TopicPartition | None = None
         link = cluster._link
         settings = link.settings(
             {
@@ -1850,6 +1867,9 @@ class KafkaConsumer:
         else:
             self._assignment = self._resolve(topics, partitions)
             self._subscription = list(self._assignment)
+            if len(self._assignment) == 1:
+                # librdkafka delivers only what is assigned: every message is of this one.
+                self._only = self._assignment[0]
             self._consumer = _RawConsumer(settings)
             try:
                 self._start(self._assignment)
@@ -2167,6 +2187,12 @@ class KafkaConsumer:
                 waiting = self._waiting_for_known_records() and now < patience
                 wait = min(0.1, patience - now) if waiting else 0.0
             messages = self._raw_poll(wait, limit - len(records))
+            taken = self._take(
+                messages, records, None if byte_budget is None else byte_budget - size
+            )
+            if taken is not None:
+                size += taken
+                messages = []
             new = tuple.__new__
             append = records.append
             for index, message in enumerate(messages):
@@ -2215,6 +2241,78 @@ class KafkaConsumer:
             if now >= deadline and not (self._waiting_for_known_records() and now < patience):
                 break
         return records
+
+    def _take(
+        self, messages: list[_RawMessage], records: list[Record], budget: int | None
+    ) -> int | None:
+        """Append the records of a batch from one partition to ``records`` in C loops (the
+        usual batch); the bytes of their keys and values. None, with nothing changed, when the
+        batch needs the per-message path: an error or end-of-partition event in it, several
+        partitions, offsets out of order, or more bytes than ``budget``."""
+        n = len(messages)
+        if not n or any(map(_error_of, messages)):
+            return None if n else 0
+        only = self._only
+        if only is not None:
+            topic, partition = only
+        else:
+            first = messages[0]
+            topic = first.topic()  # type: ignore[assignment]
+            partition = first.partition()  # type: ignore[assignment]
+        if (
+            only is None
+            and n > 1
+            and (
+                list(map(_partition_of, messages)).count(partition) != n
+                or list(map(_topic_of, messages)).count(topic) != n
+            )
+        ):
+            return None
+        tp = (topic, partition)
+        position = self._positions.get(tp)  # type: ignore[call-overload]
+        if position is None:
+            return 0  # revoked meanwhile
+        stop = self._stop
+        end: int | None = None if stop is None else stop.get(tp)  # type: ignore[call-overload]
+        offsets: list[int] = list(map(_offset_of, messages))  # type: ignore[arg-type]
+        cut = False
+        if offsets[0] < position or (end is not None and offsets[-1] >= end):
+            # Fetched before a seek, or past the stop offset: keep the records in between.
+            if offsets != sorted(offsets):
+                return None
+            low = bisect.bisect_left(offsets, position)
+            high = n if end is None else max(low, bisect.bisect_left(offsets, end))
+            cut = high < n
+            messages = messages[low:high]
+            offsets = offsets[low:high]
+        keys = list(map(_key_of, messages))
+        values = list(map(_value_of, messages))
+        size = sum(map(len, filter(None, keys))) + sum(map(len, filter(None, values)))
+        if budget is not None and size > budget and (records or len(messages) > 1):
+            return None  # the per-message path cuts the batch where the budget ends
+        if messages:
+            headers: list[Any] = list(map(_headers_of, messages))
+            if any(headers):
+                headers = [_encode_headers(h) if h else None for h in headers]
+            records.extend(
+                map(
+                    _new_record,
+                    repeat(Record),
+                    zip(
+                        repeat(topic),
+                        repeat(partition),
+                        offsets,
+                        map(_second, map(_timestamp_of, messages)),
+                        keys,
+                        values,
+                        headers,
+                    ),
+                )
+            )
+            self._positions[tp] = offsets[-1] + 1  # type: ignore[index]
+        if cut or (end is not None and messages and offsets[-1] + 1 >= end):
+            self._apply_stops()
+        return size
 
     def poll(self, timeout: float = 0.0, max_records: int | None = None) -> list[Record]:
         """Records after the positions, waiting up to ``timeout`` s for the first.

@@ -325,6 +325,42 @@ def test_consumer_positions_seeks_and_stops(cluster: KafkaCluster) -> None:
         assert latest.poll_values(0.2) == []
 
 
+def test_one_partition_polls_stop_exactly_and_keep_the_limits(cluster: KafkaCluster) -> None:
+    topic = unique("one")
+    cluster.create_topic(topic, 1)
+    cluster.produce_batch(topic, [b"value-%04d" % i for i in range(1_000)])
+    cluster.produce_batch(topic, [b"h"] * 3, headers=[("a", b"1"), ("a", None)])
+    tp = TopicPartition(topic, 0)
+
+    def drain(consumer: Any) -> list[list[Record]]:
+        polls = []
+        while not consumer.at_end:
+            polls.append(consumer.poll(1.0))
+        return polls
+
+    with cluster.consumer(partitions=[tp]) as consumer:
+        consumer.stop_at({tp: 777})
+        got = [r for batch in drain(consumer) for r in batch]
+        assert [r.offset for r in got] == list(range(777))
+        assert [r.value for r in got[-2:]] == [b"value-0775", b"value-0776"]
+        assert consumer.position(tp) == 777
+        consumer.seek(tp, 100)
+        again = [r.offset for batch in drain(consumer) for r in batch]
+        assert again == list(range(100, 777))
+        consumer.seek(tp, 990)
+        consumer.stop_at_end()
+        tail = [r for batch in drain(consumer) for r in batch]
+    assert [r.offset for r in tail] == list(range(990, 1_003))
+    assert [r.headers for r in tail[-3:]] == [(("a", b"1"), ("a", None))] * 3
+    assert all(r.headers == () for r in tail[:-3])
+
+    with cluster.consumer(partitions=[tp], max_poll_bytes=55, max_poll_records=7) as small:
+        small.stop_at({tp: 100})
+        polls = [batch for batch in drain(small) if batch]
+    assert [r.offset for batch in polls for r in batch] == list(range(100))
+    assert max(len(batch) for batch in polls) == 5  # 10-byte values, 55 bytes a poll
+
+
 def test_group_offsets_admin(cluster: KafkaCluster) -> None:
     topic = unique("offsets")
     group = unique("group")
