@@ -1,6 +1,6 @@
 """The Kafka backend against a bare confluent-kafka loop, on one real broker it starts.
 
-Medians of ``--repeats`` runs (at least 3) of:
+Medians of ``--repeats`` runs (at least 3, pubsub's and the bare loop's in turns) of:
 
 - **produce**: ``KafkaCluster.produce_batch`` of N records of S bytes against a bare
   confluent-kafka producer sending the same records with the same settings (``acks=all``,
@@ -56,8 +56,16 @@ QUIET.addHandler(logging.NullHandler())
 QUIET.propagate = False
 
 
-def median_of(repeats: int, run: Callable[[], float]) -> float:
-    return statistics.median(run() for _ in range(repeats))
+def medians_of_pairs(
+    repeats: int, ours: Callable[[], float], bare: Callable[[], float]
+) -> tuple[float, float]:
+    """Medians of ``repeats`` runs of each, taken in turns (ours, bare, ours, ...), so a
+    change in the machine's load during the benchmark weighs on both alike."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        times[0].append(ours())
+        times[1].append(bare())
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def api_produce(cluster: KafkaCluster, topic: str, values: list[bytes]) -> float:
@@ -197,18 +205,27 @@ def main() -> None:
                 cluster.create_topic(topic, 1)
             cluster.produce(api_topic, b"warm-up")  # the producer connected, as the bare one is
             cluster.truncate(api_topic)
-            api_p = median_of(args.repeats, lambda: api_produce(cluster, api_topic, values))
-            bare_p = median_of(args.repeats, lambda: bare_produce(bootstrap, bare_topic, values))
+            api_p, bare_p = medians_of_pairs(
+                args.repeats,
+                lambda: api_produce(cluster, api_topic, values),
+                lambda: bare_produce(bootstrap, bare_topic, values),
+            )
             read_topic = f"bench-read-{uuid.uuid4().hex[:8]}"
             cluster.create_topic(read_topic, 1)
             cluster.produce_batch(read_topic, values)
-            api_c = median_of(args.repeats, lambda: api_consume(cluster, read_topic, n))
-            bare_c = median_of(args.repeats, lambda: bare_consume(bootstrap, read_topic, n))
+            api_c, bare_c = medians_of_pairs(
+                args.repeats,
+                lambda: api_consume(cluster, read_topic, n),
+                lambda: bare_consume(bootstrap, read_topic, n),
+            )
             shot_topic = f"bench-shot-{uuid.uuid4().hex[:8]}"
             cluster.create_topic(shot_topic, 1)
             fill = {"bootstrap": bootstrap, "topic": shot_topic}
-            api_s = median_of(args.repeats, lambda: one_shot(ONE_SHOT_API.format(**fill)))
-            bare_s = median_of(args.repeats, lambda: one_shot(ONE_SHOT_BARE.format(**fill)))
+            api_s, bare_s = medians_of_pairs(
+                args.repeats,
+                lambda: one_shot(ONE_SHOT_API.format(**fill)),
+                lambda: one_shot(ONE_SHOT_BARE.format(**fill)),
+            )
     finally:
         if broker is not None:
             broker.stop()
