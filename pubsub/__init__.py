@@ -30,6 +30,7 @@ _EXPORTS = {
     "OffsetReset": "pubsub.consumer",
     "PubsubWarning": "pubsub.consumer",
     "AlreadyExistsError": "pubsub.errors",
+    "AuthenticationError": "pubsub.errors",
     "BusyError": "pubsub.errors",
     "CorruptDatabaseError": "pubsub.errors",
     "DatabaseNotFoundError": "pubsub.errors",
@@ -48,6 +49,8 @@ _EXPORTS = {
     "TopicExistsError": "pubsub.errors",
     "TopicNotFoundError": "pubsub.errors",
     "UnsupportedError": "pubsub.errors",
+    "UnavailableError": "pubsub.errors",
+    "open_consumer": "pubsub.client",
     "murmur2": "pubsub.partitioner",
     "partition_for_key": "pubsub.partitioner",
     "Message": "pubsub.records",
@@ -62,10 +65,11 @@ _EXPORTS = {
 if TYPE_CHECKING:
     from pubsub.aio import AsyncConsumer, AsyncProducer
     from pubsub.broker import Broker, DatabaseInfo
-    from pubsub.client import connect
+    from pubsub.client import connect, open_consumer
     from pubsub.consumer import Consumer, OffsetReset, PubsubWarning
     from pubsub.errors import (
         AlreadyExistsError,
+        AuthenticationError,
         BusyError,
         CorruptDatabaseError,
         DatabaseNotFoundError,
@@ -83,6 +87,7 @@ if TYPE_CHECKING:
         StorageFullError,
         TopicExistsError,
         TopicNotFoundError,
+        UnavailableError,
         UnsupportedError,
     )
     from pubsub.partitioner import murmur2, partition_for_key
@@ -116,6 +121,7 @@ __all__ = [
     "AlreadyExistsError",
     "AsyncConsumer",
     "AsyncProducer",
+    "AuthenticationError",
     "Broker",
     "BusyError",
     "Consumer",
@@ -145,9 +151,11 @@ __all__ = [
     "TopicInfo",
     "TopicNotFoundError",
     "TopicPartition",
+    "UnavailableError",
     "UnsupportedError",
     "__version__",
     "connect",
     "murmur2",
+    "open_consumer",
     "partition_for_key",
 ]

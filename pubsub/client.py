@@ -30,9 +30,19 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from pubsub.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
-    from pubsub.backend import LogClient
+    from collections.abc import Iterable
 
-__all__ = ["Opener", "connect", "is_file", "register", "scheme_of", "unregister"]
+    from pubsub.backend import LogClient, LogConsumer
+
+__all__ = [
+    "Opener",
+    "connect",
+    "is_file",
+    "open_consumer",
+    "register",
+    "scheme_of",
+    "unregister",
+]
 
 #: ``opener(target, **options)`` gets the whole target (``kafka://host:9092``) and the
 #: keyword options given to :func:`connect`; it ignores those that mean nothing to its
@@ -155,3 +165,83 @@ def _is_scheme(text: str) -> bool:
         and text[:1].isalpha()
         and all(c.isascii() and (c.isalnum() or c in "+-.") for c in text)
     )
+
+
+#: Options of a Kafka target (the file's options are ignored there: the CLI passes both).
+_KAFKA_OPTIONS = frozenset({"config_file", "timeout", "on_log", "clock"})
+_FILE_ONLY_OPTIONS = frozenset({"sync", "busy_timeout", "create", "file_mode"})
+
+
+def _open_kafka(target: str, **options: Any) -> LogClient:
+    """A Kafka cluster (:class:`pubsub.kafka.cluster.KafkaCluster`); the address is checked
+    before the client library is loaded, so a malformed target is exit 2 either way."""
+    from pubsub.kafka.url import parse_target
+
+    parse_target(target)
+    unknown = sorted(set(options) - _KAFKA_OPTIONS - _FILE_ONLY_OPTIONS)
+    if unknown:
+        raise InvalidArgumentError(
+            f"option {unknown[0]!r} means nothing to a Kafka cluster",
+            hint="options for it: " + ", ".join(sorted(_KAFKA_OPTIONS)),
+        )
+    try:
+        from pubsub.kafka.cluster import KafkaCluster
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] != "confluent_kafka":
+            raise
+        raise _not_installed("kafka", KNOWN_EXTRAS["kafka"], missing=exc.name) from None
+    kept = {k: v for k, v in options.items() if k in _KAFKA_OPTIONS and v is not None}
+    return KafkaCluster(target, **kept)
+
+
+register("kafka", _open_kafka, extra="kafka")
+
+
+def open_consumer(
+    target: str | os.PathLike[str],
+    topics: str | Iterable[str] | None = None,
+    **options: Any,
+) -> LogConsumer:
+    """A consumer on ``target`` (see :func:`connect`) that owns its connection.
+
+    ``options`` are the consumer's (``group``, ``partitions``, ``auto_offset_reset`` …) plus
+    the backend's connection options; closing the consumer closes the connection.
+    """
+    connection_keys = _KAFKA_OPTIONS | _FILE_ONLY_OPTIONS
+    connection = {k: options.pop(k) for k in list(options) if k in connection_keys}
+    if is_file(target):
+        from pubsub.consumer import Consumer
+
+        for key in ("create", "file_mode", "config_file", "timeout", "on_log", "clock"):
+            connection.pop(key, None)
+        return Consumer(target, topics, **connection, **options)
+    client = connect(target, **connection)
+    try:
+        consumer = client.consumer(topics, **options)
+    except BaseException:
+        client.close()
+        raise
+    return _Owning(consumer, client)
+
+
+class _Owning:
+    """A consumer that closes its client when it is closed."""
+
+    def __init__(self, consumer: LogConsumer, client: LogClient) -> None:
+        self._consumer = consumer
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._consumer, name)
+
+    def __enter__(self) -> _Owning:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self, *, commit: bool | None = None) -> None:
+        try:
+            self._consumer.close(commit=commit)
+        finally:
+            self._client.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "AlreadyExistsError",
+    "AuthenticationError",
     "BusyError",
     "CorruptDatabaseError",
     "DatabaseNotFoundError",
@@ -28,6 +29,7 @@ __all__ = [
     "TopicDeletedError",
     "TopicExistsError",
     "TopicNotFoundError",
+    "UnavailableError",
     "UnsupportedError",
 ]
 
@@ -228,3 +230,24 @@ class StorageFullError(StorageError):
 
     code = "storage_full"
     default_hint = "free disk space (for example with retention) and retry; nothing was lost"
+
+
+class UnavailableError(StorageError):
+    """A Kafka cluster did not answer within the timeout: down, unreachable, or refusing
+    (exit 7). The message names the address it tried (never a secret)."""
+
+    code = "unavailable"
+    default_hint = (
+        "check that the brokers are running and reachable from here, or allow more time "
+        "with --kafka-timeout"
+    )
+
+
+class AuthenticationError(UnavailableError):
+    """A Kafka cluster refused the client's credentials or its TLS handshake (exit 7)."""
+
+    code = "authentication_failed"
+    default_hint = (
+        "check sasl.username / sasl.password, sasl.mechanism and security.protocol in the "
+        "URL or the properties file"
+    )

@@ -37,19 +37,34 @@ class SyncChoice(StrEnum):
 class State:
     """Global options, kept on the Typer context for the commands."""
 
-    __slots__ = ("busy_timeout", "db", "file_mode", "sync")
+    __slots__ = ("busy_timeout", "db", "file_mode", "kafka_config", "kafka_timeout", "sync")
 
-    def __init__(self, db: str, sync: str, busy_timeout: float, file_mode: int = 0o600) -> None:
+    def __init__(
+        self,
+        db: str,
+        sync: str,
+        busy_timeout: float,
+        file_mode: int = 0o600,
+        *,
+        kafka_config: str | None = None,
+        kafka_timeout: float = 5.0,
+    ) -> None:
         self.db = db
         self.sync = sync
         self.busy_timeout = busy_timeout
         self.file_mode = file_mode
+        self.kafka_config = kafka_config
+        self.kafka_timeout = kafka_timeout
 
     def client(self, *, create: bool = False) -> LogClient:
         """Open the target ``--db`` names; only commands that create things pass ``create``."""
-        from pubsub.client import connect
+        from pubsub.client import connect, is_file
 
-        return connect(self.db, **self._options(create))
+        options = self._options(create)
+        if not is_file(self.db):
+            # A cluster's state changes (unreachable, back) are one line each on stderr.
+            options.update(config_file=self.kafka_config, timeout=self.kafka_timeout, on_log=note)
+        return connect(self.db, **options)
 
     def broker(self, *, create: bool = False) -> Broker:
         """Open the database file, for the commands that work only on a file (``db …``).
@@ -91,6 +106,8 @@ def state(ctx: typer.Context) -> State:
             os.environ.get("PUBSUB_SYNC", "full"),
             float(os.environ.get("PUBSUB_BUSY_TIMEOUT", "10")),
             parse_file_mode(os.environ.get("PUBSUB_FILE_MODE", "0600")),
+            kafka_config=os.environ.get("PUBSUB_KAFKA_CONFIG"),
+            kafka_timeout=float(os.environ.get("PUBSUB_KAFKA_TIMEOUT", "5")),
         )
     return obj
 

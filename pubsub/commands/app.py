@@ -223,6 +223,26 @@ def root(
             "the umask: 0600, or 0640/0660 for a group.",
         ),
     ] = "0600",
+    kafka_config: Annotated[
+        str | None,
+        typer.Option(
+            "--kafka-config",
+            envvar="PUBSUB_KAFKA_CONFIG",
+            metavar="FILE",
+            help="librdkafka properties for a kafka:// --db (kcat's -F format: key=value "
+            "lines); the URL's query wins over the file.",
+        ),
+    ] = None,
+    kafka_timeout: Annotated[
+        float,
+        typer.Option(
+            "--kafka-timeout",
+            envvar="PUBSUB_KAFKA_TIMEOUT",
+            min=0.1,
+            callback=finite,
+            help="Seconds a kafka:// --db may take to answer before the command fails (exit 7).",
+        ),
+    ] = 5.0,
     utc: Annotated[
         bool,
         typer.Option(
@@ -241,7 +261,14 @@ def root(
     """A Kafka-shaped durable message log in one SQLite file."""
     from pubsub.config import parse_file_mode
 
-    ctx.obj = State(db, sync.value, busy_timeout, parse_file_mode(file_mode))
+    ctx.obj = State(
+        db,
+        sync.value,
+        busy_timeout,
+        parse_file_mode(file_mode),
+        kafka_config=kafka_config,
+        kafka_timeout=kafka_timeout,
+    )
     if utc:
         use_utc(True)
 

@@ -83,11 +83,34 @@ def test_a_backend_whose_module_is_missing_names_its_extra(memo: str) -> None:
     assert caught.value.hint == "install it with: pip install 'pubsub-sqlite[memo]'"
 
 
-def test_kafka_targets_need_the_kafka_extra_today() -> None:
-    with pytest.raises(InvalidArgumentError) as caught:
-        client.connect("kafka://127.0.0.1:1")
-    assert caught.value.message == "the kafka:// backend is not installed"
-    assert "pip install 'pubsub-sqlite[kafka]'" in str(caught.value.hint)
+def test_kafka_targets_without_the_kafka_extra_name_it() -> None:
+    """A Python without confluent-kafka (hidden from this subprocess) gets the install hint."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.modules['confluent_kafka'] = None  # as if it were not installed\n"
+        "from pubsub import client\n"
+        "from pubsub.errors import InvalidArgumentError\n"
+        "try:\n"
+        "    client.connect('kafka://127.0.0.1:1')\n"
+        "except InvalidArgumentError as exc:\n"
+        "    print(exc.message)\n"
+        "    print(exc.hint)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    message, hint = done.stdout.splitlines()[:2]
+    assert message.startswith("the kafka:// backend is not installed")
+    assert "pip install 'pubsub-sqlite[kafka]'" in hint
+
+
+def test_a_malformed_kafka_url_is_exit_2_before_any_network_call() -> None:
+    with pytest.raises(InvalidArgumentError):
+        client.connect("kafka://")
 
 
 def test_an_unknown_scheme_is_refused_not_taken_for_a_path(tmp_path: Path) -> None:
