@@ -23,6 +23,11 @@ from pubsub.version import __version__
 _EXPORTS = {
     "AsyncConsumer": "pubsub.aio",
     "AsyncProducer": "pubsub.aio",
+    "AsyncShareConsumer": "pubsub.aio_share",
+    "ShareConsumer": "pubsub.share_consumer",
+    "AcknowledgeType": "pubsub.models",
+    "ShareFencedError": "pubsub.errors",
+    "ShareRecord": "pubsub.records",
     "Broker": "pubsub.broker",
     "DatabaseInfo": "pubsub.broker",
     "Consumer": "pubsub.consumer",
@@ -59,6 +64,7 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from pubsub.aio import AsyncConsumer, AsyncProducer
+    from pubsub.aio_share import AsyncShareConsumer
     from pubsub.broker import Broker, DatabaseInfo
     from pubsub.consumer import Consumer, OffsetReset, PubsubWarning
     from pubsub.errors import (
@@ -76,11 +82,13 @@ if TYPE_CHECKING:
         PubsubError,
         SchemaError,
         SchemaTooNewError,
+        ShareFencedError,
         StorageError,
         StorageFullError,
         TopicExistsError,
         TopicNotFoundError,
     )
+    from pubsub.models import AcknowledgeType
     from pubsub.partitioner import murmur2, partition_for_key
     from pubsub.records import (
         Message,
@@ -88,9 +96,11 @@ if TYPE_CHECKING:
         ProduceResult,
         Record,
         RecordMetadata,
+        ShareRecord,
         TopicInfo,
         TopicPartition,
     )
+    from pubsub.share_consumer import ShareConsumer
 
 
 def __getattr__(name: str) -> Any:
@@ -109,9 +119,11 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AcknowledgeType",
     "AlreadyExistsError",
     "AsyncConsumer",
     "AsyncProducer",
+    "AsyncShareConsumer",
     "Broker",
     "BusyError",
     "Consumer",
@@ -135,6 +147,9 @@ __all__ = [
     "RecordMetadata",
     "SchemaError",
     "SchemaTooNewError",
+    "ShareConsumer",
+    "ShareFencedError",
+    "ShareRecord",
     "StorageError",
     "StorageFullError",
     "TopicExistsError",

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from pubsub.consumer import Consumer
     from pubsub.maintenance import Problem
     from pubsub.retention import RetentionReport
+    from pubsub.share_consumer import ShareConsumer
     from pubsub.stats import Stats
 
 __all__ = ["Broker", "DatabaseInfo", "now_ms"]
@@ -509,6 +510,37 @@ class Broker:
             on_assign=on_assign,
             on_revoke=on_revoke,
             lease_clock=lease_clock,
+        )
+
+    def share_consumer(
+        self,
+        topics: str | Iterable[str],
+        *,
+        group: str,
+        lock_timeout: float = 30.0,
+        max_deliveries: int = 5,
+        dead_letter: str | None = None,
+        max_poll_records: int = 500,
+        on_warning: Callable[[str], None] | None = None,
+        reset: OffsetReset = "earliest",
+        iter_timeout: float | None = None,
+    ) -> "ShareConsumer":
+        """A :class:`~pubsub.share_consumer.ShareConsumer` (a share-group member) sharing
+        this broker's connection; the parameters are the ShareConsumer's. Use it from this
+        thread."""
+        from pubsub.share_consumer import ShareConsumer
+
+        return ShareConsumer(
+            self,
+            topics,
+            group=group,
+            lock_timeout=lock_timeout,
+            max_deliveries=max_deliveries,
+            dead_letter=dead_letter,
+            max_poll_records=max_poll_records,
+            on_warning=on_warning,
+            reset=reset,
+            iter_timeout=iter_timeout,
         )
 
     def info(self) -> DatabaseInfo:
