@@ -194,6 +194,17 @@ class ShareConsumer:
         self._unacknowledged = list(records)
         return records
 
+    def acquire(self, timeout: float = 0.0, max_records: int | None = None) -> list[ShareRecord]:
+        """As :meth:`poll`, without the implicit acknowledgement: records already held stay
+        held until acknowledged (a pool of handlers acquires more while others still run).
+        Pending acknowledgements are committed in the same transaction."""
+        self._check_open()
+        return self._acquire(timeout, max_records)
+
+    def holds(self, record: ShareRecord) -> bool:
+        """True while this member holds ``record`` (acquired, lock not known to be lost)."""
+        return _key(record) in self._held
+
     def _acquire(self, timeout: float, max_records: int | None) -> list[ShareRecord]:
         limit = self.max_poll_records if max_records is None else max_records
         if limit < 1:
