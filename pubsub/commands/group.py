@@ -60,17 +60,29 @@ def group_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
       pubsub group list
       pubsub group list --json | jq 'select(.lag > 1000)'
     """
+    from pubsub.commands import _share_admin
+
     with state(ctx).broker() as broker:
         groups = broker.list_groups()
+        shares = broker.list_share_groups()
+        share_rows = _share_admin.list_rows(broker)
     if as_json or not stdout_is_tty():
-        write_json_lines(_group_json(g, detail=False) for g in groups)
+        write_json_lines(
+            # A consumer group's object is unchanged; a share group's says "type": "share".
+            [_group_json(g, detail=False) for g in groups]
+            + [_share_admin.share_json(g, detail=False) for g in shares]
+        )
         return
     from pubsub.commands import _render
 
+    rows: list[tuple[object, ...]] = [
+        (g.name, "consumer", g.state, g.live_members, ", ".join(g.topics), f"{g.lag:,}")
+        for g in groups
+    ]
     _render.table(
-        ("group", "state", "members", "topics", "lag"),
-        [(g.name, g.state, g.live_members, ", ".join(g.topics), f"{g.lag:,}") for g in groups],
-        numeric=(2, 4),
+        ("group", "type", "state", "members", "topics", "lag"),
+        sorted(rows + share_rows, key=lambda row: str(row[0])),
+        numeric=(3, 5),
     )
 
 
@@ -105,6 +117,11 @@ def group_describe(
             "list the groups with 'pubsub group list'",
         )
     with state(ctx).broker() as broker:
+        if not all_groups and str(name) in {g.name for g in broker.list_share_groups()}:
+            from pubsub.commands import _share_admin
+
+            _share_admin.describe(broker, str(name), as_json)
+            return
         groups = broker.list_groups() if all_groups else [broker.describe_group(str(name))]
     if as_json or not stdout_is_tty():
         write_json_lines(_group_json(group, detail=True) for group in groups)
@@ -258,6 +275,22 @@ def group_reset_offsets(
 
     if dry_run and execute:
         fail("--dry-run and --execute contradict each other", "give one of them")
+    with state(ctx).broker() as broker:
+        if name in {g.name for g in broker.list_share_groups()}:
+            from pubsub.commands import _share_admin
+
+            _share_admin.reset(
+                broker,
+                name,
+                [spec.split(":")[0] for spec in topic or []] or None,
+                to_earliest=to_earliest,
+                to_latest=to_latest,
+                to_offset=to_offset,
+                shift_by=shift_by,
+                execute=execute,
+                as_json=as_json,
+            )
+            return
     chosen: list[tuple[str, int | None]] = []
     if to_earliest:
         chosen.append(("to-earliest", None))
@@ -335,6 +368,10 @@ def group_delete(
       pubsub group delete old-reports
     """
     with state(ctx).broker() as broker:
+        if name in {g.name for g in broker.list_share_groups()}:
+            broker.delete_share_group(name)
+            note(f"share group {name}: deleted")
+            return
         broker.delete_group(name)
     note(f"group {name}: deleted")
 

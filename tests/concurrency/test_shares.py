@@ -284,3 +284,27 @@ def test_cli_share_with_group_is_an_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stdout == b""
     assert result.stderr.startswith(b"error: --share and --group do not combine")
+
+
+def test_cli_group_commands_show_reset_and_delete_share_groups(tmp_path: Path) -> None:
+    import json
+
+    db = tmp_path / "q.db"
+    make_jobs(db, 10)
+    taken = run_cli(db, "consume", "jobs", "--share", "s", "-n", "4")
+    assert lines(taken.stdout) == [b"0", b"1", b"2", b"3"]
+    (row,) = [json.loads(line) for line in lines(run_cli(db, "group", "list").stdout)]
+    assert row == {
+        "name": "s", "type": "share", "state": "Empty", "members": 0, "topics": ["jobs"],
+        "lag": 6,
+    }  # fmt: skip
+    (info,) = [json.loads(line) for line in lines(run_cli(db, "group", "describe", "s").stdout)]
+    (part,) = info["partitions"]
+    assert (part["start_offset"], part["available"], part["accepted"]) == (4, 6, 4)
+    reset = run_cli(db, "group", "reset-offsets", "s", "--to-earliest", "--execute")
+    assert reset.returncode == 0, reset.stderr
+    again = run_cli(db, "consume", "jobs", "--share", "s")
+    assert len(lines(again.stdout)) == 10
+    deleted = run_cli(db, "group", "delete", "s")
+    assert deleted.returncode == 0 and b"share group s: deleted" in deleted.stderr
+    assert run_cli(db, "group", "list").stdout == b""
