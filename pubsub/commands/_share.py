@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from pubsub.records import Record, ShareRecord
     from pubsub.share_consumer import ShareConsumer
 
+#: Accepts of finished commands wait at most this long (s) for an acquisition to ride on.
+ACK_DELAY = 0.05
+
 #: How long a command gets after SIGTERM (Ctrl-C, --exec-timeout) before SIGKILL (s).
 EXEC_GRACE = 10.0
 
@@ -196,7 +199,9 @@ class _Pool:
         executor = ThreadPoolExecutor(options.workers, thread_name_prefix="pubsub-share-exec")
         running: dict[Future[str | None], ShareRecord] = {}
         delayed: list[tuple[float, ShareRecord, str]] = []  # (due, record, error): releases
+        queue: list[ShareRecord] = []  # acquired, waiting for a free worker
         started = 0
+        last_commit = time.monotonic()
         renew_every = max(0.05, options.lock_timeout / 3)
         last_renew = time.monotonic()
         idle_since = time.monotonic()
@@ -221,12 +226,17 @@ class _Pool:
                         )
                     except ShareFencedError as exc:
                         warn(exc.message)
-                free = options.workers - len(running)
+                while queue and len(running) < options.workers:
+                    record = queue.pop(0)
+                    running[executor.submit(self._attempt, record)] = record
+                # Acquire for the free workers and as many again, so that the next ones
+                # start without a transaction each; the accepts ride on the acquisition.
+                want = 2 * options.workers - len(running) - len(queue)
                 if options.max_messages is not None:
-                    free = min(free, options.max_messages - started)
+                    want = min(want, options.max_messages - started)
                 records: list[ShareRecord] = []
-                quiet = not running and not delayed
-                if free > 0:
+                quiet = not running and not delayed and not queue
+                if want > 0 and (not queue or want >= options.workers):
                     wait_for = 0.0
                     if quiet and options.follow:
                         wait_for = 1.0
@@ -236,11 +246,15 @@ class _Pool:
                             )
                             if wait_for <= 0:
                                 return
-                    records = consumer.acquire(wait_for, free)
-                else:
+                    records = consumer.acquire(wait_for, want)
+                    last_commit = time.monotonic()
+                elif time.monotonic() - last_commit >= ACK_DELAY:
                     _commit(consumer)
-                for record in records:
-                    started += 1
+                    last_commit = time.monotonic()
+                started += len(records)
+                queue.extend(records)
+                while queue and len(running) < options.workers:
+                    record = queue.pop(0)
                     running[executor.submit(self._attempt, record)] = record
                 if records:
                     idle_since = time.monotonic()
@@ -251,14 +265,23 @@ class _Pool:
                         return  # nothing left this member could acquire
                     continue
                 if running or delayed:
-                    horizon = min([renew_every, *(d[0] - time.monotonic() for d in delayed)])
-                    wait(list(running), timeout=max(0.0, horizon), return_when=FIRST_COMPLETED)
+                    horizon = min(
+                        [renew_every, ACK_DELAY, *(d[0] - time.monotonic() for d in delayed)]
+                    )
+                    if running:
+                        wait(list(running), timeout=max(0.0, horizon), return_when=FIRST_COMPLETED)
+                    else:
+                        time.sleep(max(0.0, horizon))  # only backoffs left: wait for the first
         except BaseException:
             self._stop_all()
             raise
         finally:
             executor.shutdown(wait=True)
-            _commit(consumer)
+            for future, record in running.items():
+                if future.done() and not future.cancelled():
+                    with contextlib.suppress(Exception):
+                        self._finished(record, future.result(), [])
+            _commit(consumer)  # close() then releases what is still held (queue, delayed)
 
     def _finished(
         self,
