@@ -23,6 +23,11 @@ from pubsub.version import __version__
 _EXPORTS = {
     "AsyncConsumer": "pubsub.aio",
     "AsyncProducer": "pubsub.aio",
+    "AsyncShareConsumer": "pubsub.aio_share",
+    "ShareConsumer": "pubsub.share_consumer",
+    "AcknowledgeType": "pubsub.models",
+    "ShareFencedError": "pubsub.errors",
+    "ShareRecord": "pubsub.records",
     "Broker": "pubsub.broker",
     "DatabaseInfo": "pubsub.broker",
     "connect": "pubsub.client",
@@ -64,6 +69,7 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from pubsub.aio import AsyncConsumer, AsyncProducer
+    from pubsub.aio_share import AsyncShareConsumer
     from pubsub.broker import Broker, DatabaseInfo
     from pubsub.client import connect, open_consumer
     from pubsub.consumer import Consumer, OffsetReset, PubsubWarning
@@ -83,6 +89,7 @@ if TYPE_CHECKING:
         PubsubError,
         SchemaError,
         SchemaTooNewError,
+        ShareFencedError,
         StorageError,
         StorageFullError,
         TopicExistsError,
@@ -90,6 +97,7 @@ if TYPE_CHECKING:
         UnavailableError,
         UnsupportedError,
     )
+    from pubsub.models import AcknowledgeType
     from pubsub.partitioner import murmur2, partition_for_key
     from pubsub.records import (
         Message,
@@ -97,9 +105,11 @@ if TYPE_CHECKING:
         ProduceResult,
         Record,
         RecordMetadata,
+        ShareRecord,
         TopicInfo,
         TopicPartition,
     )
+    from pubsub.share_consumer import ShareConsumer
 
 
 def __getattr__(name: str) -> Any:
@@ -118,9 +128,11 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AcknowledgeType",
     "AlreadyExistsError",
     "AsyncConsumer",
     "AsyncProducer",
+    "AsyncShareConsumer",
     "AuthenticationError",
     "Broker",
     "BusyError",
@@ -145,6 +157,9 @@ __all__ = [
     "RecordMetadata",
     "SchemaError",
     "SchemaTooNewError",
+    "ShareConsumer",
+    "ShareFencedError",
+    "ShareRecord",
     "StorageError",
     "StorageFullError",
     "TopicExistsError",

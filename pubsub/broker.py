@@ -36,7 +36,10 @@ if TYPE_CHECKING:
     from pubsub.backend import LogClient
     from pubsub.consumer import Consumer
     from pubsub.maintenance import Problem
+    from pubsub.models import ShareGroupInfo
     from pubsub.retention import RetentionReport
+    from pubsub.share_consumer import ShareConsumer
+    from pubsub.shares import ShareGroups
     from pubsub.stats import Stats
 
 __all__ = ["Broker", "DatabaseInfo", "now_ms"]
@@ -509,6 +512,66 @@ class Broker:
             on_assign=on_assign,
             on_revoke=on_revoke,
             lease_clock=lease_clock,
+        )
+
+    def _share_groups(self) -> "ShareGroups":
+        from pubsub.shares import ShareGroups
+
+        svc = self.services
+        return ShareGroups(svc.store, svc.topics, svc.writer)
+
+    def list_share_groups(self) -> "list[ShareGroupInfo]":
+        """Every share group, described (see :meth:`describe_share_group`), by name."""
+        shares = self._share_groups()
+        return [shares.describe(name) for name in shares.names()]
+
+    def describe_share_group(self, name: str) -> "ShareGroupInfo":
+        """A share group: per partition its start offset, records available, records
+        acquired (by whom, until when), deliveries and archived records. Raises
+        :class:`~pubsub.errors.GroupNotFoundError`."""
+        return self._share_groups().describe(name)
+
+    def reset_share_group(
+        self, name: str, topic: str | None, where: "Callable[[int, int, int], int]"
+    ) -> list[tuple[str, int, int, int]]:
+        """Move a share group's start offsets (``where(partition, log_start, next_offset)``),
+        emptying their windows; returns (topic, partition, old, new). Run it with no member
+        running: the records they hold are released."""
+        return self._share_groups().reset(name, topic, where)
+
+    def delete_share_group(self, name: str) -> None:
+        """Delete a share group. Raises :class:`~pubsub.errors.GroupNotFoundError`."""
+        self._share_groups().delete(name)
+
+    def share_consumer(
+        self,
+        topics: str | Iterable[str],
+        *,
+        group: str,
+        lock_timeout: float = 30.0,
+        max_deliveries: int = 5,
+        dead_letter: str | None = None,
+        max_poll_records: int = 500,
+        on_warning: Callable[[str], None] | None = None,
+        reset: OffsetReset = "earliest",
+        iter_timeout: float | None = None,
+    ) -> "ShareConsumer":
+        """A :class:`~pubsub.share_consumer.ShareConsumer` (a share-group member) sharing
+        this broker's connection; the parameters are the ShareConsumer's. Use it from this
+        thread."""
+        from pubsub.share_consumer import ShareConsumer
+
+        return ShareConsumer(
+            self,
+            topics,
+            group=group,
+            lock_timeout=lock_timeout,
+            max_deliveries=max_deliveries,
+            dead_letter=dead_letter,
+            max_poll_records=max_poll_records,
+            on_warning=on_warning,
+            reset=reset,
+            iter_timeout=iter_timeout,
         )
 
     def info(self) -> DatabaseInfo:

@@ -114,6 +114,12 @@ def connect(target: str | os.PathLike[str], **options: Any) -> LogClient:
     """
     scheme = scheme_of(target)
     if scheme is None:
+        unknown = sorted(set(options) - _FILE_ONLY_OPTIONS - {"clock"})
+        if unknown:
+            raise InvalidArgumentError(
+                f"option {unknown[0]!r} means nothing to a database file",
+                hint="options for it: " + ", ".join(sorted(_FILE_ONLY_OPTIONS | {"clock"})),
+            )
         from pubsub.broker import Broker
 
         return Broker(target, **options)
@@ -178,7 +184,7 @@ def _open_kafka(target: str, **options: Any) -> LogClient:
     from pubsub.kafka.url import parse_target
 
     parse_target(target)
-    unknown = sorted(set(options) - _KAFKA_OPTIONS - _FILE_ONLY_OPTIONS)
+    unknown = sorted(set(options) - _KAFKA_OPTIONS)
     if unknown:
         raise InvalidArgumentError(
             f"option {unknown[0]!r} means nothing to a Kafka cluster",
@@ -190,7 +196,7 @@ def _open_kafka(target: str, **options: Any) -> LogClient:
         if (exc.name or "").split(".")[0] != "confluent_kafka":
             raise
         raise _not_installed("kafka", KNOWN_EXTRAS["kafka"], missing=exc.name) from None
-    kept = {k: v for k, v in options.items() if k in _KAFKA_OPTIONS and v is not None}
+    kept = {k: v for k, v in options.items() if v is not None}
     return KafkaCluster(target, **kept)
 
 

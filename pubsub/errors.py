@@ -24,6 +24,7 @@ __all__ = [
     "PubsubError",
     "SchemaError",
     "SchemaTooNewError",
+    "ShareFencedError",
     "StorageError",
     "StorageFullError",
     "TopicDeletedError",
@@ -185,6 +186,23 @@ class FencedError(PubsubError):
     code = "fenced"
     exit_code = 5
     default_hint = "another member owns the partition now; rejoin and continue"
+
+
+class ShareFencedError(FencedError):
+    """Acknowledgements refused: this share-group member's locks on these records ran out
+    (exit 5). The records went back to the group, and their fate is decided by the member
+    that acquires them next. ``records`` lists them as (topic, partition, offset)."""
+
+    default_hint = (
+        "the lock ran out before the acknowledgement: process faster, renew the lock "
+        "(renew()), or raise the lock timeout"
+    )
+
+    def __init__(
+        self, message: str, records: list[tuple[str, int, int]], *, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.records = records
 
 
 class GroupNotEmptyError(PubsubError):

@@ -5,12 +5,14 @@ Records and topics are in :mod:`pubsub.records`; these are the rest of the nouns
 so a second backend (a Kafka cluster) returns the same types.
 """
 
+from enum import StrEnum
 from typing import Literal, NamedTuple
 
 from pubsub.records import TopicPartition
 
 __all__ = [
     "STRATEGIES",
+    "AcknowledgeType",
     "GroupInfo",
     "MemberInfo",
     "OffsetChange",
@@ -18,6 +20,8 @@ __all__ = [
     "PartitionLag",
     "PartitionReport",
     "PartitionStats",
+    "ShareGroupInfo",
+    "SharePartitionInfo",
     "Stats",
     "Strategy",
     "TopicStats",
@@ -181,3 +185,49 @@ class Stats(NamedTuple):
     file_bytes: int
     wal_bytes: int
     last_retention_ms: int | None
+
+
+class AcknowledgeType(StrEnum):
+    """How a share-group member acknowledges a record it acquired (Kafka's names)."""
+
+    #: Processed: never delivered again.
+    ACCEPT = "accept"
+    #: Not processed: deliver it again, to any member (until the delivery limit).
+    RELEASE = "release"
+    #: Unprocessable: never delivered again; to the dead-letter topic if there is one.
+    REJECT = "reject"
+
+
+class SharePartitionInfo(NamedTuple):
+    """One partition of a share group, as ``group describe`` shows it."""
+
+    topic: str
+    partition: int
+    #: The share-partition start offset: every record below it is accepted or archived.
+    start_offset: int
+    #: The first offset the group has never acquired.
+    end_offset: int
+    #: The log's next offset (so ``next_offset - start_offset`` bounds the backlog).
+    next_offset: int
+    #: Records the group can deliver now (available in the window, and past its end).
+    available: int
+    #: Records locked by members now: (offset, member id, delivery count, seconds left).
+    acquired: tuple[tuple[int, str, int, float], ...]
+    #: Window records by delivery count so far: {count: records}.
+    deliveries: dict[int, int]
+    #: Records accepted and archived (rejected, dead-lettered), since the group began.
+    accepted: int
+    archived: int
+
+
+class ShareGroupInfo(NamedTuple):
+    """A share group: its partitions and the members holding records now."""
+
+    name: str
+    partitions: tuple[SharePartitionInfo, ...]
+    members: tuple[str, ...]
+
+    @property
+    def backlog(self) -> int:
+        """Records not yet accepted or archived (available plus acquired)."""
+        return sum(p.available + len(p.acquired) for p in self.partitions)

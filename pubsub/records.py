@@ -22,6 +22,7 @@ __all__ = [
     "ProduceResult",
     "Record",
     "RecordMetadata",
+    "ShareRecord",
     "TopicInfo",
     "TopicPartition",
     "decode_headers",
@@ -196,6 +197,61 @@ class Record(_RecordTuple):
             f"Record(topic={self[0]!r}, partition={self[1]}, offset={self[2]}, "
             f"timestamp={self[3]}, key={self[4]!r}, value={self[5]!r}, "
             f"headers={self.headers!r})"
+        )
+
+
+class ShareRecord(Record):
+    """A record delivered to a share-group member: a :class:`Record` and its delivery count.
+
+    ``delivery_count`` is 1 the first time the record is delivered to the group, and one more
+    each time it is delivered again (after a release, a lock that ran out or a member that
+    died). Acknowledge it with :meth:`pubsub.ShareConsumer.acknowledge`.
+    """
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        topic: str,
+        partition: int,
+        offset: int,
+        timestamp: int,
+        key: bytes | None = None,
+        value: bytes | None = None,
+        headers: HeadersInput | None = None,
+        delivery_count: int = 1,
+    ) -> "ShareRecord":
+        """Build a share record by hand (the service builds them from stored rows)."""
+        return tuple.__new__(
+            cls,
+            (
+                topic,
+                partition,
+                offset,
+                timestamp,
+                key,
+                value,
+                encode_headers(headers),
+                delivery_count,
+            ),
+        )
+
+    @property
+    def delivery_count(self) -> int:
+        """How many times the group delivered this record, this delivery included."""
+        count: int = tuple.__getitem__(self, 7)  # type: ignore[assignment]  # the 8th field
+        return count
+
+    @property
+    def record(self) -> Record:
+        """The plain :class:`Record` (what formatters and envelopes take)."""
+        return tuple.__new__(Record, self[:7])
+
+    def __repr__(self) -> str:
+        return (
+            f"ShareRecord(topic={self[0]!r}, partition={self[1]}, offset={self[2]}, "
+            f"timestamp={self[3]}, key={self[4]!r}, value={self[5]!r}, "
+            f"headers={self.headers!r}, delivery_count={self.delivery_count})"
         )
 
 

@@ -678,6 +678,12 @@ def _consumed_below(
         has_topic = groups.offsets_find_by_topic(conn, group_id, topic_id)
         if subscribed or has_topic:
             readers[name] = None  # reads the topic, nothing committed here yet: needs it all
+    from pubsub.db.shares import share_partitions_min_by_partition
+
+    # A share group reads a partition up to its start offset (below it all is decided).
+    share_start = share_partitions_min_by_partition(conn, topic_id, partition)
+    if share_start is not None:
+        readers["\0share"] = share_start
     if not readers:
         return None
     if any(offset is None for offset in readers.values()):

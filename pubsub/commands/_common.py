@@ -60,11 +60,12 @@ class State:
         """Open the target ``--db`` names; only commands that create things pass ``create``."""
         from pubsub.client import connect, is_file
 
-        options = self._options(create)
-        if not is_file(self.db):
-            # A cluster's state changes (unreachable, back) are one line each on stderr.
-            options.update(config_file=self.kafka_config, timeout=self.kafka_timeout, on_log=note)
-        return connect(self.db, **options)
+        if is_file(self.db):
+            return connect(self.db, **self._options(create))
+        # A cluster's state changes (unreachable, back) are one line each on stderr.
+        return connect(
+            self.db, config_file=self.kafka_config, timeout=self.kafka_timeout, on_log=note
+        )
 
     def broker(self, *, create: bool = False) -> Broker:
         """Open the database file, for the commands that work only on a file (``db …``).

@@ -384,6 +384,45 @@ def consume(
             metavar="SECONDS",
         ),
     ] = 10.0,
+    share: Annotated[
+        str | None,
+        typer.Option(
+            "--share",
+            help="Consume as a member of this share group (a queue, see docs/queues.md): any "
+            "number of members read the same partitions, each record locked to one of them "
+            "and accepted once written (or once --exec exits 0).",
+            callback=group_names,
+            metavar="GROUP",
+        ),
+    ] = None,
+    lock_timeout: Annotated[
+        str,
+        typer.Option(
+            "--lock-timeout",
+            help="With --share: how long a record stays locked to this member; its lock is "
+            "renewed while --exec runs, and a record whose lock runs out goes to another.",
+            metavar="DURATION",
+        ),
+    ] = "30s",
+    max_deliveries: Annotated[
+        int,
+        typer.Option(
+            "--max-deliveries",
+            min=1,
+            max=1000,
+            help="With --share: a record that failed on this many deliveries is rejected "
+            "(to --dead-letter, else archived).",
+        ),
+    ] = 5,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=1024,
+            help="With --share --exec: run this many commands at once in this process.",
+        ),
+    ] = 1,
 ) -> None:
     """Consume records from each TOPIC to stdout.
 
@@ -410,6 +449,13 @@ def consume(
       pubsub consume jobs -g workers --exec ./handle.sh --exec-timeout 5m --dead-letter jobs-failed
     """
     from pubsub.commands._formats import make_formatter
+
+    if share is not None:
+        from pubsub.commands._share import check_share_options
+
+        check_share_options(group, partition, offset, until, workers, exec_command)
+    elif workers != 1:
+        fail("--workers needs --share", "add --share GROUP (a share group runs workers at once)")
 
     if key_separator is not None:
         formatter = _keyed(key_separator, output_format, null_terminated, exec_command)
@@ -449,6 +495,39 @@ def consume(
         names = resolve_topics(client, topics, dead_letter)
         if dead_letter is not None:
             _ensure_dead_letter(client, dead_letter)  # before any record can fail
+        if share is not None:
+            from pubsub import config
+            from pubsub.broker import Broker
+            from pubsub.commands._share import ShareOptions, run
+
+            if not isinstance(client, Broker):
+                from pubsub.errors import UnsupportedError
+
+                raise UnsupportedError(
+                    "share groups (--share) work only on a database file",
+                    hint="a Kafka cluster's share groups are used with its own share consumer",
+                )
+            run(
+                client,
+                names,
+                ShareOptions(
+                    group=share,
+                    lock_timeout=config.parse_duration(lock_timeout) / 1000,
+                    max_deliveries=max_deliveries,
+                    dead_letter=dead_letter,
+                    reset=reset.value,
+                    follow=follow,
+                    max_messages=max_messages,
+                    timeout=timeout,
+                    batch=batch,
+                    workers=workers,
+                    exec_command=exec_command,
+                    exec_timeout_ms=config.parse_duration(exec_timeout) if exec_timeout else None,
+                    backoff=config.parse_duration(backoff) / 1000,
+                ),
+                formatter,
+            )
+            return
         partitions = None
         if partition:
             partitions = [(name, p) for name in names for p in dict.fromkeys(partition)]

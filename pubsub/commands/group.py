@@ -18,6 +18,8 @@ from pubsub.commands._output import emit
 from pubsub.words import counted
 
 if TYPE_CHECKING:
+    from pubsub.backend import LogClient
+    from pubsub.broker import Broker
     from pubsub.models import GroupInfo, OffsetChange
 
 app = typer.Typer(
@@ -59,22 +61,40 @@ def group_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
       pubsub group list
       pubsub group list --json | jq 'select(.lag > 1000)'
     """
+    from pubsub.commands import _share_admin
+
     with state(ctx).client() as client:
         groups = client.list_groups()
+        files = _file_broker(client)
+        shares = files.list_share_groups() if files is not None else []
+        share_rows = _share_admin.list_rows(files) if files is not None else []
     emit(
-        (_group_json(g, detail=False) for g in groups),
+        # A consumer group's object is unchanged; a share group's says "type": "share".
+        [_group_json(g, detail=False) for g in groups]
+        + [_share_admin.share_json(g, detail=False) for g in shares],
         as_json=as_json,
-        render=lambda: _render_groups(groups),
+        render=lambda: _render_groups(groups, share_rows),
     )
 
 
-def _render_groups(groups: "list[GroupInfo]") -> None:
+def _file_broker(client: "LogClient") -> "Broker | None":
+    """The client as a Broker when it is a database file (share groups live only there)."""
+    from pubsub.broker import Broker
+
+    return client if isinstance(client, Broker) else None
+
+
+def _render_groups(groups: "list[GroupInfo]", share_rows: "list[tuple[object, ...]]") -> None:
     from pubsub.commands import _render
 
+    rows: list[tuple[object, ...]] = [
+        (g.name, "consumer", g.state, g.live_members, ", ".join(g.topics), f"{g.lag:,}")
+        for g in groups
+    ]
     _render.table(
-        ("group", "state", "members", "topics", "lag"),
-        [(g.name, g.state, g.live_members, ", ".join(g.topics), f"{g.lag:,}") for g in groups],
-        numeric=(2, 4),
+        ("group", "type", "state", "members", "topics", "lag"),
+        sorted(rows + share_rows, key=lambda row: str(row[0])),
+        numeric=(3, 5),
     )
 
 
@@ -109,6 +129,16 @@ def group_describe(
             "list the groups with 'pubsub group list'",
         )
     with state(ctx).client() as client:
+        files = _file_broker(client)
+        if (
+            files is not None
+            and not all_groups
+            and str(name) in {g.name for g in files.list_share_groups()}
+        ):
+            from pubsub.commands import _share_admin
+
+            _share_admin.describe(files, str(name), as_json)
+            return
         groups = client.list_groups() if all_groups else [client.describe_group(str(name))]
     emit(
         (_group_json(group, detail=True) for group in groups),
@@ -268,6 +298,23 @@ def group_reset_offsets(
 
     if dry_run and execute:
         fail("--dry-run and --execute contradict each other", "give one of them")
+    with state(ctx).client() as client:
+        broker = _file_broker(client)
+        if broker is not None and name in {g.name for g in broker.list_share_groups()}:
+            from pubsub.commands import _share_admin
+
+            _share_admin.reset(
+                broker,
+                name,
+                [spec.split(":")[0] for spec in topic or []] or None,
+                to_earliest=to_earliest,
+                to_latest=to_latest,
+                to_offset=to_offset,
+                shift_by=shift_by,
+                execute=execute,
+                as_json=as_json,
+            )
+            return
     chosen: list[tuple[str, int | None]] = []
     if to_earliest:
         chosen.append(("to-earliest", None))
@@ -342,6 +389,11 @@ def group_delete(
       pubsub group delete old-reports
     """
     with state(ctx).client() as client:
+        files = _file_broker(client)
+        if files is not None and name in {g.name for g in files.list_share_groups()}:
+            files.delete_share_group(name)
+            note(f"share group {name}: deleted")
+            return
         client.delete_group(name)
     note(f"group {name}: deleted")
 

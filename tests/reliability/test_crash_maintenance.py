@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from pubsub import Broker, Message
+from pubsub.db.version import SCHEMA_VERSION
 from tests.reliability.oracle import check_log, integrity, read_stored, scale
 from tests.reliability.procs import python_worker
 
@@ -222,9 +223,9 @@ def _check_migrate(db: Path, lines: list[str], out: Outcome) -> bool:
     with Broker(db):  # opening finishes the migration
         pass
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     conn.close()
-    return 1 < version < 3
+    return 1 < version < SCHEMA_VERSION
 
 
 def _check_ret(db: Path, lines: list[str], out: Outcome) -> bool:

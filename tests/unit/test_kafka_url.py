@@ -217,4 +217,4 @@ def test_without_the_client_library_the_hint_names_the_extra(tmp_path: Path) -> 
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
-    assert done.stdout.strip() == "2 pip install 'pubsub-sqlite[kafka]'"
+    assert done.stdout.strip() == "2 install it with: pip install 'pubsub-sqlite[kafka]'"

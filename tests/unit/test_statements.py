@@ -61,6 +61,12 @@ NOUNS = frozenset(
         "sqlite_master",
         "database",  # the whole file: VACUUM, VACUUM INTO, incremental vacuum
         "wal",
+        # queue mode: share groups, their partitions and their in-flight records
+        "share_group",
+        "share_groups",
+        "share_partition",
+        "share_partitions",
+        "share_records",
     }
 )
 
@@ -108,6 +114,12 @@ VERBS = frozenset(
         "trim",
         "checkpoint",
         "tune",
+        # the life of a share group's in-flight record
+        "scan",
+        "acquire",
+        "hold",
+        "fill",
+        "accept",
     }
 )
 
