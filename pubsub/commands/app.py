@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "metrics": ("pubsub.commands.metrics", "metrics", False),
     "top": ("pubsub.commands.top", "top", False),
     "db": ("pubsub.commands.db", "app", True),
+    "serve": ("pubsub.commands.serve", "serve", False),
 }
 
 #: Global options that take a value (skipped when looking for the command name).
