@@ -489,8 +489,10 @@ class Coordinator:
                     if now > deadline:
                         del group.pending[member_id]
                         self._maybe_complete(group)
-                if group.state == PREPARING and now >= group.rebalance_deadline:
-                    self._maybe_complete(group, force=True)
+                if group.state == PREPARING:
+                    # The round ends when all have joined (after the initial delay, which
+                    # new members extend), or at the rebalance timeout.
+                    self._maybe_complete(group, force=now >= group.rebalance_deadline)
                     continue
                 for member in list(group.members.values()):
                     joining = member.join is not None and not member.join.done()
