@@ -54,7 +54,8 @@ LATEST = -1
 EARLIEST = -2
 MAX_TIMESTAMP = -3
 
-#: At most this many rows are read for one partition of one fetch.
+#: At most this many rows are read for one partition of one fetch; at most one per 100 bytes
+#: of its budget (rows beyond the budget would be read only to be cut off).
 _MAX_FETCH_ROWS = 20_000
 
 
@@ -410,7 +411,7 @@ def fetch(broker: Broker, request: Any, version: int) -> tuple[Any, int, bool]:
             elif offset < end and total < budget:
                 limit = max(1, min(budget - total, fetch_partition.partition_max_bytes))
                 rows = reader.read_rows(
-                    meta, index, offset, end, min(_MAX_FETCH_ROWS, max(100, limit // 48))
+                    meta, index, offset, end, min(_MAX_FETCH_ROWS, max(1, limit // 100))
                 )
                 rows = cut_to_bytes(rows, limit, at_least_one=total == 0)
                 if rows:

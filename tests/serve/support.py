@@ -27,9 +27,10 @@ class ServeProcess:
     """``pubsub --db DB serve --listen 127.0.0.1:PORT ARGS``; port 0 at the first start, the
     same port after a restart. ``bootstrap`` is its address."""
 
-    def __init__(self, db: Path, *args: str) -> None:
+    def __init__(self, db: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.db = db
         self.args = args
+        self.env = env or {}
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.stderr = b""
@@ -46,7 +47,7 @@ class ServeProcess:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            env=cli_env(self.db),
+            env=cli_env(self.db, **self.env),
         )
         listening = threading.Event()
         proc = self.proc
