@@ -96,3 +96,13 @@ class Offsets:
         with self.store.read():
             rows = groups.offsets_get(self.store.connection, group, topic_id)
         return {TopicPartition(r.topic, r.partition): r.committed_offset for r in rows}
+
+    def committed_with_metadata(self, group: str) -> dict[TopicPartition, tuple[int, str | None]]:
+        """A group's committed offsets with the metadata stored beside each one."""
+        from pubsub.db import groups
+
+        with self.store.read():
+            rows = groups.offsets_get(self.store.connection, group)
+        return {
+            TopicPartition(r.topic, r.partition): (r.committed_offset, r.metadata) for r in rows
+        }
