@@ -64,10 +64,18 @@ FILE_ONLY: dict[str, str] = {
     "bench": "it measures pubsub on a database file against raw sqlite3",
     "config set": "a cluster's defaults for new topics are its brokers' configuration",
     "config unset": "a cluster's defaults for new topics are its brokers' configuration",
+    "serve": "it serves a database file to Kafka clients; point them at the cluster itself",
 }
 
 #: Global options that take a value (skipped when looking for the command name).
-_VALUE_OPTIONS = ("--db", "--sync", "--busy-timeout", "--file-mode")
+_VALUE_OPTIONS = (
+    "--db",
+    "--sync",
+    "--busy-timeout",
+    "--file-mode",
+    "--kafka-config",
+    "--kafka-timeout",
+)
 
 HELP = """A Kafka-shaped durable message log in one SQLite file.
 
