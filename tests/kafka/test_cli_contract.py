@@ -230,3 +230,22 @@ def test_secrets_never_appear(kafka_broker: KafkaTarget, tmp_path: Path) -> None
     assert result.returncode != 0
     assert b"hunter2-secret" not in result.stderr + result.stdout
     assert b"other-secret" not in result.stderr + result.stdout
+
+
+def test_the_readme_program_runs_on_both(tmp_path: Path, kafka_broker: KafkaTarget) -> None:
+    """README's "the same program on both": one code path, a file and a cluster."""
+    import pubsub
+
+    topic = topic_name()
+    seen = []
+    for target in (str(tmp_path / "app.db"), f"kafka://{kafka_broker.bootstrap}"):
+        with pubsub.connect(target) as client:
+            client.create_topic(topic, partitions=3, if_not_exists=True)
+            client.produce(topic, b'{"id": 1}', key="customer-9")
+            with client.consumer(topic, group="billing-" + topic) as consumer:
+                records = []
+                deadline = time.monotonic() + 60
+                while not records and time.monotonic() < deadline:
+                    records = consumer.poll(timeout=5.0)
+            seen.append([(r.partition, r.offset, r.key, r.value) for r in records])
+    assert seen[0] == seen[1] == [(seen[0][0][0], 0, b"customer-9", b'{"id": 1}')]
