@@ -147,6 +147,43 @@ assert p.flush(10) == 0 and not failures
 """
 
 
+#: A bare producer process: the lines of a file, acks=all and idempotence, then flush.
+BARE_PRODUCE_PROCESS = """
+from confluent_kafka import Producer
+p = Producer({{"bootstrap.servers": "{bootstrap}", "acks": "all",
+              "enable.idempotence": True, "linger.ms": 5}})
+with open("{path}", "rb") as f:
+    for i, line in enumerate(f):
+        while True:
+            try:
+                p.produce("{topic}", line.rstrip(b"\\n"))
+                break
+            except BufferError:
+                p.poll(0.01)
+        if i % 10000 == 0:
+            p.poll(0)
+assert p.flush(60) == 0
+"""
+
+#: A bare consumer process: read COUNT records from the start, write each value + newline.
+BARE_CONSUME_PROCESS = """
+import sys
+from confluent_kafka import Consumer, TopicPartition
+c = Consumer({{"bootstrap.servers": "{bootstrap}", "group.id": "bench-bare-cli",
+              "enable.auto.commit": False}})
+c.assign([TopicPartition("{topic}", 0, 0)])
+out = open("/dev/null", "wb", buffering=1 << 20)
+left = {count}
+while left > 0:
+    for m in c.consume(500, 5.0):
+        if m.error() is None:
+            out.write(m.value() + b"\\n")
+            left -= 1
+out.flush()
+c.close()
+"""
+
+
 def one_shot(script: str) -> float:
     began = time.perf_counter()
     subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT, timeout=60)
@@ -226,6 +263,32 @@ def main() -> None:
                 lambda: one_shot(ONE_SHOT_API.format(**fill)),
                 lambda: one_shot(ONE_SHOT_BARE.format(**fill)),
             )
+            # The CLI, whole process against whole process: pubsub produce < file and
+            # pubsub consume T > /dev/null against the bare loops run in a process of their own.
+            pubsub = str(Path(sys.executable).with_name("pubsub"))
+            lines = Path(tempfile.mkdtemp(prefix="bench-kafka-cli-")) / "lines"
+            lines.write_bytes(b"".join(v + b"\n" for v in values))
+            cli_topic = f"bench-cli-{uuid.uuid4().hex[:8]}"
+            bare_cli_topic = f"bench-cli-bare-{uuid.uuid4().hex[:8]}"
+            for topic in (cli_topic, bare_cli_topic):
+                cluster.create_topic(topic, 1)
+            db = f"kafka://{bootstrap}"
+            cli_p, bare_cli_p = medians_of_pairs(
+                args.repeats,
+                lambda: cli_produce_seconds([pubsub, "--db", db, "produce", cli_topic], lines),
+                lambda: one_shot(
+                    BARE_PRODUCE_PROCESS.format(
+                        bootstrap=bootstrap, topic=bare_cli_topic, path=str(lines)
+                    )
+                ),
+            )
+            cli_c, bare_cli_c = medians_of_pairs(
+                args.repeats,
+                lambda: cli_consume_seconds([pubsub, "--db", db, "consume", read_topic]),
+                lambda: one_shot(
+                    BARE_CONSUME_PROCESS.format(bootstrap=bootstrap, topic=read_topic, count=n)
+                ),
+            )
     finally:
         if broker is not None:
             broker.stop()
@@ -239,6 +302,14 @@ def main() -> None:
     print(
         f"| one-shot connect + produce one record (fresh process) | {api_s * 1000:.0f} ms | "
         f"{bare_s * 1000:.0f} ms | {bare_s / api_s:.2f}x |"
+    )
+    print(
+        f"| `pubsub produce T < file`, whole process | {rate(cli_p)} | {rate(bare_cli_p)} "
+        f"(a bare producer process) | {bare_cli_p / cli_p:.2f}x |"
+    )
+    print(
+        f"| `pubsub consume T > /dev/null`, whole process | {rate(cli_c)} | {rate(bare_cli_c)} "
+        f"(a bare consumer process) | {bare_cli_c / cli_c:.2f}x |"
     )
 
 
