@@ -49,7 +49,15 @@ async def _serve(server: Server, on_listening: Callable[[str], None] | None) -> 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        host, port = await server.start()
+        try:
+            host, port = await server.start()
+        except OSError as exc:
+            from pubsub.errors import InvalidArgumentError
+
+            raise InvalidArgumentError(
+                f"cannot listen on {server.host}:{server.port}: {exc.strerror or exc}",
+                hint="choose another address with --listen HOST:PORT (port 0 picks a free one)",
+            ) from None
         if on_listening is not None:
             shown = f"[{host}]" if ":" in host else host
             on_listening(f"{shown}:{port}")

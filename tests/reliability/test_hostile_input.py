@@ -306,9 +306,10 @@ def test_bad_names_as_real_processes(seed: Path, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 # Random command lines built from the real command tree.
 
-#: Commands left out: bench (its own databases, minutes), top (a dashboard), and the
+#: Commands left out: bench (its own databases, minutes), top (a dashboard), serve (a server
+#: that runs until stopped, with its own hostile-input tests in tests/serve), and the
 #: completion installers (they edit the user's shell files).
-SKIPPED_COMMANDS = {"bench", "top"}
+SKIPPED_COMMANDS = {"bench", "top", "serve"}
 #: Options left out: ones that would run programs, follow forever, or touch the user's files.
 SKIPPED_OPTIONS = {"--exec", "--follow", "-f", "--install-completion", "--show-completion", "--db"}
 

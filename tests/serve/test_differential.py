@@ -38,7 +38,9 @@ def script(bootstrap: str, create: CreateTopic) -> dict[str, Any]:
             (message.topic().split("-")[0], error.code() if error else None, message.offset())
         )
 
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "retries": 0})
+    # Retriable errors (a leader still being elected on a loaded machine) are retried; the
+    # errors compared (too large, no key on a compacted topic) are not retriable.
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "retries": 10})
     for i in range(30):
         p.produce(
             main,
