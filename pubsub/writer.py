@@ -404,17 +404,13 @@ class Writer:
         members: dict[int, list[int]] = {}
         byte_counts: dict[int, int] = {}
         keys = batch.keys
-        hashed: dict[bytes, int] = {}  # a key repeated in the batch is hashed once
         for index, explicit in enumerate(batch.partitions):
             if explicit is not None:
                 partition = check_partition_range(explicit, count, index)
             else:
                 key = keys[index] if keys is not None else None
                 if key is not None:
-                    cached = hashed.get(key)
-                    if cached is None:
-                        cached = hashed[key] = partition_for_key(key, count)
-                    partition = cached
+                    partition = partition_for_key(key, count)  # memoised per key
                 else:
                     if sticky is None:
                         sticky = self._round_robin.next(count)
