@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 import pubsub
-from pubsub import Broker, Consumer
+from pubsub import Broker, Consumer, Message
+from pubsub.partitioner import partition_for_key
 
 Sync = Literal["full", "normal"]
 
@@ -288,6 +289,73 @@ def m_raw_produce(files: Files, sync: Sync, chunks: list[list[bytes]], partition
         tables = raw_tables(conn, partitions)
         start = time.perf_counter()
         raw_insert(conn, tables, chunks)
+        elapsed = time.perf_counter() - start
+        stored = sum(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables)
+        check(stored == sum(map(len, chunks)), stored)
+    finally:
+        conn.close()
+        files.remove(path)
+    return elapsed
+
+
+#: Distinct keys of the keyed produce rows (records cycle through them).
+KEYS = 1000
+
+
+def make_keys(n: int) -> list[bytes]:
+    return [b"key-%d" % (i % KEYS) for i in range(n)]
+
+
+def m_api_produce_keyed(
+    files: Files, sync: Sync, chunks: list[list[bytes]], keys: list[list[bytes]], partitions: int
+) -> float:
+    """``produce_batch`` of keyed :class:`Message` objects (built before the clock starts)."""
+    path = files.fresh(f"api-produce-keyed-{partitions}p")
+    broker = Broker(path, sync=sync)
+    messages = [
+        [Message(v, key=k) for v, k in zip(chunk, ks, strict=True)]
+        for chunk, ks in zip(chunks, keys, strict=True)
+    ]
+    try:
+        broker.create_topic(TOPIC, partitions=partitions)
+        produce_batch = broker.produce_batch
+        start = time.perf_counter()
+        for chunk in messages:
+            produce_batch(TOPIC, chunk)
+        elapsed = time.perf_counter() - start
+        stored = broker.describe_topic(TOPIC).records
+        check(stored == sum(map(len, chunks)), stored)
+    finally:
+        broker.close()
+        files.remove(path)
+    return elapsed
+
+
+def m_raw_produce_keyed(
+    files: Files, sync: Sync, chunks: list[list[bytes]], keys: list[list[bytes]], partitions: int
+) -> float:
+    """The baseline: murmur2 each key to its partition (Kafka's rule, as pubsub must), then one
+    ``executemany`` per partition table in one ``BEGIN IMMEDIATE … COMMIT`` per chunk."""
+    path = files.fresh(f"raw-produce-keyed-{partitions}p")
+    conn = raw_connect(path, sync)
+    try:
+        tables = raw_tables(conn, partitions)
+        statements = [INSERT.format(table=t) for t in tables]
+        next_offset = [0] * partitions
+        execute = conn.execute
+        start = time.perf_counter()
+        for chunk, ks in zip(chunks, keys, strict=True):
+            rows: list[list[tuple[int, int, bytes, bytes, None]]] = [[] for _ in tables]
+            stamp = now_ms()
+            for value, key in zip(chunk, ks, strict=True):
+                slot = partition_for_key(key, partitions)
+                rows[slot].append((next_offset[slot], stamp, key, value, None))
+                next_offset[slot] += 1
+            execute("BEGIN IMMEDIATE")
+            for statement, part_rows in zip(statements, rows, strict=True):
+                if part_rows:
+                    conn.executemany(statement, part_rows)
+            execute("COMMIT")
         elapsed = time.perf_counter() - start
         stored = sum(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables)
         check(stored == sum(map(len, chunks)), stored)
@@ -678,6 +746,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open(input_path, "wb") as out:
             out.write(b"\n".join(values) + b"\n")
         api_chunks = chunked(values, even_sizes(n, chunk))
+        key_chunks = chunked(make_keys(n), even_sizes(n, chunk))
         cli_sizes = cli_batches(input_path)
         cli_chunks = chunked(values, cli_sizes)
         progress("building the source databases of the consume workloads")
@@ -696,6 +765,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "produce_batch_8p",
                 f"`produce_batch`, 8 partitions, {chunk:,} per call",
                 f"executemany, {chunk:,} per txn, round-robin over 8 tables",
+                n,
+            ),
+            Result(
+                "produce_batch_keyed_1p",
+                f"`produce_batch` of keyed `Message`s, 1 partition, {chunk:,} per call",
+                f"executemany, {chunk:,} per txn, murmur2 per key",
+                n,
+            ),
+            Result(
+                "produce_batch_keyed_8p",
+                f"`produce_batch` of keyed `Message`s, 8 partitions, {chunk:,} per call",
+                f"murmur2 per key, executemany per partition table, {chunk:,} per txn",
                 n,
             ),
             Result(
@@ -754,6 +835,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "produce_batch_8p",
                 lambda: m_api_produce(files, sync, api_chunks, 8),
                 lambda: m_raw_produce(files, sync, api_chunks, 8),
+            ),
+            (
+                "produce_batch_keyed_1p",
+                lambda: m_api_produce_keyed(files, sync, api_chunks, key_chunks, 1),
+                lambda: m_raw_produce_keyed(files, sync, api_chunks, key_chunks, 1),
+            ),
+            (
+                "produce_batch_keyed_8p",
+                lambda: m_api_produce_keyed(files, sync, api_chunks, key_chunks, 8),
+                lambda: m_raw_produce_keyed(files, sync, api_chunks, key_chunks, 8),
             ),
             (
                 "cli_produce",
