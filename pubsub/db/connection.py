@@ -75,6 +75,10 @@ def translate_error(exc: sqlite3.Error, *, path: str = "") -> PubsubError:
     where = f" ({path})" if path else ""
     if text.startswith("no such table: log_"):
         return TopicDeletedError(f"a topic was deleted while in use{where}")
+    if text.startswith(("no such table: ", "no such column: ")):
+        # The schema was checked when the file was opened: a pubsub table or column missing
+        # now means the file's schema pages are damaged (or it was rewritten underneath).
+        return CorruptDatabaseError(f"the database's schema is damaged{where}: {text}")
     if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or text.startswith("database is locked"):
         return BusyError(f"database is locked by another writer{where}")
     if primary in (_SQLITE_NOTADB, _SQLITE_CORRUPT) or any(sign in text for sign in _CORRUPT_SIGNS):
