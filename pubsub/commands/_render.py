@@ -201,7 +201,6 @@ def dashboard(
             sparks.get(topic.name, ""),
         )
     groups = Table(box=box.SIMPLE_HEAD, title_justify="left", title="groups", expand=False)
-    done = done or {}
     for name, right in (("group", False), ("state", False), ("members", True), ("lag", True)):
         groups.add_column(name, justify="right" if right else "left")
     for group in stats.groups:
@@ -212,10 +211,11 @@ def dashboard(
     )
     if not stats.share_groups:
         return Group(header, topics, groups)
+    done = done or {}
     shares = Table(box=box.SIMPLE_HEAD, title_justify="left", title="share groups", expand=False)
     for name, right in (
         ("share group", False), ("members", True), ("available", True), ("acquired", True),
-        ("accepted", True), ("done", True), ("archived", True),
+        ("accepted", True), ("settled", True), ("archived", True),
     ):  # fmt: skip
         shares.add_column(name, justify="right" if right else "left")
     for share in stats.share_groups:

@@ -162,12 +162,13 @@ def start_stuck_member(db: Path, *args: str) -> subprocess.Popen[bytes]:
     )
 
 
-def held_by_someone(db: Path) -> int:
-    """Records of share group g locked now (read in-process: the locks are short)."""
+def window(db: Path) -> tuple[int, dict[int, int]]:
+    """Share group g's records locked now, and its window's delivery-count histogram."""
     with Broker(db) as broker:
         if "g" not in {g.name for g in broker.list_share_groups()}:
-            return 0
-        return sum(len(p.acquired) for p in broker.describe_share_group("g").partitions)
+            return 0, {}
+        (part,) = broker.describe_share_group("g").partitions
+        return len(part.acquired), part.deliveries
 
 
 def wait_until(predicate: object, what: str, timeout: float = 30) -> None:
@@ -187,14 +188,16 @@ def test_dead_letter_without_exec_takes_records_whose_members_died(db_path: Path
         broker.create_topic("jobs")
         big = [b"A" * 100_000, b"B" * 100_000, b"C" * 100_000]  # more than a pipe holds
         broker.produce_batch("jobs", [*big, b"small"])
-    for _delivery in range(2):
+    for delivery in (1, 2):
         member = start_stuck_member(db_path, "--batch", "3")
         try:
-            wait_until(lambda: held_by_someone(db_path) == 3, "the member to hold 3 records")
+            # The member took the three big records (this delivery of each): its first write
+            # blocks, as nobody reads its stdout.
+            wait_until(lambda d=delivery: window(db_path)[1] == {d: 3}, f"delivery {delivery}")
         finally:
             member.send_signal(signal.SIGKILL)
             member.communicate(timeout=30)
-        wait_until(lambda: held_by_someone(db_path) == 0, "the locks to run out")
+        wait_until(lambda: window(db_path)[0] == 0, "the dead member's locks to run out")
     result = run_cli(
         db_path, "consume", "jobs", "--share", "g", "--max-deliveries", "2",
         "--dead-letter", "jobs-dlq", "--lock-timeout", "300ms",
