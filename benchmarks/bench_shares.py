@@ -182,9 +182,11 @@ def idle_group_ratio(n: int, runs: int) -> tuple[float, float, float, float]:
             with tempfile.TemporaryDirectory() as tmp:
                 db = Path(tmp) / "q.db"
                 fill(db, 10_000)
-                holder = None
+                # Both cases keep a second connection open, so that the write-ahead log is
+                # not deleted and created afresh in one of them only.
+                other = Broker(db)
+                holder = ShareConsumer(other, "jobs", group="idle", lock_timeout=3600)
                 if idle:
-                    holder = ShareConsumer(db, "jobs", group="idle", lock_timeout=3600)
                     taken = holder.acquire(0, 1000)
                     for record in taken[:500]:
                         holder.acknowledge(record, "accept")
@@ -193,8 +195,8 @@ def idle_group_ratio(n: int, runs: int) -> tuple[float, float, float, float]:
                     steps[idle] = produce_rate(db, 10_000, steps=True)
                 else:
                     (with_group if idle else without).append(produce_rate(db, n))
-                if holder is not None:
-                    holder.close()
+                holder.close()
+                other.close()
     return (
         statistics.median(with_group),
         statistics.median(without),
