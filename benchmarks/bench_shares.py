@@ -18,8 +18,9 @@ Run: .venv/bin/python benchmarks/bench_shares.py [--runs 3] [--exec-records 400]
    record, a count that the machine's load does not change.
 4. Producer throughput (``produce_batch`` of 100 records, default synchronous=FULL) on a topic
    with an idle share group — one that accepted 500 records and holds 500 more, no member
-   polling — and on the same topic without one, runs interleaved: the ratio shows producers
-   never read the share tables.
+   polling — and on the same topic without one, the calls alternating between the two
+   databases; and the virtual-machine steps per call of each: producers never read the share
+   tables.
 
 Every figure is the median of ``--runs`` runs, each on a fresh database unless said otherwise.
 """
@@ -149,54 +150,53 @@ def flat_rates(
         return [statistics.median(r) for r in rates], steps
 
 
-def produce_rate(db: Path, n: int, steps: bool = False) -> float:
-    """Records/s of ``produce_batch`` calls of 100 records, ``n`` records in all; with
-    ``steps``, SQLite virtual-machine steps per call instead."""
-    chunk = [b"x" * 100] * 100
-    calls = n // 100
-    counted = [0]
-
-    def count() -> int:
-        counted[0] += 1
-        return 0
-
-    with Broker(db) as broker:
-        if steps:
-            broker.store.connection.set_progress_handler(count, 10)
-        started = time.perf_counter()
-        for _ in range(calls):
-            broker.produce_batch("jobs", chunk)
-        elapsed = time.perf_counter() - started
-        broker.store.connection.set_progress_handler(None, 0)
-    return counted[0] * 10 / calls if steps else calls * 100 / elapsed
-
-
 def idle_group_ratio(n: int, runs: int) -> tuple[float, float, float, float]:
-    """Median producer records/s with an idle share group on the topic and without, runs
-    interleaved on fresh databases; and the virtual-machine steps per call of each."""
+    """Median producer records/s with an idle share group on the topic and without, and the
+    virtual-machine steps per call of each. Each run has two fresh databases and alternates
+    the calls between them, so that both see the same moments of the machine's load."""
     with_group: list[float] = []
     without: list[float] = []
     steps: dict[bool, float] = {}
+    chunk = [b"x" * 100] * 100
     for run in range(runs + 1):
-        for idle in (True, False):
-            with tempfile.TemporaryDirectory() as tmp:
-                db = Path(tmp) / "q.db"
+        with contextlib.ExitStack() as stack:
+            brokers: dict[bool, Broker] = {}
+            for idle in (True, False):
+                db = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "q.db"
                 fill(db, 10_000)
-                # Both cases keep a second connection open, so that the write-ahead log is
-                # not deleted and created afresh in one of them only.
-                other = Broker(db)
-                holder = ShareConsumer(other, "jobs", group="idle", lock_timeout=3600)
+                # Both keep a second connection open (a member's), so that neither deletes
+                # and recreates its write-ahead log between the calls.
+                holder = stack.enter_context(
+                    ShareConsumer(db, "jobs", group="idle", lock_timeout=3600)
+                )
                 if idle:
                     taken = holder.acquire(0, 1000)
                     for record in taken[:500]:
                         holder.acknowledge(record, "accept")
                     holder.commit()  # 500 accepted, 500 held, and no member polls
-                if run == runs:  # the last round counts steps instead of time
-                    steps[idle] = produce_rate(db, 10_000, steps=True)
-                else:
-                    (with_group if idle else without).append(produce_rate(db, n))
-                holder.close()
-                other.close()
+                brokers[idle] = stack.enter_context(Broker(db))
+            if run == runs:  # the last round counts steps instead of time
+                for idle, broker in brokers.items():
+                    counted = [0]
+
+                    def count(counted: list[int] = counted) -> int:
+                        counted[0] += 1
+                        return 0
+
+                    broker.store.connection.set_progress_handler(count, 10)
+                    for _ in range(100):
+                        broker.produce_batch("jobs", chunk)
+                    broker.store.connection.set_progress_handler(None, 0)
+                    steps[idle] = counted[0] * 10 / 100
+                break
+            spent = {True: 0.0, False: 0.0}
+            for call in range(n // 100):
+                for idle in (True, False) if call % 2 else (False, True):
+                    started = time.perf_counter()
+                    brokers[idle].produce_batch("jobs", chunk)
+                    spent[idle] += time.perf_counter() - started
+            with_group.append(n // 100 * 100 / spent[True])
+            without.append(n // 100 * 100 / spent[False])
     return (
         statistics.median(with_group),
         statistics.median(without),
