@@ -42,6 +42,31 @@ METRICS: dict[str, tuple[str, str]] = {
     "pubsub_group_members": ("gauge", "Live members of the consumer group."),
     "pubsub_group_committed_offset": ("gauge", "The group's committed offset (next to read)."),
     "pubsub_group_lag": ("gauge", "Records between the group's committed offset and the log end."),
+    "pubsub_share_group_members": ("gauge", "Members of the share group holding locks now."),
+    "pubsub_share_group_start_offset": (
+        "gauge",
+        "The share group's start offset: every record below it is accepted or archived.",
+    ),
+    "pubsub_share_group_records_available": (
+        "gauge",
+        "Records the share group can deliver now.",
+    ),
+    "pubsub_share_group_records_acquired": (
+        "gauge",
+        "Records locked by members of the share group now (in flight).",
+    ),
+    "pubsub_share_group_backlog": (
+        "gauge",
+        "Records not yet accepted or archived by the share group (available + acquired).",
+    ),
+    "pubsub_share_group_records_accepted_total": (
+        "counter",
+        "Records the share group accepted.",
+    ),
+    "pubsub_share_group_records_archived_total": (
+        "counter",
+        "Records the share group rejected, dead-lettered or archived out of deliveries.",
+    ),
     "pubsub_database_size_bytes": ("gauge", "Size of the database file."),
     "pubsub_wal_size_bytes": ("gauge", "Size of the write-ahead log file."),
     "pubsub_retention_last_run_timestamp_seconds": (
@@ -95,6 +120,16 @@ def _samples(stats: Stats) -> Iterator[tuple[str, str, float]]:
             where = _labels(group=group.name, topic=lag.topic, partition=lag.partition)
             yield "pubsub_group_committed_offset", where, lag.committed_offset
             yield "pubsub_group_lag", where, lag.lag or 0
+    for share in stats.share_groups:
+        yield "pubsub_share_group_members", _labels(group=share.name), share.members
+        for b in share.partitions:
+            where = _labels(group=share.name, topic=b.topic, partition=b.partition)
+            yield "pubsub_share_group_start_offset", where, b.start_offset
+            yield "pubsub_share_group_records_available", where, b.available
+            yield "pubsub_share_group_records_acquired", where, b.acquired
+            yield "pubsub_share_group_backlog", where, b.backlog
+            yield "pubsub_share_group_records_accepted_total", where, b.accepted
+            yield "pubsub_share_group_records_archived_total", where, b.archived
     yield "pubsub_database_size_bytes", "", stats.file_bytes
     yield "pubsub_wal_size_bytes", "", stats.wal_bytes
     if stats.last_retention_ms is not None:

@@ -176,8 +176,73 @@ class TopicStats(NamedTuple):
         return max(values) if values else None
 
 
+class ShareBacklog(NamedTuple):
+    """One partition of a share group, for stats and metrics: where the group is and what
+    is left (counts only; ``group describe`` lists the locks)."""
+
+    group: str
+    topic: str
+    partition: int
+    #: The share-partition start offset: every record below it is accepted or archived.
+    start_offset: int
+    #: The first offset the group has never acquired.
+    end_offset: int
+    #: The log's next offset.
+    next_offset: int
+    #: Records the group can deliver now (available in the window, and past its end).
+    available: int
+    #: Records locked by members now (in flight).
+    acquired: int
+    #: Records accepted and archived (rejected, dead-lettered), since the group began.
+    accepted: int
+    archived: int
+
+    @property
+    def backlog(self) -> int:
+        """Records not yet accepted or archived: available plus acquired."""
+        return self.available + self.acquired
+
+
+class ShareGroupStats(NamedTuple):
+    """A share group in a stats snapshot: members holding locks, and its partitions."""
+
+    name: str
+    members: int
+    partitions: tuple[ShareBacklog, ...]
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """Topics the group has read."""
+        return tuple(sorted({p.topic for p in self.partitions}))
+
+    @property
+    def available(self) -> int:
+        """Records the group can deliver now, over its partitions."""
+        return sum(p.available for p in self.partitions)
+
+    @property
+    def acquired(self) -> int:
+        """Records in flight (locked by members), over its partitions."""
+        return sum(p.acquired for p in self.partitions)
+
+    @property
+    def backlog(self) -> int:
+        """Records not yet accepted or archived, over its partitions."""
+        return sum(p.backlog for p in self.partitions)
+
+    @property
+    def accepted(self) -> int:
+        """Records accepted since the group began."""
+        return sum(p.accepted for p in self.partitions)
+
+    @property
+    def archived(self) -> int:
+        """Records archived (rejected, dead-lettered) since the group began."""
+        return sum(p.archived for p in self.partitions)
+
+
 class Stats(NamedTuple):
-    """A snapshot of the database: topics, groups and the file."""
+    """A snapshot of the database: topics, groups, share groups and the file."""
 
     taken_ms: int
     topics: tuple[TopicStats, ...]
@@ -185,6 +250,8 @@ class Stats(NamedTuple):
     file_bytes: int
     wal_bytes: int
     last_retention_ms: int | None
+    #: Share groups (a file's queues; none on a Kafka cluster).
+    share_groups: tuple[ShareGroupStats, ...] = ()
 
 
 class AcknowledgeType(StrEnum):

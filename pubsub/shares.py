@@ -41,6 +41,7 @@ __all__ = [
     "MAX_LOCK_TIMEOUT",
     "Acknowledgement",
     "ShareGroups",
+    "lock_params",
 ]
 
 #: Seconds a record stays locked to the member that acquired it (Kafka: 30 s).
@@ -54,6 +55,12 @@ DEFAULT_MAX_DELIVERIES = 5
 MAX_IN_FLIGHT = 4000
 
 _LONGEST_MS = int(MAX_LOCK_TIMEOUT * 1000) + 1000
+
+
+def lock_params(store: Store) -> sql.LockParams:
+    """What decides now whether a lock in ``store`` is held: its boot, its lease clock, the
+    longest lock."""
+    return sql.LockParams(store.boot_id, store.lease_now(), _LONGEST_MS)
 
 
 class Acknowledgement(NamedTuple):
@@ -112,7 +119,7 @@ class ShareGroups:
         self.writer = writer
 
     def _lock(self) -> sql.LockParams:
-        return sql.LockParams(self.store.boot_id, self.store.lease_now(), _LONGEST_MS)
+        return lock_params(self.store)
 
     # -- acquiring -------------------------------------------------------------------------
 

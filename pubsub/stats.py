@@ -10,11 +10,18 @@ import os
 from collections.abc import Iterable
 
 from pubsub.db import catalog, log, retention
+from pubsub.db import shares as share_sql
 from pubsub.db.store import Store
 from pubsub.db.transaction import ReadTransaction
-from pubsub.models import PartitionStats, Stats, TopicStats
+from pubsub.models import (
+    PartitionStats,
+    ShareBacklog,
+    ShareGroupStats,
+    Stats,
+    TopicStats,
+)
 
-__all__ = ["PartitionStats", "Stats", "TopicStats", "collect"]
+__all__ = ["PartitionStats", "ShareBacklog", "ShareGroupStats", "Stats", "TopicStats", "collect"]
 
 
 def _rate(first: int | None, end: int, window_ms: int) -> float:
@@ -33,10 +40,12 @@ def collect(store: Store, topics: Iterable[str] | None = None) -> Stats:
     """One consistent snapshot of every (or the named) topic's statistics, and the groups'.
 
     One statement reads every partition's counters and its two time-index lookups; then one
-    indexed step per non-empty partition finds its oldest record.
+    indexed step per non-empty partition finds its oldest record. Share groups: one statement
+    counts what each one's in-flight windows hold (bounded, never the log).
     """
     from pubsub.errors import TopicNotFoundError
     from pubsub.group_admin import list_groups
+    from pubsub.shares import lock_params
 
     now = store.now()
     conn = store.connection
@@ -72,8 +81,12 @@ def collect(store: Store, topics: Iterable[str] | None = None) -> Stats:
         result = [TopicStats(name, tuple(parts)) for name, parts in by_topic.items()]
         last = retention.retention_runs_max(conn)
         groups = list_groups(store)  # on the same connection: inside the same snapshot
+        lock = lock_params(store)
+        backlogs = share_sql.share_partitions_survey(conn, lock)
+        holders = share_sql.share_records_count_by_group(conn, lock)
     if wanted is not None:
         groups = [g for g in groups if set(g.topics) & set(wanted)]
+        backlogs = [row for row in backlogs if row.topic in wanted]
 
     def size(path: str) -> int:
         try:
@@ -88,4 +101,35 @@ def collect(store: Store, topics: Iterable[str] | None = None) -> Stats:
         file_bytes=size(store.path),
         wal_bytes=size(store.path + "-wal"),
         last_retention_ms=last,
+        share_groups=_share_groups(backlogs, holders),
+    )
+
+
+def _share_groups(
+    rows: list[share_sql.ShareBacklogRow], holders: dict[str, int]
+) -> tuple[ShareGroupStats, ...]:
+    """The survey's rows as share groups: the start offset clamped to the log's start (as
+    ``group describe`` shows it), records available in the window and past its end."""
+    by_group: dict[str, list[ShareBacklog]] = {}
+    for row in rows:
+        start = max(row.start_offset, row.log_start_offset)
+        end = max(row.end_offset, start)
+        waiting = row.undecided - row.acquired  # available, or under a lock that ran out
+        by_group.setdefault(row.group, []).append(
+            ShareBacklog(
+                group=row.group,
+                topic=row.topic,
+                partition=row.partition,
+                start_offset=start,
+                end_offset=end,
+                next_offset=row.next_offset,
+                available=waiting + max(0, row.next_offset - end),
+                acquired=row.acquired,
+                accepted=row.accepted_count,
+                archived=row.archived_count,
+            )
+        )
+    return tuple(
+        ShareGroupStats(name, holders.get(name, 0), tuple(parts))
+        for name, parts in by_group.items()
     )

@@ -167,8 +167,15 @@ def live() -> Any:
     return Live(console=console, auto_refresh=False, screen=True, transient=False)
 
 
-def dashboard(stats: Stats, rates: dict[str, float], sparks: dict[str, str], db: str) -> Any:
-    """The renderable of one ``pubsub top`` refresh."""
+def dashboard(
+    stats: Stats,
+    rates: dict[str, float],
+    sparks: dict[str, str],
+    db: str,
+    done: dict[str, float] | None = None,
+) -> Any:
+    """The renderable of one ``pubsub top`` refresh (``done``: records each share group
+    accepted or archived per second since the last one)."""
     from rich import box
     from rich.console import Group
     from rich.table import Table
@@ -202,7 +209,26 @@ def dashboard(stats: Stats, rates: dict[str, float], sparks: dict[str, str], db:
         f"pubsub top  {db}  db {human_bytes(stats.file_bytes)}  "
         f"WAL {human_bytes(stats.wal_bytes)}   q: quit"
     )
-    return Group(header, topics, groups)
+    if not stats.share_groups:
+        return Group(header, topics, groups)
+    done = done or {}
+    shares = Table(box=box.SIMPLE_HEAD, title_justify="left", title="share groups", expand=False)
+    for name, right in (
+        ("share group", False), ("members", True), ("available", True), ("acquired", True),
+        ("accepted", True), ("settled", True), ("archived", True),
+    ):  # fmt: skip
+        shares.add_column(name, justify="right" if right else "left")
+    for share in stats.share_groups:
+        shares.add_row(
+            share.name,
+            str(share.members),
+            f"{share.available:,}",
+            f"{share.acquired:,}",
+            f"{share.accepted:,}",
+            f"{done.get(share.name, 0.0):,.1f}/s",
+            f"{share.archived:,}",
+        )
+    return Group(header, topics, groups, shares)
 
 
 class KeyReader:

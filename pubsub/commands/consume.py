@@ -368,6 +368,8 @@ def consume(
             "--dead-letter",
             help="With --exec: when retries are exhausted, move the record to this topic "
             "(with its coordinates and the error in headers) and go on, instead of stopping. "
+            "With --share (with or without --exec): where a record goes that failed, or whose "
+            "lock ran out, on its last delivery (--max-deliveries). "
             "A missing topic is created, with 1 partition.",
             metavar="TOPIC",
             callback=topic_names,
@@ -410,8 +412,8 @@ def consume(
             "--max-deliveries",
             min=1,
             max=1000,
-            help="With --share: a record that failed on this many deliveries is rejected "
-            "(to --dead-letter, else archived).",
+            help="With --share: a record that failed, or whose lock ran out, on this many "
+            "deliveries is rejected (to --dead-letter, else archived).",
         ),
     ] = 5,
     workers: Annotated[
@@ -477,8 +479,8 @@ def consume(
             exec_command, retries, config.parse_duration(backoff), dead_letter, group, limit_ms
         )
         default_batch = EXEC_BATCH
-    elif dead_letter is not None:
-        fail("--dead-letter needs --exec", "add --exec CMD")
+    elif dead_letter is not None and share is None:
+        fail("--dead-letter needs --exec or --share", "add --exec CMD, or --share GROUP")
     elif exec_timeout is not None:
         fail("--exec-timeout needs --exec", "add --exec CMD")
     if dead_letter is not None and dead_letter in topics:

@@ -57,6 +57,34 @@ def stats_json(stats: "Stats") -> dict[str, Any]:
             }
             for g in stats.groups
         ],
+        "share_groups": [
+            {
+                "name": g.name,
+                "members": g.members,
+                "available": g.available,
+                "acquired": g.acquired,
+                "backlog": g.backlog,
+                "accepted": g.accepted,
+                "archived": g.archived,
+                "topics": list(g.topics),
+                "partitions": [
+                    {
+                        "topic": p.topic,
+                        "partition": p.partition,
+                        "start_offset": p.start_offset,
+                        "end_offset": p.end_offset,
+                        "next_offset": p.next_offset,
+                        "available": p.available,
+                        "acquired": p.acquired,
+                        "backlog": p.backlog,
+                        "accepted": p.accepted,
+                        "archived": p.archived,
+                    }
+                    for p in g.partitions
+                ],
+            }
+            for g in stats.share_groups
+        ],
     }
 
 
@@ -92,6 +120,22 @@ def render(stats: "Stats") -> None:
             ],
             numeric=(2, 4),
         )
+    if stats.share_groups:
+        _render.table(
+            (
+                "share group", "topic", "partition", "start", "available", "acquired",
+                "accepted", "archived",
+            ),
+            [
+                (
+                    p.group, p.topic, p.partition, f"{p.start_offset:,}", f"{p.available:,}",
+                    f"{p.acquired:,}", f"{p.accepted:,}", f"{p.archived:,}",
+                )
+                for g in stats.share_groups
+                for p in g.partitions
+            ],
+            numeric=(2, 3, 4, 5, 6, 7),
+        )  # fmt: skip
 
 
 def stats(
@@ -108,7 +152,8 @@ def stats(
     as_json: JsonOption = False,
 ) -> None:
     """Per topic and partition: records, bytes, oldest and newest record age, produce rate
-    over the last minute and hour; per group: state, members and lag.
+    over the last minute and hour; per group: state, members and lag; per share group and
+    partition: start offset, records available, acquired (in flight), accepted and archived.
 
     Reads counters and indexes only, never the logs themselves, so it stays fast on large
     databases.

@@ -1,4 +1,5 @@
-"""``pubsub top``: a live dashboard of topics and groups (rates, lag, sparklines)."""
+"""``pubsub top``: a live dashboard of topics, groups and share groups (rates, lag, backlog,
+sparklines)."""
 
 import collections
 import sys
@@ -51,6 +52,25 @@ class Rates:
         return current
 
 
+class Settled:
+    """Records per second each share group accepted or archived, between snapshots."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, tuple[float, int]] = {}
+
+    def update(self, stats: "Stats", now: float) -> dict[str, float]:
+        current: dict[str, float] = {}
+        for share in stats.share_groups:
+            settled = share.accepted + share.archived
+            before = self.last.get(share.name)
+            rate = 0.0
+            if before is not None and now > before[0]:
+                rate = max(0.0, (settled - before[1]) / (now - before[0]))
+            self.last[share.name] = (now, settled)
+            current[share.name] = rate
+        return current
+
+
 def top(
     ctx: typer.Context,
     interval: Annotated[
@@ -64,7 +84,8 @@ def top(
         typer.Option("--iterations", "-n", min=1, help="Stop after this many refreshes."),
     ] = None,
 ) -> None:
-    """A live dashboard of topics (records, size, rate, sparkline) and groups (lag).
+    """A live dashboard of topics (records, size, rate, sparkline), groups (lag) and share
+    groups (records available, acquired, accepted per second).
 
     Press q (or Ctrl-C) to leave. When stdout is not a terminal it prints one snapshot as
     JSON, like 'pubsub stats'.
@@ -95,19 +116,22 @@ def _dashboard(client: "LogClient", target: str, interval: float, iterations: in
     from pubsub.commands import _render
 
     rates = Rates()
+    settled = Settled()
     keys = _render.KeyReader(sys.stdin)
     count = 0
     try:
         with keys, _render.live() as screen:
             while True:
                 snapshot = client.stats()
-                current = rates.update(snapshot, time.monotonic())
+                now = time.monotonic()
+                current = rates.update(snapshot, now)
                 screen.update(
                     _render.dashboard(
                         snapshot,
                         current,
                         {name: sparkline(list(h)) for name, h in rates.history.items()},
                         target,
+                        settled.update(snapshot, now),
                     ),
                     refresh=True,
                 )

@@ -462,3 +462,54 @@ def share_records_get(
         (group_id, topic_id, partition),
     ).fetchall()
     return [ShareRecordRow(*row) for row in rows]
+
+
+class ShareBacklogRow(NamedTuple):
+    """A share group's partition with its log's offsets and its window's counts (stats)."""
+
+    group: str
+    topic: str
+    partition: int
+    start_offset: int
+    end_offset: int
+    log_start_offset: int
+    next_offset: int
+    accepted_count: int
+    archived_count: int
+    undecided: int  # window rows at or above the start, available or acquired
+    acquired: int  # of those, held under a live lock
+
+
+def share_partitions_survey(conn: sqlite3.Connection, lock: LockParams) -> list[ShareBacklogRow]:
+    """Every share group's partitions with the counts of their windows, by group, topic and
+    partition: two range reads of one window each (bounded), never the log."""
+    window = (
+        "r.share_group_id = s.share_group_id AND r.topic_id = s.topic_id "
+        'AND r.partition = s.partition AND r."offset" >= max(s.start_offset, p.log_start_offset)'
+    )
+    rows = conn.execute(
+        "SELECT g.name, t.name, s.partition, s.start_offset, s.end_offset, p.log_start_offset, "
+        "p.next_offset, s.accepted_count, s.archived_count, "
+        f"(SELECT count(*) FROM share_records AS r WHERE {window} AND r.state IN (0, 1)), "
+        f"(SELECT count(*) FROM share_records AS r WHERE {window} AND {HELD}) "
+        "FROM share_partitions AS s "
+        "JOIN share_groups AS g ON g.share_group_id = s.share_group_id "
+        "JOIN topics AS t ON t.topic_id = s.topic_id "
+        "JOIN partitions AS p ON p.topic_id = s.topic_id AND p.partition = s.partition "
+        "ORDER BY g.name, t.name, s.partition",
+        {"boot": lock.boot, "now": lock.now, "longest": lock.longest},
+    ).fetchall()
+    return [ShareBacklogRow(*row) for row in rows]
+
+
+def share_records_count_by_group(conn: sqlite3.Connection, lock: LockParams) -> dict[str, int]:
+    """Per share group name, the members holding a live lock now."""
+    return {
+        str(row[0]): int(row[1])
+        for row in conn.execute(
+            "SELECT g.name, count(DISTINCT r.member_id) FROM share_records AS r "
+            "JOIN share_groups AS g ON g.share_group_id = r.share_group_id "
+            f"WHERE {HELD} GROUP BY g.name",
+            {"boot": lock.boot, "now": lock.now, "longest": lock.longest},
+        )
+    }

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pubsub import Broker, Message
+from pubsub import Broker, Message, ShareConsumer
 from pubsub.metrics import METRICS, exposition, write_textfile
 from tests.helpers import PUBSUB, Terminal, cli_env, run_cli
 
@@ -80,6 +80,11 @@ def _vm_steps(db_path: Path, records: int) -> int:
                 ],
             )
         broker.commit_offsets("g", {("t", 0): records // 2})
+        # A share group holding 100 records at the start of each partition: its backlog is
+        # the rest of the log, counted from the counters, not from the log.
+        share = ShareConsumer(broker, "t", group="q", lock_timeout=600)
+        taken = share.acquire(0, 100) + share.acquire(0, 100)  # the second starts at p1
+        assert sorted({r.partition for r in taken}) == [0, 1]
         steps = [0]
 
         def count() -> int:
@@ -90,6 +95,8 @@ def _vm_steps(db_path: Path, records: int) -> int:
         stats = broker.stats()
         broker.store.connection.set_progress_handler(None, 0)
     assert stats.topics[0].records == 2 * records
+    (queue,) = stats.share_groups
+    assert (queue.acquired, queue.backlog) == (200, 2 * records)
     assert stats.topics[0].rate_1h == pytest.approx(2 * records / 2 / 3600, rel=0.01)
     return steps[0]
 

@@ -1,6 +1,6 @@
 """A share-group member for the process tests: acquires, "processes", accepts, and logs.
 
-Usage: share_worker.py DB TOPIC GROUP LOG LOCK_TIMEOUT HOLD_MS
+Usage: share_worker.py DB TOPIC GROUP LOG LOCK_TIMEOUT HOLD_MS [DEAD_LETTER]
 
 Each line of LOG is one event, written with O_APPEND in one write (so lines of several
 workers never interleave), stamped with the boot-time clock the store's locks use:
@@ -9,8 +9,9 @@ workers never interleave), stamped with the boot-time clock the store's locks us
     ok PID OFFSET DELIVERY T                   the accept of this delivery was committed
     fenced PID OFFSET DELIVERY T               the accept was refused (the lock ran out)
 
-HOLD_MS is how long each batch is "processed" before it is accepted. SIGTERM closes the
-consumer (releasing what it holds) and exits 0.
+HOLD_MS is how long each batch is "processed" before it is accepted. With DEAD_LETTER, a
+record whose lock ran out on its last delivery (the default max deliveries, 5) goes there.
+SIGTERM closes the consumer (releasing what it holds) and exits 0.
 """
 
 import os
@@ -27,6 +28,7 @@ def now() -> int:
 
 def main() -> None:
     db, topic, group, log_path, lock_timeout, hold_ms = sys.argv[1:7]
+    dead_letter = sys.argv[7] if len(sys.argv) > 7 else None
     log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     pid = os.getpid()
     stop = False
@@ -37,7 +39,12 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, on_term)
     consumer = ShareConsumer(
-        db, topic, group=group, lock_timeout=float(lock_timeout), max_poll_records=50
+        db,
+        topic,
+        group=group,
+        lock_timeout=float(lock_timeout),
+        max_poll_records=50,
+        dead_letter=dead_letter,
     )
     os.write(log, f"ready {pid} 0 0 {now()}\n".encode())
     while not stop:
