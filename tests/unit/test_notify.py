@@ -61,7 +61,7 @@ def test_commit_made_before_the_wait_is_reported_at_once(
     commit(conns[1])
     started = time.monotonic()
     assert waiter.wait(10) is True
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 5  # at once, not at the timeout
     assert waiter.wait(0.05) is False  # reported once
 
 
@@ -78,9 +78,9 @@ def test_commit_during_the_wait_wakes_it(
             other.close()
 
     thread = threading.Thread(target=commit_later)
+    started = time.monotonic()  # before the thread starts: its 0.2 s pacing is inside
     thread.start()
     try:
-        started = time.monotonic()
         assert waiter.wait(30) is True
         waited = time.monotonic() - started
     finally:
