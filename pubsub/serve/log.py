@@ -9,6 +9,7 @@ only a bug escapes as an exception (the server then closes that connection).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from pubsub.kafka.wire.codec import (
 from pubsub.kafka.wire.errors import ErrorCode
 from pubsub.reader import cut_to_bytes
 from pubsub.records import Message, decode_headers
+from pubsub.serve.topic_ids import topic_uuid
 
 __all__ = [
     "NODE_ID",
@@ -135,8 +137,20 @@ def metadata(
             )
             for index in range(count or 0)
         ]
+        topic_id = None
+        if count is not None:
+            with contextlib.suppress(TopicNotFoundError):  # deleted meanwhile: no id
+                topic_id = topic_uuid(
+                    advertised.cluster_id, broker.services.topics.meta(name).topic_id
+                )
         topics.append(
-            topic_cls(error_code=int(error), name=name, is_internal=False, partitions=partitions)
+            topic_cls(
+                error_code=int(error),
+                name=name,
+                topic_id=topic_id,
+                is_internal=False,
+                partitions=partitions,
+            )
         )
     return cls(
         throttle_time_ms=0,
