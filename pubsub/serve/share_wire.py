@@ -711,7 +711,7 @@ def _partition_responses(
         if fetch:
             chosen = sorted(by_partition.get((name, partition), []), key=lambda r: r[2])
             entry["acknowledge_error_code"] = ack_error
-            entry["records"] = _batch(chosen) if chosen else None
+            entry["records"] = _batch(chosen) if chosen else b""
             entry["acquired_records"] = _ranges(chosen)
         else:
             entry["error_code"] = ack_error or entry["error_code"]

@@ -205,7 +205,7 @@ SUPPORTED: Final[Mapping[int, tuple[int, int]]] = MappingProxyType(
         ApiKey.DESCRIBE_CLUSTER: (0, 2),
         # The share-group messages (KIP-932) have no kafka-python classes: their bodies are
         # dicts, read and written by :mod:`.share` (see there).
-        **share.VERSIONS,
+        **{ApiKey(key): versions for key, versions in share.VERSIONS.items()},
     }
 )
 
