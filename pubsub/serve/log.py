@@ -107,6 +107,28 @@ def metadata(
     allow_create = auto_create and (version < 4 or bool(request.allow_auto_topic_creation))
     known = {info.name: info.partitions for info in broker.list_topics()}
     topics = []
+    # v12+ may name topics by id alone (share consumers resolve their assignment so).
+    by_id = [
+        t.topic_id
+        for t in request.topics or ()
+        if t.name is None and getattr(t, "topic_id", None) is not None and t.topic_id.int
+    ]
+    if by_id and wanted is not None:
+        names = _names_by_id(broker, advertised.cluster_id, known)
+        for topic_id in by_id:
+            name = names.get(topic_id)
+            if name is not None:
+                wanted.append(name)
+            else:
+                topics.append(
+                    topic_cls(
+                        error_code=int(ErrorCode.UNKNOWN_TOPIC_ID),
+                        name=None,
+                        topic_id=topic_id,
+                        is_internal=False,
+                        partitions=[],
+                    )
+                )
     for name in sorted(known) if wanted is None else wanted:
         count = known.get(name)
         error = ErrorCode.NONE
@@ -164,6 +186,15 @@ def metadata(
         topics=topics,
         error_code=0,
     )
+
+
+def _names_by_id(broker: Broker, cluster_id: str, known: dict[str, int]) -> dict[Any, str]:
+    """Topic names by topic id, for every topic of ``known``."""
+    names: dict[Any, str] = {}
+    for name in known:
+        with contextlib.suppress(TopicNotFoundError):
+            names[topic_uuid(cluster_id, broker.services.topics.meta(name).topic_id)] = name
+    return names
 
 
 # -- Produce ---------------------------------------------------------------------------------
