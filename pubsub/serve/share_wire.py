@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -150,6 +151,9 @@ class ShareCoordinator:
         #: Records each (group, member) acquired over the wire and has not acknowledged:
         #: (topic, partition) -> {offset: delivery count}.
         self.held: dict[tuple[str, str], dict[_Key, dict[int, int]]] = {}
+        #: When each of them was acquired (or renewed), oldest first, so that records whose
+        #: lock ran out are forgotten: (monotonic seconds, key, offset, delivery count).
+        self._taken: dict[tuple[str, str], deque[tuple[float, _Key, int, int]]] = {}
         self._reaper: asyncio.Task[None] | None = None
 
     def handlers(self) -> dict[int, Handler]:
@@ -323,6 +327,7 @@ class ShareCoordinator:
     async def _release_all(self, group: str, member_id: str) -> None:
         """Release what the member still holds (its delivery counts, as Kafka's release)."""
         held = self.held.pop((group, member_id), {})
+        self._taken.pop((group, member_id), None)
         acks = [
             Acknowledgement(_record(key, offset, count), AcknowledgeType.RELEASE, None)
             for key, offsets in held.items()
@@ -488,8 +493,20 @@ class ShareCoordinator:
 
     def _remember(self, group: str, member_id: str, records: Iterable[ShareRecord]) -> None:
         held = self.held.setdefault((group, member_id), {})
+        taken = self._taken.setdefault((group, member_id), deque())
+        now = time.monotonic()
         for record in records:
-            held.setdefault((record[0], record[1]), {})[record[2]] = record.delivery_count
+            key, offset, count = (record[0], record[1]), record[2], record.delivery_count
+            held.setdefault(key, {})[offset] = count
+            taken.append((now, key, offset, count))
+        # A lock that ran out cannot be acknowledged any more: forget it (with a margin).
+        while taken and taken[0][0] < now - 2 * LOCK_TIMEOUT_MS / 1000:
+            _, key, offset, count = taken.popleft()
+            offsets = held.get(key)
+            if offsets is not None and offsets.get(offset) == count:
+                del offsets[offset]
+                if not offsets:
+                    del held[key]
 
     # -- ShareFetch ------------------------------------------------------------------------
 
@@ -614,7 +631,10 @@ class ShareCoordinator:
         def work(broker: Broker) -> list[ShareRecord]:
             return _shares(broker).renew(group, member_id, records, LOCK_TIMEOUT_MS / 1000)
 
-        return await self.workers.write(work)
+        lost = await self.workers.write(work)
+        gone = {(r[0], r[1], r[2]) for r in lost}
+        self._remember(group, member_id, [r for r in records if (r[0], r[1], r[2]) not in gone])
+        return lost
 
     # -- ShareAcknowledge ------------------------------------------------------------------
 

@@ -387,9 +387,27 @@ def member_and_session_epochs(db: Path, sock: socket.socket) -> None:
         ],
     }
     assert call(sock, 79, 2, ack_body)["error_code"] == INVALID_SHARE_SESSION_EPOCH
-    done = call(sock, 79, 2, ack_body | {"share_session_epoch": 2})
-    assert done["error_code"] == 0
+    # Epoch 2: accept 2, a gap at 3 (ignored), renew the lock of 4 (v2).
+    renew = {"first_offset": 2, "last_offset": 4, "acknowledge_types": [1, 0, 4]}
+    topic = ack_body["topics"][0]
+    done = call(
+        sock,
+        79,
+        2,
+        ack_body
+        | {
+            "share_session_epoch": 2,
+            "topics": [
+                topic
+                | {"partitions": [{"partition_index": 0} | {"acknowledgement_batches": [renew]}]}
+            ],
+        },
+    )
+    assert done["error_code"] == 0 and done["acquisition_lock_timeout_ms"] == 30000
     assert done["responses"][0]["partitions"][0]["error_code"] == 0
+    with Broker(db) as broker:
+        [info] = broker.describe_share_group("raw").partitions
+    assert [a[0] for a in info.acquired] == [4] and info.accepted == 3
     closed = call(sock, 79, 2, ack_body | {"share_session_epoch": -1, "topics": []})
     assert closed["error_code"] == 0
     with Broker(db) as broker:
