@@ -225,6 +225,62 @@ def test_java_share_consumer_and_native_workers_decide_each_record_once(
     assert "Traceback" not in serve.errors()
 
 
+def native_worker(db: Path, topic: str, group: str, script: Path, log: Path) -> Any:
+    return subprocess.Popen(
+        [
+            *(PUBSUB, "--db", str(db), "consume", topic, "--share", group, "-f"),
+            *("--exec", f"sh {script}", "--backoff", "0s", "--max-deliveries", "5"),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**cli_env(db), "LOG": str(log)},
+    )
+
+
+def test_records_a_killed_java_member_held_go_to_native_workers_when_its_locks_run_out(
+    serve: ServeProcess, share_client_classes: Path, tmp_path: Path
+) -> None:
+    db = serve.db
+    topic, group, partitions = "killed", "survivors", 2
+    with Broker(db) as broker:
+        broker.create_topic(topic, partitions)
+    java = JavaShareClient(share_client_classes, serve.bootstrap, group, topic, tmp_path)
+    log, script = tmp_path / "native.log", tmp_path / "decide.sh"
+    script.write_text(NATIVE_SCRIPT)
+    natives = []
+    try:
+        wait_for(lambda: group_ready(db, group, partitions), 120, "the Java member to join")
+        texts = values(60)
+        produce_spread(db, topic, texts, partitions)
+        wait_for(lambda: len(java.lines()) >= 3, 120, "the Java member to decide")
+        java.proc.send_signal(signal.SIGKILL)
+        java.proc.wait(30)
+        with Broker(db) as broker:
+            info = broker.describe_share_group(group)
+        held = {(p.partition, a[0]) for p in info.partitions for a in p.acquired}
+        assert held, "the Java member held nothing when it was killed"
+        natives = [native_worker(db, topic, group, script, log) for _ in range(2)]
+        wanted = (40, 20)
+        # The dead member's records come back once its 30 s locks run out.
+        wait_for(lambda: decided(db, group) == wanted, 180, f"{wanted} accepted/archived")
+    finally:
+        java.kill()
+        for proc in natives:
+            proc.send_signal(signal.SIGTERM)
+        for proc in natives:
+            proc.wait(30)
+    assert decided(db, group) == wanted
+    native = [line.split() for line in log.read_text().splitlines()]
+    again = {(int(w[1]), int(w[2])): int(w[3]) for w in native}
+    for key in held:  # decided by a native worker, on a later delivery
+        assert again.get(key, 0) >= 2, (key, again.get(key))
+    decisions = Counter(w[4] for w in native) + Counter(
+        line.split()[4] for line in java.lines() if line.split()[0] != "release"
+    )
+    assert max(decisions.values()) == 1  # no record decided twice
+
+
 # -- confluent-kafka's ShareConsumer (librdkafka 2.16) -----------------------------------------
 
 
