@@ -62,15 +62,24 @@ def share_client_classes() -> Path:
 class JavaShareClient:
     """ShareClient as a process; ``lines()`` are its decisions so far."""
 
-    def __init__(self, classes: Path, bootstrap: str, group: str, topic: str, tmp: Path) -> None:
+    def __init__(
+        self, classes: Path, bootstrap: str, group: str, topic: str, tmp: Path, pause_ms: int = 0
+    ) -> None:
         self.stop_file = tmp / f"stop-{uuid.uuid4().hex[:6]}"
         self.out = tmp / f"java-{uuid.uuid4().hex[:6]}.out"
         self.err = self.out.with_suffix(".err")
         with self.out.open("wb") as out, self.err.open("wb") as err:
-            self.proc = self._start(classes, bootstrap, group, topic, out, err)
+            self.proc = self._start(classes, bootstrap, group, topic, pause_ms, out, err)
 
     def _start(
-        self, classes: Path, bootstrap: str, group: str, topic: str, out: Any, err: Any
+        self,
+        classes: Path,
+        bootstrap: str,
+        group: str,
+        topic: str,
+        pause_ms: int,
+        out: Any,
+        err: Any,
     ) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [
@@ -85,6 +94,7 @@ class JavaShareClient:
                 group,
                 topic,
                 str(self.stop_file),
+                str(pause_ms),
             ],
             stdout=out,
             stderr=err,
@@ -245,7 +255,8 @@ def test_records_a_killed_java_member_held_go_to_native_workers_when_its_locks_r
     topic, group, partitions = "killed", "survivors", 2
     with Broker(db) as broker:
         broker.create_topic(topic, partitions)
-    java = JavaShareClient(share_client_classes, serve.bootstrap, group, topic, tmp_path)
+    # It pauses 0.5 s holding each batch it polled: killed, it is holding one.
+    java = JavaShareClient(share_client_classes, serve.bootstrap, group, topic, tmp_path, 500)
     log, script = tmp_path / "native.log", tmp_path / "decide.sh"
     script.write_text(NATIVE_SCRIPT)
     natives = []

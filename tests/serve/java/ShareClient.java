@@ -1,14 +1,15 @@
 // A KafkaShareConsumer (kafka-clients) for the tests: explicit acknowledgement, decided by the
 // record's value.
 //
-//   java -cp CLASSES:KAFKA_JARS/* ShareClient BOOTSTRAP GROUP TOPIC STOP_FILE
+//   java -cp CLASSES:KAFKA_JARS/* ShareClient BOOTSTRAP GROUP TOPIC STOP_FILE [PAUSE_MS]
 //
 // Values name what to do: "a:..." accept, "x:..." reject, "r:..." release on the first
 // delivery and accept on a later one. Each decision is one line on stdout,
 // "DECISION PARTITION OFFSET DELIVERY_COUNT VALUE" (DECISION is ACCEPT, RELEASE or REJECT),
 // printed after commitSync() reported the acknowledgement committed; an acknowledgement the
 // broker refused prints "FAILED PARTITION OFFSET ERROR". It polls until STOP_FILE exists, then
-// closes the consumer and exits 0.
+// closes the consumer and exits 0. PAUSE_MS: a pause after each poll that returned records,
+// before acknowledging them (the member holds them meanwhile).
 
 import java.io.File;
 import java.nio.charset.StandardCharsets;
@@ -32,6 +33,7 @@ public final class ShareClient {
         String group = args[1];
         String topic = args[2];
         File stop = new File(args[3]);
+        long pause = args.length > 4 ? Long.parseLong(args[4]) : 0;
         Properties props = new Properties();
         props.put("bootstrap.servers", bootstrap);
         props.put("group.id", group);
@@ -42,6 +44,9 @@ public final class ShareClient {
             consumer.subscribe(List.of(topic));
             while (!stop.exists()) {
                 ConsumerRecords<byte[], byte[]> records = consumer.poll(Duration.ofMillis(200));
+                if (pause > 0 && !records.isEmpty()) {
+                    Thread.sleep(pause);
+                }
                 List<String> lines = new ArrayList<>();
                 for (ConsumerRecord<byte[], byte[]> record : records) {
                     String value = new String(record.value(), StandardCharsets.UTF_8);
