@@ -542,6 +542,27 @@ class ShareGroups:
             except _Changed as exc:
                 pending = [r for r in pending if _coordinates(r) not in exc.fenced]
 
+    def initialize(self, group: str, partitions: list[TopicPartition], reset: OffsetReset) -> None:
+        """Create the group (if missing) and give each of ``partitions`` it has never read a
+        start offset at ``reset``, without acquiring anything (as Kafka initialises a share
+        partition when it is first assigned). Partitions the group knows are left as they are.
+        """
+        if not partitions:
+            return
+        metas = {tp.topic: self.topics.meta(tp.topic) for tp in partitions}
+        with self.store.write() as conn:
+            now = self.store.now()
+            group_id = self._ensure_group(conn, group, now)
+            for tp in partitions:
+                topic_id = metas[tp.topic].topic_id
+                if sql.share_partition_get(conn, group_id, topic_id, tp.partition) is not None:
+                    continue
+                marks = sql.partitions_find_by_share(conn, topic_id, tp.partition)
+                if marks is None:
+                    continue
+                first = marks[0] if reset == "earliest" else marks[1]
+                sql.share_partition_insert(conn, group_id, topic_id, tp.partition, first, now)
+
     # -- acknowledging ---------------------------------------------------------------------
 
     def acknowledge(

@@ -9,6 +9,7 @@ only a bug escapes as an exception (the server then closes that connection).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from pubsub.kafka.wire.codec import (
 from pubsub.kafka.wire.errors import ErrorCode
 from pubsub.reader import cut_to_bytes
 from pubsub.records import Message, decode_headers
+from pubsub.serve.topic_ids import topic_uuid
 
 __all__ = [
     "NODE_ID",
@@ -105,6 +107,28 @@ def metadata(
     allow_create = auto_create and (version < 4 or bool(request.allow_auto_topic_creation))
     known = {info.name: info.partitions for info in broker.list_topics()}
     topics = []
+    # v12+ may name topics by id alone (share consumers resolve their assignment so).
+    by_id = [
+        t.topic_id
+        for t in request.topics or ()
+        if t.name is None and getattr(t, "topic_id", None) is not None and t.topic_id.int
+    ]
+    if by_id and wanted is not None:
+        names = _names_by_id(broker, advertised.cluster_id, known)
+        for topic_id in by_id:
+            name = names.get(topic_id)
+            if name is not None:
+                wanted.append(name)
+            else:
+                topics.append(
+                    topic_cls(
+                        error_code=int(ErrorCode.UNKNOWN_TOPIC_ID),
+                        name=None,
+                        topic_id=topic_id,
+                        is_internal=False,
+                        partitions=[],
+                    )
+                )
     for name in sorted(known) if wanted is None else wanted:
         count = known.get(name)
         error = ErrorCode.NONE
@@ -135,8 +159,20 @@ def metadata(
             )
             for index in range(count or 0)
         ]
+        topic_id = None
+        if count is not None:
+            with contextlib.suppress(TopicNotFoundError):  # deleted meanwhile: no id
+                topic_id = topic_uuid(
+                    advertised.cluster_id, broker.services.topics.meta(name).topic_id
+                )
         topics.append(
-            topic_cls(error_code=int(error), name=name, is_internal=False, partitions=partitions)
+            topic_cls(
+                error_code=int(error),
+                name=name,
+                topic_id=topic_id,
+                is_internal=False,
+                partitions=partitions,
+            )
         )
     return cls(
         throttle_time_ms=0,
@@ -150,6 +186,15 @@ def metadata(
         topics=topics,
         error_code=0,
     )
+
+
+def _names_by_id(broker: Broker, cluster_id: str, known: dict[str, int]) -> dict[Any, str]:
+    """Topic names by topic id, for every topic of ``known``."""
+    names: dict[Any, str] = {}
+    for name in known:
+        with contextlib.suppress(TopicNotFoundError):
+            names[topic_uuid(cluster_id, broker.services.topics.meta(name).topic_id)] = name
+    return names
 
 
 # -- Produce ---------------------------------------------------------------------------------

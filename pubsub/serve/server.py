@@ -44,6 +44,7 @@ from pubsub.kafka.wire.errors import ErrorCode
 from pubsub.serve import log
 from pubsub.serve.connection import Connection, Handler
 from pubsub.serve.groups import Coordinator
+from pubsub.serve.share_wire import ShareCoordinator
 from pubsub.serve.workers import Workers
 
 __all__ = ["ADVERTISED", "DEFAULT_MAX_REQUEST_BYTES", "Server"]
@@ -71,6 +72,10 @@ ADVERTISED: Final[Mapping[int, tuple[int, int]]] = MappingProxyType(
             ApiKey.LIST_GROUPS,
             ApiKey.API_VERSIONS,
             ApiKey.DELETE_GROUPS,
+            ApiKey.SHARE_GROUP_HEARTBEAT,
+            ApiKey.SHARE_GROUP_DESCRIBE,
+            ApiKey.SHARE_FETCH,
+            ApiKey.SHARE_ACKNOWLEDGE,
         )
     }
 )
@@ -112,6 +117,8 @@ class Server:
             ApiKey.LIST_OFFSETS: self._list_offsets,
         }
         self._handlers.update(self.coordinator.handlers())
+        self.shares = ShareCoordinator(self.workers, lambda: self.advertised)
+        self._handlers.update(self.shares.handlers())
         #: What ApiVersions lists: the advertised APIs this server has a handler for.
         self.versions = {k: v for k, v in ADVERTISED.items() if k in self._handlers}
 
@@ -131,6 +138,7 @@ class Server:
         advertised = self._advertise or (host, self.port)
         self.advertised = log.Advertised(advertised[0], advertised[1], self.advertised.cluster_id)
         self.coordinator.start()
+        self.shares.start()
         return str(host), self.port
 
     async def serve_forever(self) -> None:
@@ -148,6 +156,7 @@ class Server:
             with contextlib.suppress(BaseException):
                 await task
         await self.coordinator.close()
+        await self.shares.close()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()

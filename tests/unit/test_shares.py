@@ -12,6 +12,7 @@ from pubsub.db.migrations import schema_migrate as migrate
 from pubsub.db.store import Clock, Store
 from pubsub.errors import InvalidArgumentError
 from pubsub.models import AcknowledgeType
+from pubsub.records import TopicPartition
 from pubsub.services import Services
 from pubsub.shares import MAX_IN_FLIGHT, ShareGroups
 
@@ -240,3 +241,24 @@ def test_retention_consumed_counts_share_groups(tmp_path: Path, clock: LeaseCloc
         broker.alter_topic("jobs", config={"retention.consumed": "true"})
         broker.run_retention()
         assert broker.watermarks("jobs")[0] == (4, 10)
+
+
+def test_initialize_sets_start_offsets_once_without_acquiring(
+    tmp_path: Path, clock: LeaseClock
+) -> None:
+    path = tmp_path / "init.db"
+    make_topic(path, 5, partitions=2)
+    svc = services(path, clock)
+    shares = ShareGroups(svc.store, svc.topics, svc.writer)
+
+    shares.initialize("g", [TopicPartition("jobs", 0)], "latest")
+    [p0] = describe(svc).partitions
+    assert (p0.partition, p0.start_offset, p0.acquired, p0.available) == (0, 5, (), 0)
+    with Broker(path) as broker:
+        broker.produce("jobs", b"later", partition=0)
+    # Known partitions keep their start; a new one starts where asked.
+    shares.initialize("g", [TopicPartition("jobs", 0), TopicPartition("jobs", 1)], "earliest")
+    p0, p1 = describe(svc).partitions
+    assert (p0.start_offset, p0.available, p1.start_offset) == (5, 1, 0)
+    [record] = shares.acquire("g", "m", [TopicPartition("jobs", 0)], limit=10)
+    assert (record.offset, record.value) == (5, b"later")

@@ -93,6 +93,7 @@ with warnings.catch_warnings():
         ProduceResponse,
     )
 
+from pubsub.kafka.wire import share
 from pubsub.kafka.wire.errors import ErrorCode
 from pubsub.kafka.wire.exceptions import CorruptBatch, CorruptFrame, UnsupportedVersion
 from pubsub.kafka.wire.records import (
@@ -164,6 +165,10 @@ class ApiKey(IntEnum):
     DELETE_GROUPS = 42
     INCREMENTAL_ALTER_CONFIGS = 44
     DESCRIBE_CLUSTER = 60
+    SHARE_GROUP_HEARTBEAT = 76
+    SHARE_GROUP_DESCRIBE = 77
+    SHARE_FETCH = 78
+    SHARE_ACKNOWLEDGE = 79
 
 
 #: (min, max) version advertised per API key. The floors are Kafka 4's (KIP-896) except for
@@ -198,6 +203,9 @@ SUPPORTED: Final[Mapping[int, tuple[int, int]]] = MappingProxyType(
         ApiKey.DELETE_GROUPS: (0, 2),
         ApiKey.INCREMENTAL_ALTER_CONFIGS: (0, 1),
         ApiKey.DESCRIBE_CLUSTER: (0, 2),
+        # The share-group messages (KIP-932) have no kafka-python classes: their bodies are
+        # dicts, read and written by :mod:`.share` (see there).
+        **{ApiKey(key): versions for key, versions in share.VERSIONS.items()},
     }
 )
 
@@ -264,6 +272,8 @@ def response_class(api_key: int) -> Any:
 def is_flexible(api_key: int, api_version: int) -> bool:
     """Whether a version of an advertised API uses the flexible encoding (compact strings and
     arrays, tagged fields) and so header v2 for its request, v1 for its response."""
+    if api_key in share.VERSIONS:
+        return True
     return bool(_CLASSES[api_key][0].flexible_version_q(api_version))
 
 
@@ -311,16 +321,19 @@ def decode_request(frame: bytes | bytearray | memoryview) -> tuple[RequestHeader
             correlation_id=correlation_id,
             supported=supported,
         )
-    cls = _CLASSES[api_key][0]
-    flexible = bool(cls.flexible_version_q(api_version))
+    cls = _CLASSES.get(api_key, (None, None))[0]
+    flexible = cls is None or bool(cls.flexible_version_q(api_version))
     view = memoryview(frame)
     try:
         client_id, pos = _read_header_rest(view, flexible)
         header = RequestHeader(api_key, api_version, correlation_id, client_id)
-        decode = cls._struct.compiled_decode_from(
-            api_version, compact=flexible, tagged=flexible, data_class=cls
-        )
-        body, pos = decode(view, pos)
+        if cls is None:
+            body, pos = share.decode_body(api_key, api_version, True, view, pos)
+        else:
+            decode = cls._struct.compiled_decode_from(
+                api_version, compact=flexible, tagged=flexible, data_class=cls
+            )
+            body, pos = decode(view, pos)
     except Exception as error:  # the generated decoder raises whatever bad input trips on
         raise CorruptFrame(
             f"API key {api_key} v{api_version}: {type(error).__name__}: {error}",
@@ -336,9 +349,10 @@ def decode_request(frame: bytes | bytearray | memoryview) -> tuple[RequestHeader
             api_version=api_version,
             correlation_id=correlation_id,
         )
-    # Objects made by the generated decoder skip __init__, which leaves this slot unset; some
-    # encode() overrides (DeleteTopicsRequest) read it.
-    body._header = None
+    if cls is not None:
+        # Objects made by the generated decoder skip __init__, which leaves this slot unset;
+        # some encode() overrides (DeleteTopicsRequest) read it.
+        body._header = None  # type: ignore[attr-defined]
     return header, body
 
 
@@ -387,6 +401,12 @@ def encode_response(header: RequestHeader, response: Response) -> bytes:
     The body is encoded at the request's version. Raises ValueError when the response is for
     another API or holds a value its schema cannot carry.
     """
+    if header.api_key in share.VERSIONS:
+        if not isinstance(response, dict):
+            raise ValueError(f"a {type(response).__name__} cannot answer API key {header.api_key}")
+        body = share.encode_body(header.api_key, header.api_version, False, response)
+        head = _RESPONSE_HEAD.pack(len(body) + 5, header.correlation_id) + b"\x00"
+        return b"".join((head, body))
     cls = _CLASSES[header.api_key][1]
     if not isinstance(response, cls):
         raise ValueError(f"a {type(response).__name__} cannot answer API key {header.api_key}")
@@ -405,11 +425,15 @@ def encode_response(header: RequestHeader, response: Response) -> bytes:
 
 def encode_request(header: RequestHeader, request: Request) -> bytes:
     """The framed request (size, header, body): what a client sends. For tests and tools."""
-    cls = _CLASSES[header.api_key][0]
-    if not isinstance(request, cls):
-        raise ValueError(f"a {type(request).__name__} is not API key {header.api_key}")
-    flexible = bool(cls.flexible_version_q(header.api_version))
-    body = request.encode(version=header.api_version)
+    if header.api_key in share.VERSIONS:
+        flexible = True
+        body = share.encode_body(header.api_key, header.api_version, True, request)
+    else:
+        cls = _CLASSES[header.api_key][0]
+        if not isinstance(request, cls):
+            raise ValueError(f"a {type(request).__name__} is not API key {header.api_key}")
+        flexible = bool(cls.flexible_version_q(header.api_version))
+        body = request.encode(version=header.api_version)
     parts = [_HEAD.pack(header.api_key, header.api_version, header.correlation_id)]
     if header.client_id is None:
         parts.append(_CLIENT_ID_LENGTH.pack(-1))
