@@ -156,7 +156,7 @@ def apply_incremental(
 
     ``operations`` are ``(key, op, value)``. A key twice is INVALID_REQUEST (Kafka's
     "duplicate config keys"); APPEND and SUBTRACT work on list configs only (cleanup.policy),
-    starting from the topic's value or the default.
+    starting from the topic's value or the default, and are INVALID_CONFIG on another.
     """
     names = [key for key, _, _ in operations]
     if len(set(names)) != len(names):
@@ -178,10 +178,7 @@ def apply_incremental(
             continue
         if TYPES.get(key) is not ConfigType.LIST:
             verb = "append" if op == OpType.APPEND else "subtract"
-            raise ConfigError(
-                f"Config value {verb} is not allowed for config key: {key}",
-                error="INVALID_REQUEST",
-            )
+            raise ConfigError(f"Config value {verb} is not allowed for config key: {key}")
         current = overrides.get(key, TOPIC_CONFIGS[key].default)
         items = [item.strip() for item in current.split(",") if item.strip()]
         given = [item.strip() for item in value.split(",") if item.strip()]
