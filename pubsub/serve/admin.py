@@ -47,13 +47,10 @@ BROKER = 4
 BROKER_ENDPOINT = 1
 #: Kafka's MISMATCHED_ENDPOINT_TYPE (a controller endpoint asked of a broker).
 MISMATCHED_ENDPOINT_TYPE = 114
-#: What DescribeCluster reports when authorized operations were not asked for.
-NO_AUTHORIZED_OPERATIONS = -(2**31)
 #: With no authorizer every cluster operation is allowed: CREATE, ALTER, DESCRIBE,
-#: CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE (AclOperation codes).
-CLUSTER_OPERATIONS = sum(1 << code for code in (5, 7, 8, 9, 10, 11, 12))
-
-_Work = Callable[[Broker], Any]
+#: CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE (AclOperation codes; the
+#: codec takes the set of bits, None for "not asked", which goes out as INT32_MIN).
+CLUSTER_OPERATIONS = frozenset((5, 7, 8, 9, 10, 11, 12))
 
 
 class _Refusal(Exception):
@@ -472,11 +469,7 @@ def describe_cluster(request: Any, version: int, advertised: Advertised) -> Any:
     """A DescribeClusterResponse: the one broker, which is also the controller."""
     cls = response_class(ApiKey.DESCRIBE_CLUSTER)
     endpoint = getattr(request, "endpoint_type", BROKER_ENDPOINT) if version >= 1 else 1
-    operations = (
-        CLUSTER_OPERATIONS
-        if request.include_cluster_authorized_operations
-        else NO_AUTHORIZED_OPERATIONS
-    )
+    operations = set(CLUSTER_OPERATIONS) if request.include_cluster_authorized_operations else None
     if endpoint != BROKER_ENDPOINT:
         return cls(
             throttle_time_ms=0,
@@ -487,7 +480,7 @@ def describe_cluster(request: Any, version: int, advertised: Advertised) -> Any:
             cluster_id="",
             controller_id=-1,
             brokers=[],
-            cluster_authorized_operations=NO_AUTHORIZED_OPERATIONS,
+            authorized_operations=None,
         )
     return cls(
         throttle_time_ms=0,
@@ -505,7 +498,7 @@ def describe_cluster(request: Any, version: int, advertised: Advertised) -> Any:
                 is_fenced=False,
             )
         ],
-        cluster_authorized_operations=operations,
+        authorized_operations=operations,
     )
 
 
