@@ -13,6 +13,7 @@ that topic.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -142,6 +143,7 @@ def _planned_topic(topic: Any) -> tuple[int, dict[str, str]]:
         for assignment in assignments:
             _check_brokers(list(assignment.broker_ids))
         count = len(assignments)
+        _check_count(count)
     else:
         count = 1 if topic.num_partitions == -1 else topic.num_partitions
         replication = 1 if topic.replication_factor == -1 else topic.replication_factor
@@ -158,7 +160,6 @@ def _planned_topic(topic: Any) -> tuple[int, dict[str, str]]:
                 f" replication factor of {replication} cannot be reached because only 1"
                 " broker(s) are registered.",
             )
-    _check_count(count)
     values = {c.name: c.value for c in topic.configs or []}
     return count, configs.check_values(values)
 
@@ -177,13 +178,13 @@ def create_topics(broker: Broker, request: Any, version: int) -> Any:
     cls = response_class(ApiKey.CREATE_TOPICS)
     result_cls = cls.CreatableTopicResult
     config_cls = result_cls.CreatableTopicConfigs
-    names = [t.name for t in request.topics]
+    names = Counter(t.name for t in request.topics)
     defaults = broker.defaults()
     results = []
     for topic in request.topics:
         result = result_cls(name=topic.name, topic_id=None, error_code=0, error_message=None)
         try:
-            if names.count(topic.name) > 1:
+            if names[topic.name] > 1:
                 raise _Refusal(ErrorCode.INVALID_REQUEST, "Duplicate topic name.")
             count, values = _planned_topic(topic)
             if request.validate_only:
@@ -221,12 +222,13 @@ def delete_topics(broker: Broker, request: Any, version: int) -> tuple[Any, bool
     cls = response_class(ApiKey.DELETE_TOPICS)
     result_cls = cls.DeletableTopicResult
     names = list(request.topic_names or [])
+    counts = Counter(names)
     results = []
     deleted = False
     for name in names:
         result = result_cls(name=name, error_code=0, error_message=None)
         try:
-            if names.count(name) > 1:
+            if counts[name] > 1:
                 raise _Refusal(ErrorCode.INVALID_REQUEST, "Duplicate topic name.")
             broker.delete_topic(name)
             deleted = True
@@ -243,13 +245,13 @@ def create_partitions(broker: Broker, request: Any, version: int) -> tuple[Any, 
     """A CreatePartitionsResponse (only increases), and whether any topic grew."""
     cls = response_class(ApiKey.CREATE_PARTITIONS)
     result_cls = cls.CreatePartitionsTopicResult
-    names = [t.name for t in request.topics]
+    names = Counter(t.name for t in request.topics)
     results = []
     grown = False
     for topic in request.topics:
         result = result_cls(name=topic.name, error_code=0, error_message=None)
         try:
-            if names.count(topic.name) > 1:
+            if names[topic.name] > 1:
                 raise _Refusal(ErrorCode.INVALID_REQUEST, "Duplicate topic name.")
             current = broker.describe_topic(topic.name).partitions
             count = topic.count
@@ -357,7 +359,7 @@ def _alter_resources(
     topic resource (only checking it with ``validate_only``)."""
     cls = response_class(api_key)
     result_cls = cls.AlterConfigsResourceResponse
-    seen = [(r.resource_type, r.resource_name) for r in request.resources]
+    seen = Counter((r.resource_type, r.resource_name) for r in request.resources)
     results = []
     for resource in request.resources:
         result = result_cls(
@@ -367,7 +369,7 @@ def _alter_resources(
             resource_name=resource.resource_name,
         )
         try:
-            if seen.count((resource.resource_type, resource.resource_name)) > 1:
+            if seen[(resource.resource_type, resource.resource_name)] > 1:
                 raise _Refusal(ErrorCode.INVALID_REQUEST, "Duplicate resource.")
             if resource.resource_type == BROKER:
                 _broker_resource(resource.resource_name)
