@@ -42,6 +42,7 @@ from pubsub.kafka.wire.codec import (
 )
 from pubsub.kafka.wire.errors import ErrorCode
 from pubsub.serve import log
+from pubsub.serve.admin import Admin
 from pubsub.serve.connection import Connection, Handler
 from pubsub.serve.groups import Coordinator
 from pubsub.serve.share_wire import ShareCoordinator
@@ -76,6 +77,14 @@ ADVERTISED: Final[Mapping[int, tuple[int, int]]] = MappingProxyType(
             ApiKey.SHARE_GROUP_DESCRIBE,
             ApiKey.SHARE_FETCH,
             ApiKey.SHARE_ACKNOWLEDGE,
+            ApiKey.CREATE_TOPICS,
+            ApiKey.DELETE_TOPICS,
+            ApiKey.CREATE_PARTITIONS,
+            ApiKey.DESCRIBE_CONFIGS,
+            ApiKey.ALTER_CONFIGS,
+            ApiKey.INCREMENTAL_ALTER_CONFIGS,
+            ApiKey.DELETE_RECORDS,
+            ApiKey.DESCRIBE_CLUSTER,
         )
     }
 )
@@ -119,6 +128,8 @@ class Server:
         self._handlers.update(self.coordinator.handlers())
         self.shares = ShareCoordinator(self.workers, lambda: self.advertised)
         self._handlers.update(self.shares.handlers())
+        admin = Admin(self.workers, lambda: self.advertised, auto_create_topics=auto_create_topics)
+        self._handlers.update(admin.handlers())
         #: What ApiVersions lists: the advertised APIs this server has a handler for.
         self.versions = {k: v for k, v in ADVERTISED.items() if k in self._handlers}
 

@@ -1,5 +1,6 @@
-"""The same confluent-kafka script against a real Kafka 4.4 broker and against
-``pubsub serve``: the records, offsets, time look-ups, commits and error codes must agree."""
+"""The same confluent-kafka scripts against a real Kafka 4.4 broker and against
+``pubsub serve``: the records, offsets, time look-ups, commits, admin results and error codes
+must agree."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pubsub import Broker
+from tests.serve.admin_script import script as admin_script
 from tests.serve.support import ServeProcess
 from tests.support.kafka import KafkaTarget
 
@@ -121,3 +123,20 @@ def test_the_same_script_sees_the_same_on_kafka_and_on_pubsub_serve(
         ("compact", KafkaError.INVALID_RECORD),
     }
     assert on_kafka["committed"] == (17, "meta data")
+
+
+def test_the_same_admin_script_sees_the_same_on_kafka_and_on_pubsub_serve(
+    kafka_broker: KafkaTarget, serve: ServeProcess
+) -> None:
+    on_kafka = admin_script(kafka_broker.bootstrap)
+    on_pubsub = admin_script(serve.bootstrap)
+    assert on_pubsub == on_kafka
+    # What was compared is what was meant: the errors came back, and the changes took.
+    assert on_kafka["create"]["rf3-RUN"] == "INVALID_REPLICATION_FACTOR"
+    assert on_kafka["create_again"] == {"main-RUN": "TOPIC_ALREADY_EXISTS"}
+    assert on_kafka["partitions"]["main-RUN"] == "INVALID_PARTITIONS"
+    assert on_kafka["partition_count"] == 5
+    assert on_kafka["configs_altered"]["retention.ms"][0] == "7200000"
+    assert on_kafka["delete_records 0@-1"] == 10
+    assert on_kafka["delete_records 0@11"] == "OFFSET_OUT_OF_RANGE"
+    assert on_kafka["delete"]["nope-RUN"] == "UNKNOWN_TOPIC_OR_PART"

@@ -289,13 +289,24 @@ def test_read_frame_length() -> None:
         codec.read_frame_length(struct.pack(">i", 1235), limit=1234)
 
 
-def test_trailing_bytes_and_a_short_last_field_are_corrupt() -> None:
-    # kafka-python's decoder accepts both silently; the codec must not.
+def test_a_short_last_field_is_corrupt() -> None:
+    # kafka-python's decoder accepts it silently; the codec must not.
     frame = golden("produce_none.hex")
-    for bad in (frame + b"\x00", frame[:-1], golden("metadata.hex")[:-2]):
+    for bad in (frame[:-1], golden("metadata.hex")[:-2]):
         with pytest.raises(CorruptFrame) as raised:
             decode_request(bad)
         assert raised.value.correlation_id == 2
+
+
+def test_bytes_after_a_complete_body_are_ignored_as_kafka_ignores_them() -> None:
+    # What librdkafka 2.16's AdminClient.list_topics() sends: a Metadata v13 body for every
+    # topic, then three bytes more; Kafka 4.4 answers it.
+    frame = bytes.fromhex("0003000d00000003000772646b61666b610000000000010000")
+    header, request = decode_request(frame)
+    assert (header.api_key, header.api_version, header.correlation_id) == (3, 13, 3)
+    assert request.topics is None
+    header, _ = decode_request(golden("produce_none.hex") + b"\x00")
+    assert header.correlation_id == 2
 
 
 def test_encode_response_refuses_a_response_of_another_api() -> None:

@@ -12,8 +12,8 @@ Why these libraries (measured and read in kafka-python 3.0.12, kio 0.6.5, cramja
   Kafka 4.x's own JSON schemas, request and response, encode and decode, every version
   (including the pre-4.0 versions the schemas still describe, such as Produce v0-2), flexible
   versions with tagged fields (unknown tags kept), compact and nullable strings. Maintained
-  (3.0.12 in 2026), pure Python, Apache-2.0. Its decoder accepts trailing bytes and a short
-  last string; :mod:`.codec` adds the checks, the request header and typed errors around it.
+  (3.0.12 in 2026), pure Python, Apache-2.0. Its decoder accepts a short last string;
+  :mod:`.codec` adds the checks, the request header and typed errors around it.
 - Record batches: **our own** :mod:`.records` on **cramjam** (gzip, snappy, lz4, zstd in one
   maintained binding) and **google-crc32c** (C, Apache-2.0). kafka-python's
   ``default_records`` decodes 40% slower (216k vs 362k records/s, bench_wire.py), needs three

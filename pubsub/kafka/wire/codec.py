@@ -10,9 +10,11 @@ generated from Kafka's JSON schemas; everything else a server needs around them 
   the correlation id is known even when the body is unreadable;
 - the response header: v0, or v1 for a flexible version, except that ApiVersions answers with
   v0 whatever its version (KIP-511: a client must read it before it knows what we support);
-- strictness kafka-python's decoder lacks on its own: a body must fill its frame exactly (the
-  library silently accepts trailing bytes and lets a short last string or bytes field through),
-  and any failure to decode becomes :class:`CorruptFrame` with what could be read;
+- strictness kafka-python's decoder lacks on its own: a body must fit in its frame (the
+  library lets a short last string or bytes field through), and any failure to decode becomes
+  :class:`CorruptFrame` with what could be read. Bytes after a complete body are ignored, as
+  Kafka's broker ignores them: librdkafka 2.16's AdminClient sends three extra bytes after a
+  Metadata v13 body listing all topics, and Kafka 4.4 answers it;
 - the record batches inside Produce requests and Fetch responses (:mod:`.records`, re-exported
   here: :func:`decode_batches`, :func:`encode_batch`).
 
@@ -341,9 +343,9 @@ def decode_request(frame: bytes | bytearray | memoryview) -> tuple[RequestHeader
             api_version=api_version,
             correlation_id=correlation_id,
         ) from error
-    if pos != len(view):
+    if pos > len(view):
         raise CorruptFrame(
-            f"API key {api_key} v{api_version}: the body ends at byte {pos} of a"
+            f"API key {api_key} v{api_version}: the body runs to byte {pos} of a"
             f" {len(view)}-byte frame",
             api_key=api_key,
             api_version=api_version,

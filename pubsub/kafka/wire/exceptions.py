@@ -17,7 +17,7 @@ class WireError(Exception):
 
 
 class CorruptFrame(WireError):
-    """A request frame that cannot be decoded (truncated, trailing bytes, bad field).
+    """A request frame that cannot be decoded (truncated, bad field).
 
     ``api_key``, ``api_version`` and ``correlation_id`` are set when the first eight bytes of
     the header could be read, else None. Kafka's broker closes the connection on such a frame.
