@@ -192,8 +192,8 @@ def test_every_truncation_is_a_corrupt_frame(
     for cut in range(len(frame) - 1, 7, -1):
         with pytest.raises(CorruptFrame):
             decode_request(frame[:cut])
-    with pytest.raises(CorruptFrame):
-        decode_request(frame + b"\x00")  # trailing bytes
+    # Bytes after a complete body are ignored, as Kafka's broker ignores them.
+    assert repr(decode_request(frame + b"\x00")) == repr(decode_request(frame))
 
 
 @settings(max_examples=300, deadline=None)
