@@ -22,6 +22,7 @@ from pubsub.errors import (
     PubsubError,
     TopicDeletedError,
 )
+from pubsub.limits import PRODUCER_EXPIRATION_MS
 from pubsub.partitioner import RoundRobin, partition_for_key
 from pubsub.records import HeadersInput, Message, ProduceResult, RecordMetadata, encode_headers
 from pubsub.topics import StaleMetadata, TopicMeta, Topics, check_partition_range
@@ -32,9 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["SequencedBatch", "SequencedOutcome", "Writer", "check_record_id"]
 
 _T = TypeVar("_T")
-#: Kafka's producer.id.expiration.ms default: the state of a producer idle this long is
-#: forgotten (it may then start again at any sequence).
-PRODUCER_EXPIRATION_MS = 24 * 60 * 60 * 1000
 #: How often an idempotent producer's writes delete expired producer state of a topic.
 _PRUNE_PRODUCERS_EVERY_MS = 5 * 60 * 1000
 #: A producer looks at the free space again after writing this much.

@@ -223,6 +223,8 @@ def _produce_one_with_id(
     # One record is at most the largest max.message.bytes: read no more than that (and a
     # little), so that an endless stdin is refused as too large instead of read forever.
     data = sys.stdin.buffer.read(MAX_MESSAGE_BYTES_LIMIT + 2)
+    if not data:
+        fail("--id names one record, but stdin is empty", "give the value as an argument")
     delimiter = b"\0" if null_delimited else b"\n"
     if data.endswith(delimiter):
         data = data[: -len(delimiter)]

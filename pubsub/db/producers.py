@@ -19,6 +19,7 @@ __all__ = [
     "producer_ids_take",
     "producer_state_delete_by_producer",
     "producer_state_delete_by_sequence",
+    "producer_state_expire",
     "producer_state_find_by_id",
     "producer_state_insert",
     "producer_state_list_by_partition",
@@ -142,3 +143,27 @@ def producer_state_prune_by_time(
         "AND producer >= ? AND producer < ?",
         (topic_id, before_ms, low, high),
     ).rowcount
+
+
+def producer_state_expire(
+    conn: sqlite3.Connection, now_ms: int, default_window_ms: int, kafka_expiration_ms: int
+) -> int:
+    """Delete, across every topic, record-id rows past their topic's ``dedup.window.ms``
+    (``default_window_ms`` where unset) and Kafka producer batches written more than
+    ``kafka_expiration_ms`` ago (a retention sweep calls this). Returns how many. Looks
+    first, so that a sweep with nothing expired deletes nothing."""
+    expired_ids = (
+        "producer >= ? AND producer < ? AND written_ms < ? - "
+        "coalesce((SELECT CAST(c.value AS INTEGER) FROM topic_configs AS c "
+        "WHERE c.topic_id = producer_state.topic_id AND c.key = 'dedup.window.ms'), ?)"
+    )
+    expired_kafka = "producer >= ? AND producer < ? AND written_ms < ?"
+    deleted = 0
+    for where, args in (
+        (expired_ids, (_ID_PREFIX, _ID_END, now_ms, default_window_ms)),
+        (expired_kafka, (_KAFKA_PREFIX, _KAFKA_END, now_ms - kafka_expiration_ms)),
+    ):
+        found = conn.execute(f"SELECT 1 FROM producer_state WHERE {where} LIMIT 1", args)
+        if found.fetchone() is not None:
+            deleted += conn.execute(f"DELETE FROM producer_state WHERE {where}", args).rowcount
+    return deleted

@@ -86,6 +86,8 @@ def test_an_id_names_one_record(tmp_path: Path) -> None:
     assert b"hint: " in two.stderr
     lines = run_cli(db, "produce", "t", "--id", "x", input=b"a\nb\n")
     assert lines.returncode == 2 and b"stdin holds 2" in lines.stderr
+    empty = run_cli(db, "produce", "t", "--id", "x", input=b"")
+    assert empty.returncode == 2 and b"stdin is empty" in empty.stderr
     as_json = run_cli(db, "produce", "t", "--id", "x", "--format", "json", input=b"{}\n")
     assert as_json.returncode == 2 and b'"id" field' in as_json.stderr
     assert values(db) == []

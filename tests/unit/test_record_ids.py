@@ -156,3 +156,18 @@ def test_sequences_wrap_and_five_batches_are_kept(tmp_path: Path) -> None:
         assert rows == 5
         assert broker.services.writer.new_producer_id() == 0
         assert broker.services.writer.new_producer_id() == 1
+
+
+def test_a_retention_sweep_deletes_expired_ids_of_every_topic(tmp_path: Path) -> None:
+    clock = Clock()
+    with Broker(tmp_path / "db", clock=clock) as broker:
+        broker.create_topic("short", config={"dedup.window.ms": "1s"})
+        broker.create_topic("long")
+        broker.produce("short", b"v", id="a")
+        broker.produce("long", b"v", id="a")
+        clock.now += 2000
+        broker.run_retention()
+        assert state_rows(broker) == 1  # only the id of "long" is still inside its window
+        clock.now += 120_000
+        broker.run_retention()
+        assert state_rows(broker) == 0
