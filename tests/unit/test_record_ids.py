@@ -97,12 +97,20 @@ def test_invalid_windows_are_refused(tmp_path: Path, bad: str) -> None:
         broker.create_topic("t", config={"dedup.window.ms": bad})
 
 
-def test_producing_without_an_id_keeps_no_state(tmp_path: Path) -> None:
+def test_producing_without_an_id_runs_no_statement_about_producers(tmp_path: Path) -> None:
     with Broker(tmp_path / "db") as broker:
         broker.create_topic("t", 2)
-        broker.produce("t", b"v")
-        broker.produce("t", b"v", key=b"k")
-        broker.produce_batch("t", [b"a", Message(b"b", b"k")])
+        statements: list[str] = []
+        broker.services.store.connection.set_trace_callback(statements.append)
+        try:
+            broker.produce("t", b"v")
+            broker.produce("t", b"v", key=b"k")
+            broker.produce_batch("t", [b"a", Message(b"b", b"k")])
+            broker.produce_batch("t", [b"a"] * 100)
+        finally:
+            broker.services.store.connection.set_trace_callback(None)
+        assert len(statements) > 10  # the trace saw the produces
+        assert not [s for s in statements if "producer" in s]
         assert state_rows(broker) == 0
 
 
