@@ -387,6 +387,12 @@ class Writer:
                     now_ms=now,
                     byte_count=sizes[partition],
                 )
+                # Kafka keeps the last 5 batches: the oldest makes room for this one.
+                if len(kept) >= producers.KAFKA_BATCHES_KEPT:
+                    for old in kept[: len(kept) - producers.KAFKA_BATCHES_KEPT + 1]:
+                        producers.producer_state_delete_by_sequence(
+                            conn, meta.topic_id, producer, partition, old.first_sequence
+                        )
                 producers.producer_state_insert(
                     conn,
                     meta.topic_id,
@@ -401,11 +407,6 @@ class Writer:
                         now,
                     ),
                 )
-                if len(kept) >= producers.KAFKA_BATCHES_KEPT:
-                    for old in kept[: len(kept) - producers.KAFKA_BATCHES_KEPT + 1]:
-                        producers.producer_state_delete_by_sequence(
-                            conn, meta.topic_id, producer, partition, old.first_sequence
-                        )
                 outcomes[partition] = SequencedOutcome("appended", base)
 
     def produce_batch(
