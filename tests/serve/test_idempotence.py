@@ -114,6 +114,13 @@ def scenario(bootstrap: str, topic: str) -> list[tuple[int, int]]:
         step([b"f"], epoch=1, sequence=0)  # it does
         step([b"g"], epoch=0, sequence=9)  # the old epoch is fenced
         step([b"f"], epoch=1, sequence=0)  # a retry in the new epoch
+        # A producer with no state on the partition may start at any sequence (Kafka 4 does
+        # not answer UNKNOWN_PRODUCER_ID: its state may have expired).
+        other = init_producer_id(sock).producer_id
+        error, offset = produce(sock, topic, [b"h"], producer_id=other, epoch=0, sequence=7)
+        steps.append((error, offset - base))
+        error, offset = produce(sock, topic, [b"i"], producer_id=other, epoch=0, sequence=8)
+        steps.append((error, offset - base))
         return steps
     finally:
         sock.close()
@@ -135,6 +142,8 @@ EXPECTED = [
     (0, 9),
     (ErrorCode.INVALID_PRODUCER_EPOCH, -1),
     (0, 9),
+    (0, 10),
+    (0, 11),
 ]
 
 
@@ -144,7 +153,7 @@ def test_retries_are_stored_once_and_sequences_are_checked(serve: ServeProcess) 
     assert scenario(serve.bootstrap, "t") == EXPECTED
     with Broker(serve.db) as broker:
         values = [r.value for r in broker.fetch("t", 0, 0)]
-    assert values == [b"a", b"b", b"c", b"d", b"e4", b"e5", b"e6", b"e7", b"e8", b"f"]
+    assert values == [b"a", b"b", b"c", b"d", b"e4", b"e5", b"e6", b"e7", b"e8", b"f", b"h", b"i"]
     assert serve.errors() == ""
 
 
