@@ -9,13 +9,14 @@ import time
 import uuid
 from typing import Any
 
+import pytest
 from kafka import KafkaProducer
 
 from pubsub import Broker
 from pubsub.kafka.wire.codec import ApiKey, Record, encode_batch, request_class
 from pubsub.kafka.wire.errors import ErrorCode
 from tests.serve.support import ServeProcess, connect, request
-from tests.support.kafka import KafkaTarget
+from tests.support.kafka import CONSOLE_PRODUCER, KafkaTarget, kafka_tool
 
 PRODUCE_VERSION = 9
 #: COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR: try again.
@@ -234,3 +235,35 @@ def test_kafka_python_default_producer_is_idempotent_and_works(serve: ServeProce
     assert sorted(r.value for r in stored) == sorted(b"v%d" % i for i in range(300))
     assert {(m.partition, m.offset) for m in metadata} == {(r.partition, r.offset) for r in stored}
     assert state > 0  # the batches went through the idempotent path
+
+
+@pytest.mark.kafka
+def test_the_java_producer_of_kafkas_console_producer(serve: ServeProcess) -> None:
+    """Kafka's own kafka-console-producer: the Java client, idempotent as it is by default."""
+    with Broker(serve.db) as broker:
+        broker.create_topic("t", 2)
+    lines = [f"k{i % 3}:java-{i}" for i in range(200)]
+    kafka_tool(
+        CONSOLE_PRODUCER,
+        "--bootstrap-server",
+        serve.bootstrap,
+        "--topic",
+        "t",
+        "--property",
+        "parse.key=true",
+        "--property",
+        "key.separator=:",
+        "--producer-property",
+        "enable.idempotence=true",
+        "--producer-property",
+        "acks=all",
+        input="\n".join(lines) + "\n",
+    )
+    with Broker(serve.db) as broker:
+        stored = [r for p in range(2) for r in broker.fetch("t", p, 0, max_records=1000)]
+        state = broker.services.store.connection.execute(
+            "SELECT count(*) FROM producer_state WHERE producer LIKE 'kafka:%'"
+        ).fetchone()[0]
+    assert sorted(r.value for r in stored) == sorted(line.split(":")[1].encode() for line in lines)
+    assert state > 0
+    assert serve.errors() == ""
