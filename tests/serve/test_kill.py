@@ -94,6 +94,12 @@ def test_idempotent_producer_resumes_after_sigkill_without_duplicates(
         {
             "bootstrap.servers": serve.bootstrap,
             "enable.idempotence": True,
+            # librdkafka 2.16 re-bootstraps when its only broker goes down again right after
+            # a reconnect, and its idempotent producer then waits ("partition drain") for
+            # requests of the broker handle it dropped: the queue stalls for longer than the
+            # test waits (seen within the first 20 of 500 kills). That is the client's
+            # recovery, not the server's; without re-bootstrapping 300 kills ran through.
+            "metadata.recovery.strategy": "none",
             "linger.ms": 1,
             "message.timeout.ms": 120_000,
             "reconnect.backoff.ms": 10,
