@@ -44,7 +44,8 @@ test: lint types unit
 
 # The fault suites at full counts (thousands of kills, trials and fuzz cases; about an hour),
 # and the share groups' SIGKILL test with 500 kills.
-SOAK := tests/reliability tests/concurrency/test_shares.py::test_at_least_once_under_sigkill
+SOAK := tests/reliability tests/concurrency/test_shares.py::test_at_least_once_under_sigkill \
+        tests/serve/test_kill.py
 
 soak: $(EXTRAS)
 	PUBSUB_SOAK=1 $(BIN)/pytest -q -raP --timeout 3600 $(SOAK)

@@ -205,8 +205,9 @@ class AsyncProducer:
         headers: HeadersInput | None = None,
         partition: int | None = None,
         timestamp: int | None = None,
+        id: str | None = None,
     ) -> RecordMetadata:
-        """Append one record (see :meth:`pubsub.broker.Broker.produce`)."""
+        """Append one record (see :meth:`pubsub.broker.Broker.produce`, also for ``id``)."""
         return await self._worker.call(
             self._need().produce,
             topic,
@@ -215,6 +216,7 @@ class AsyncProducer:
             headers=headers,
             partition=partition,
             timestamp=timestamp,
+            id=id,
         )
 
     async def produce_batch(

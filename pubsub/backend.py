@@ -188,6 +188,7 @@ class LogClient(Protocol):
         headers: HeadersInput | None = None,
         partition: int | None = None,
         timestamp: int | None = None,
+        id: str | None = None,
     ) -> RecordMetadata: ...
 
     def produce_batch(

@@ -264,16 +264,29 @@ class Broker:
         headers: HeadersInput | None = None,
         partition: int | None = None,
         timestamp: int | None = None,
+        id: str | None = None,
     ) -> RecordMetadata:
         """Append one record in its own transaction; return where it was written.
 
-        The record is durable when this returns (under ``sync="full"``). Raises
+        The record is durable when this returns (under ``sync="full"``). With ``id`` (text,
+        1 to 1024 bytes), the record is stored once however often it is produced within the
+        topic's ``dedup.window.ms`` (2 minutes unless configured): a record with an id
+        already stored in the window is not written, and the metadata of the stored one
+        comes back with ``duplicate=True``, so a caller that does not know whether its
+        produce went through can simply produce again. Past the window the id is forgotten
+        and the same id stores a new record. Raises
         :class:`~pubsub.errors.InvalidRecordError` for a record the topic cannot take
         (nothing is written), :class:`~pubsub.errors.TopicNotFoundError`,
         :class:`~pubsub.errors.BusyError` after the busy timeout.
         """
         return self.services.writer.produce(
-            topic, value, key=key, headers=headers, partition=partition, timestamp=timestamp
+            topic,
+            value,
+            key=key,
+            headers=headers,
+            partition=partition,
+            timestamp=timestamp,
+            id=id,
         )
 
     def produce_batch(

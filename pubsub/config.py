@@ -11,7 +11,12 @@ from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 from pubsub.errors import InvalidArgumentError
-from pubsub.limits import DEFAULT_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES_LIMIT, MAX_PARTITIONS
+from pubsub.limits import (
+    DEFAULT_DEDUP_WINDOW_MS,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    MAX_MESSAGE_BYTES_LIMIT,
+    MAX_PARTITIONS,
+)
 
 # ``\Z``, not ``$``: ``$`` also matches before a final newline ("orders\n").
 _NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,249}\Z")
@@ -300,6 +305,16 @@ def _max_message_bytes(text: str) -> str:
     return str(value)
 
 
+def _dedup_window(text: str) -> str:
+    value = _parse_ms(text)
+    if value < 0:
+        raise InvalidArgumentError(
+            f"invalid dedup.window.ms {text!r}",
+            hint="use a duration of 0 or more (2m, 1h, 120000); ids cannot be kept forever",
+        )
+    return str(value)
+
+
 TOPIC_CONFIGS: dict[str, ConfigKey] = {
     key.name: key
     for key in (
@@ -339,6 +354,13 @@ TOPIC_CONFIGS: dict[str, ConfigKey] = {
             str(DEFAULT_MAX_MESSAGE_BYTES),
             _max_message_bytes,
             "the largest record (key + value + headers) the topic accepts",
+        ),
+        ConfigKey(
+            "dedup.window.ms",
+            str(DEFAULT_DEDUP_WINDOW_MS),
+            _dedup_window,
+            "how long a record id (produce --id) is remembered: a record with the same id"
+            " inside this window is acknowledged with the first one's offset, not stored (ms)",
         ),
     )
 }

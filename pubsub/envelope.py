@@ -21,7 +21,7 @@ from typing import Any
 from pubsub.errors import InvalidArgumentError
 from pubsub.records import Message, Record
 
-__all__ = ["message_from_json", "record_to_json", "records_to_json_lines"]
+__all__ = ["message_from_json", "record_from_json", "record_to_json", "records_to_json_lines"]
 
 _b64encode = base64.b64encode
 
@@ -123,7 +123,19 @@ def _int_field(data: Any, field: str) -> int | None:
 
 
 def message_from_json(line: bytes | str, *, keep_partition: bool = True) -> Message:
-    """Parse one envelope into a :class:`Message` (topic and offset are ignored).
+    """Parse one envelope into a :class:`Message` (topic, offset and id are ignored).
+
+    Raises :class:`~pubsub.errors.InvalidArgumentError` with the reason for invalid JSON or a
+    field of the wrong shape.
+    """
+    return record_from_json(line, keep_partition=keep_partition)[0]
+
+
+def record_from_json(
+    line: bytes | str, *, keep_partition: bool = True
+) -> tuple[Message, str | None]:
+    """Parse one envelope into a :class:`Message` and its record id (the ``id`` field, a
+    non-empty string, or None when the field is missing or null).
 
     Raises :class:`~pubsub.errors.InvalidArgumentError` with the reason for invalid JSON or a
     field of the wrong shape.
@@ -134,10 +146,16 @@ def message_from_json(line: bytes | str, *, keep_partition: bool = True) -> Mess
         raise InvalidArgumentError(f"invalid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidArgumentError("a JSON record must be an object")
-    return Message(
+    record_id = data.get("id")
+    if record_id is not None and (not isinstance(record_id, str) or not record_id):
+        raise InvalidArgumentError(
+            "the id field must be a non-empty string", hint='write "id": "…" or leave it out'
+        )
+    message = Message(
         value=_bytes_field(data.get("value"), "value"),
         key=_bytes_field(data.get("key"), "key"),
         headers=_headers_field(data.get("headers")),
         partition=_int_field(data.get("partition"), "partition") if keep_partition else None,
         timestamp=_int_field(data.get("timestamp"), "timestamp"),
     )
+    return message, record_id

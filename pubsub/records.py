@@ -270,12 +270,18 @@ class Message(NamedTuple):
 
 
 class RecordMetadata(NamedTuple):
-    """Where a produced record was written."""
+    """Where a produced record was written.
+
+    ``duplicate`` is True when the record was not written because one with the same id was
+    stored within the topic's ``dedup.window.ms``: the other fields then describe that
+    record.
+    """
 
     topic: str
     partition: int
     offset: int
     timestamp: int
+    duplicate: bool = False
 
 
 class ProduceResult(Sequence[RecordMetadata]):

@@ -451,7 +451,15 @@ class Sweeper:
         return report
 
     def _record(self, report: RetentionReport, room: Room) -> None:
+        from pubsub.db import producers
+        from pubsub.limits import DEFAULT_DEDUP_WINDOW_MS, PRODUCER_EXPIRATION_MS
+
         def insert(conn: sqlite3.Connection) -> None:
+            # Producer state past its window goes too (producing with ids prunes its own
+            # topic; this catches topics nobody produces to any more).
+            producers.producer_state_expire(
+                conn, report.finished_ms, DEFAULT_DEDUP_WINDOW_MS, PRODUCER_EXPIRATION_MS
+            )
             sql.retention_runs_insert(
                 conn,
                 report.started_ms,

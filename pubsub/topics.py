@@ -18,7 +18,7 @@ from pubsub.errors import (
     TopicExistsError,
     TopicNotFoundError,
 )
-from pubsub.limits import DEFAULT_MAX_MESSAGE_BYTES
+from pubsub.limits import DEFAULT_DEDUP_WINDOW_MS, DEFAULT_MAX_MESSAGE_BYTES
 from pubsub.records import PartitionInfo, TopicInfo, TopicPartition
 
 if TYPE_CHECKING:
@@ -39,6 +39,8 @@ class TopicMeta(NamedTuple):
     config_version: int
     max_message_bytes: int
     compacted: bool
+    #: ``dedup.window.ms``: how long a record id is remembered.
+    dedup_window_ms: int = DEFAULT_DEDUP_WINDOW_MS
 
 
 class StaleMetadata(Exception):
@@ -72,6 +74,7 @@ class Topics:
             row.config_version,
             int(settings.get("max.message.bytes", DEFAULT_MAX_MESSAGE_BYTES)),
             "compact" in settings.get("cleanup.policy", "delete"),
+            int(settings.get("dedup.window.ms", DEFAULT_DEDUP_WINDOW_MS)),
         )
         self._topics[name] = meta
         return meta

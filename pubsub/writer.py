@@ -9,9 +9,9 @@ what it leaves in the WAL small (see :mod:`pubsub.space`).
 """
 
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
-from typing import TypeVar, cast
+from typing import TYPE_CHECKING, NamedTuple, TypeVar, cast
 
 from pubsub.db import log
 from pubsub.db.files import LOW_SPACE_BYTES, low_on_space
@@ -22,13 +22,19 @@ from pubsub.errors import (
     PubsubError,
     TopicDeletedError,
 )
+from pubsub.limits import PRODUCER_EXPIRATION_MS
 from pubsub.partitioner import RoundRobin, partition_for_key
 from pubsub.records import HeadersInput, Message, ProduceResult, RecordMetadata, encode_headers
 from pubsub.topics import StaleMetadata, TopicMeta, Topics, check_partition_range
 
-__all__ = ["Writer"]
+if TYPE_CHECKING:
+    from pubsub.db.producers import BatchRow
+
+__all__ = ["SequencedBatch", "SequencedOutcome", "Writer", "check_record_id"]
 
 _T = TypeVar("_T")
+#: How often an idempotent producer's writes delete expired producer state of a topic.
+_PRUNE_PRODUCERS_EVERY_MS = 5 * 60 * 1000
 #: A producer looks at the free space again after writing this much.
 _TUNE_EVERY_BYTES = 4 * 1024 * 1024
 
@@ -82,7 +88,14 @@ class _Batch:
 class Writer:
     """Appends records to the topics of one store."""
 
-    __slots__ = ("_low_space", "_round_robin", "_until_tune", "store", "topics")
+    __slots__ = (
+        "_low_space",
+        "_producers_pruned",
+        "_round_robin",
+        "_until_tune",
+        "store",
+        "topics",
+    )
 
     def __init__(self, store: Store, topics: Topics) -> None:
         self.store = store
@@ -91,6 +104,8 @@ class Writer:
         #: Bytes to write before the checkpoint interval is adapted to the free space again.
         self._until_tune = _TUNE_EVERY_BYTES
         self._low_space = not store.in_memory and low_on_space(store.path, LOW_SPACE_BYTES)
+        #: Per topic id, when expired Kafka producer state was last deleted (wall clock, ms).
+        self._producers_pruned: dict[int, int] = {}
 
     def tune(self) -> None:
         """Adapt the connection's checkpoint interval to the free space (a long-running
@@ -123,13 +138,17 @@ class Writer:
         headers: HeadersInput | None = None,
         partition: int | None = None,
         timestamp: int | None = None,
+        id: str | None = None,
     ) -> RecordMetadata:
         """Append one record in its own transaction; return where it was written.
 
-        The record is durable when this returns (under ``sync="full"``). Raises
-        :class:`~pubsub.errors.InvalidRecordError` for a record the topic cannot take
-        (nothing is written), :class:`~pubsub.errors.TopicNotFoundError`,
-        :class:`~pubsub.errors.BusyError` after the busy timeout.
+        The record is durable when this returns (under ``sync="full"``). With ``id``, a
+        record stored under the same id within the topic's ``dedup.window.ms`` is not
+        written again: its metadata comes back with ``duplicate=True`` (see
+        :meth:`_produce_with_id`). Raises :class:`~pubsub.errors.InvalidRecordError` for a
+        record the topic cannot take (nothing is written),
+        :class:`~pubsub.errors.TopicNotFoundError`, :class:`~pubsub.errors.BusyError` after
+        the busy timeout.
         """
         value_b = _as_bytes(value, "value", 0)
         key_b = _as_bytes(key, "key", 0)
@@ -144,6 +163,10 @@ class Writer:
             + (len(key_b) if key_b is not None else 0)
             + _headers_size(header_raw)
         )
+        if id is not None:
+            return self._produce_with_id(
+                topic, check_record_id(id), value_b, key_b, header_raw, partition, timestamp, size
+            )
         cached = self.topics.cached(topic)
         meta = self.topics.meta(topic)
         for _attempt in range(5):
@@ -178,6 +201,213 @@ class Writer:
             self.topics.forget(topic)
             meta = self.topics.meta(topic)
         raise PubsubError(f"topic {topic!r} kept changing while producing; retry")
+
+    def _produce_with_id(
+        self,
+        topic: str,
+        record_id: str,
+        value_b: bytes | None,
+        key_b: bytes | None,
+        header_raw: str | None,
+        partition: int | None,
+        timestamp: int | None,
+        size: int,
+    ) -> RecordMetadata:
+        """:meth:`produce` of a record with an id, in one transaction: look the id up (rows
+        past the window are deleted first), and either answer with the record found or
+        append this one and remember it under the id.
+
+        The look-up and the append share the write lock, so two processes producing the
+        same id at once store it once."""
+        from pubsub.db import producers
+
+        producer = producers.record_producer(record_id)
+        cached = self.topics.cached(topic)
+        meta = self.topics.meta(topic)
+        for _attempt in range(5):
+            try:
+                if size > meta.max_message_bytes:
+                    raise _too_large(meta, 0, size)
+                if meta.compacted and key_b is None:
+                    raise _needs_key(meta, 0)
+                if partition is not None:
+                    chosen = check_partition_range(partition, meta.partitions, 0)
+                elif key_b is not None:
+                    chosen = partition_for_key(key_b, meta.partitions)
+                else:
+                    chosen = self._round_robin.next(meta.partitions)
+            except InvalidRecordError:
+                if not cached:
+                    raise
+            else:
+                try:
+                    with self.store.write() as conn:
+                        state = log.partition_get(conn, meta.topic_id, chosen)
+                        if state is None or state.config_version != meta.config_version:
+                            raise StaleMetadata
+                        now = self.store.now()
+                        since = now - meta.dedup_window_ms
+                        producers.producer_state_prune_by_time(
+                            conn, meta.topic_id, since, kafka=False
+                        )
+                        found = producers.producer_state_find_by_id(
+                            conn, meta.topic_id, producer, since
+                        )
+                        if found is not None:
+                            return RecordMetadata(
+                                topic,
+                                found.partition,
+                                found.base_offset,
+                                found.record_timestamp,
+                                True,
+                            )
+                        ts = now if timestamp is None else timestamp
+                        offset = log.record_append(
+                            conn, meta.topic_id, chosen, state, key_b, value_b, header_raw, ts, size
+                        )
+                        producers.producer_state_insert(
+                            conn,
+                            meta.topic_id,
+                            producer,
+                            producers.BatchRow(chosen, 0, 0, -1, offset, ts, now),
+                        )
+                    return RecordMetadata(topic, chosen, offset, ts)
+                except (StaleMetadata, TopicDeletedError):
+                    pass
+            cached = False
+            self.topics.forget(topic)
+            meta = self.topics.meta(topic)
+        raise PubsubError(f"topic {topic!r} kept changing while producing; retry")
+
+    def produce_sequenced(
+        self, topic: str, batches: Mapping[int, "SequencedBatch"]
+    ) -> dict[int, "SequencedOutcome"]:
+        """Append the batches of an idempotent producer, one per partition, in one transaction,
+        checking each against what that producer wrote there before (Kafka's rules).
+
+        Per partition, the producer's last :data:`~pubsub.db.producers.KAFKA_BATCHES_KEPT`
+        batches are kept in ``producer_state``, written in the same transaction as the
+        records. A batch with the epoch and sequence range of one of them is a retry: nothing
+        is written and its original base offset is returned (``"duplicate"``). Otherwise an
+        older epoch is ``"stale_epoch"``; a newer epoch must start at sequence 0, and the
+        same epoch must continue at the last sequence + 1, or it is ``"out_of_order"``. A
+        producer with no state on a partition (new, or expired) may start at any sequence,
+        as Kafka's broker allows. A partition whose records the topic cannot take gets
+        ``"invalid"`` with the error; the other partitions are still written.
+        """
+        meta = self.topics.meta(topic)
+        for _attempt in range(5):
+            prepared: dict[int, _Batch] = {}
+            outcomes: dict[int, SequencedOutcome] = {}
+            sizes: dict[int, int] = {}
+            for partition, sequenced in batches.items():
+                batch = _Batch()
+                try:
+                    self._normalise_mixed(batch, sequenced.messages, None, None, partition)
+                    _, _, byte_counts = self._sizes_and_routes(meta, batch)
+                except InvalidRecordError as error:
+                    outcomes[partition] = SequencedOutcome("invalid", error=error)
+                    continue
+                prepared[partition] = batch
+                sizes[partition] = sum(byte_counts.values())
+            try:
+                self._append_sequenced(meta, batches, prepared, sizes, outcomes)
+                return outcomes
+            except (StaleMetadata, TopicDeletedError):
+                pass
+            self.topics.forget(topic)
+            meta = self.topics.meta(topic)
+        raise PubsubError(f"topic {topic!r} kept changing while producing; retry")
+
+    def new_producer_id(self) -> int:
+        """A producer id never handed out before by this file (Kafka's InitProducerId): taken
+        from a counter in its own transaction, so it survives restarts and never repeats."""
+        from pubsub.db import producers
+
+        with self.store.write() as conn:
+            return producers.producer_ids_take(conn)
+
+    def _append_sequenced(
+        self,
+        meta: TopicMeta,
+        batches: Mapping[int, "SequencedBatch"],
+        prepared: dict[int, _Batch],
+        sizes: dict[int, int],
+        outcomes: dict[int, "SequencedOutcome"],
+    ) -> None:
+        from pubsub.db import producers
+
+        if not prepared:
+            return
+        self._until_tune -= sum(sizes.values()) + 4096
+        if self._until_tune <= 0:
+            self.tune()
+        with self.store.write() as conn:
+            now = self.store.now()
+            pruned = self._producers_pruned.get(meta.topic_id, 0)
+            if now - pruned >= _PRUNE_PRODUCERS_EVERY_MS or now < pruned:
+                # Kafka forgets a producer idle for producer.id.expiration.ms; here its batches
+                # older than that are deleted, every few minutes per topic.
+                producers.producer_state_prune_by_time(
+                    conn, meta.topic_id, now - PRODUCER_EXPIRATION_MS, kafka=True
+                )
+                self._producers_pruned[meta.topic_id] = now
+            for partition, batch in prepared.items():
+                sequenced = batches[partition]
+                state = log.partition_get(conn, meta.topic_id, partition)
+                if state is None or state.config_version != meta.config_version:
+                    raise StaleMetadata
+                producer = producers.kafka_producer(sequenced.producer_id)
+                kept = producers.producer_state_list_by_partition(
+                    conn, meta.topic_id, producer, partition
+                )
+                verdict, found = _sequence_verdict(kept, sequenced)
+                if verdict == "duplicate":
+                    assert found is not None
+                    outcomes[partition] = SequencedOutcome(verdict, found.base_offset)
+                    continue
+                if verdict != "append":
+                    outcomes[partition] = SequencedOutcome(verdict)
+                    continue
+                if kept and kept[-1].epoch != sequenced.epoch:
+                    producers.producer_state_delete_by_producer(
+                        conn, meta.topic_id, producer, partition
+                    )
+                    kept = []
+                filled = _fill_timestamps(batch.timestamps, now)
+                base = log.records_append(
+                    conn,
+                    meta.topic_id,
+                    partition,
+                    state,
+                    values=batch.values,
+                    keys=batch.keys,
+                    headers=batch.headers,
+                    timestamps=filled,
+                    now_ms=now,
+                    byte_count=sizes[partition],
+                )
+                # Kafka keeps the last 5 batches: the oldest makes room for this one.
+                if len(kept) >= producers.KAFKA_BATCHES_KEPT:
+                    for old in kept[: len(kept) - producers.KAFKA_BATCHES_KEPT + 1]:
+                        producers.producer_state_delete_by_sequence(
+                            conn, meta.topic_id, producer, partition, old.first_sequence
+                        )
+                producers.producer_state_insert(
+                    conn,
+                    meta.topic_id,
+                    producer,
+                    producers.BatchRow(
+                        partition,
+                        sequenced.first_sequence,
+                        sequenced.last_sequence,
+                        sequenced.epoch,
+                        base,
+                        now if filled is None else filled[0],
+                        now,
+                    ),
+                )
+                outcomes[partition] = SequencedOutcome("appended", base)
 
     def produce_batch(
         self,
@@ -423,6 +653,55 @@ class Writer:
         return sorted(members), members, byte_counts
 
 
+class SequencedBatch(NamedTuple):
+    """The records of one partition from a Kafka idempotent producer, with its batch header:
+    producer id and epoch, and the sequence numbers of the first and last record."""
+
+    messages: list[Message]
+    producer_id: int
+    epoch: int
+    first_sequence: int
+    last_sequence: int
+
+
+class SequencedOutcome(NamedTuple):
+    """What :meth:`Writer.produce_sequenced` did with one partition's batch.
+
+    ``verdict`` is ``appended``, ``duplicate`` (a retry: ``base_offset`` is the original's),
+    ``out_of_order``, ``stale_epoch`` or ``invalid`` (``error`` says why)."""
+
+    verdict: str
+    base_offset: int = -1
+    error: InvalidRecordError | None = None
+
+
+#: Kafka's sequence numbers are int32 and wrap from this to 0.
+_MAX_SEQUENCE = 2**31 - 1
+
+
+def _sequence_verdict(
+    kept: "list[BatchRow]", batch: SequencedBatch
+) -> "tuple[str, BatchRow | None]":
+    """Kafka's checks of an idempotent batch against the producer's kept batches (all of one
+    epoch, oldest first): a retry of one of them, then the epoch, then the sequence."""
+    if not kept:
+        return "append", None
+    current = kept[-1].epoch
+    if batch.epoch == current:
+        for row in kept:
+            if row.first_sequence == batch.first_sequence and row.last_sequence == (
+                batch.last_sequence
+            ):
+                return "duplicate", row
+    if batch.epoch < current:
+        return "stale_epoch", None
+    if batch.epoch > current:
+        return ("append", None) if batch.first_sequence == 0 else ("out_of_order", None)
+    last = kept[-1].last_sequence
+    expected = 0 if last == _MAX_SEQUENCE else last + 1
+    return ("append", None) if batch.first_sequence == expected else ("out_of_order", None)
+
+
 def _column(per_record: list[_T] | None, const: _T, n: int) -> Iterable[_T] | None:
     if per_record is not None:
         return per_record
@@ -435,6 +714,28 @@ def _fill_timestamps(timestamps: list[int] | None, now: int) -> list[int] | None
     if timestamps is None:
         return None
     return [now if ts < 0 else ts for ts in timestamps]
+
+
+def check_record_id(record_id: object) -> str:
+    """A record id as given to ``produce(id=)``: non-empty text of at most
+    :data:`~pubsub.limits.MAX_RECORD_ID_BYTES` UTF-8 bytes."""
+    from pubsub.limits import MAX_RECORD_ID_BYTES
+
+    if not isinstance(record_id, str):
+        raise InvalidArgumentError(
+            f"a record id must be a string, not {type(record_id).__name__}",
+            hint="use text: a request id, a file name and line, a hash of the record",
+        )
+    try:
+        size = len(record_id.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidArgumentError("the record id is not valid Unicode text") from None
+    if not 1 <= size <= MAX_RECORD_ID_BYTES:
+        raise InvalidArgumentError(
+            f"a record id has 1 to {MAX_RECORD_ID_BYTES} bytes, not {size}",
+            hint="use a shorter id, or a hash of a long one",
+        )
+    return record_id
 
 
 def _check_partition_type(partition: object, index: int) -> int:

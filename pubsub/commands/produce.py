@@ -20,10 +20,12 @@ from pubsub.commands._common import (
 from pubsub.errors import InvalidArgumentError, InvalidRecordError, TopicNotFoundError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from pubsub.backend import LogClient
     from pubsub.commands._input import RecordReader
     from pubsub.commands._render import Progress
-    from pubsub.records import Message
+    from pubsub.records import Message, RecordMetadata
 
 
 class InputFormat(StrEnum):
@@ -113,6 +115,26 @@ def produce(
             help="Print PARTITION<TAB>OFFSET on stdout for each record written.",
         ),
     ] = False,
+    record_id: Annotated[
+        str | None,
+        typer.Option(
+            "--id",
+            help="An id for the one record produced: producing a record with the same id "
+            "again within the topic's dedup.window.ms (2 minutes unless configured) stores "
+            "nothing and prints the first record's partition and offset, so a script can "
+            "retry a produce whose outcome it does not know. For many records, give each "
+            'an "id" field with --format json.',
+            metavar="ID",
+        ),
+    ] = None,
+    print_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print a JSON object on stdout for each record: topic, partition, offset, "
+            'timestamp, and "duplicate": true when a record with its id was already stored.',
+        ),
+    ] = False,
     linger: Annotated[
         float,
         typer.Option(
@@ -138,6 +160,7 @@ def produce(
       seq 1000 | pubsub produce numbers
       printf 'customer-9:\\n' | pubsub produce customers -K : -Z
       pubsub consume a --format json | pubsub produce b --format json
+      pubsub produce payments "$body" --id "$request_id" --json
     """
     key_bytes = os.fsencode(key) if key is not None else None
     headers = [_parse_header(h) for h in header or ()]
@@ -151,6 +174,19 @@ def produce(
         )
     if input_format is InputFormat.json and empty_as_null:
         fail("-Z applies to raw input", 'drop -Z: in JSON a null value is written "value": null')
+    if record_id is not None:
+        if input_format is InputFormat.json:
+            fail(
+                "--id cannot be combined with --format json",
+                'give each JSON record its own "id" field',
+            )
+        if values is not None and len(values) > 1:
+            fail(
+                f"--id names one record, but {len(values)} values were given",
+                'produce them one by one, or use --format json with an "id" field per record',
+            )
+        if not record_id:
+            fail("--id cannot be empty", "give a non-empty id")
     settings = state(ctx)
     client = settings.client(create=create)
     try:
@@ -158,12 +194,52 @@ def produce(
             _ensure_topic(client, topic)
         writer = _Writer(client, topic, key_bytes, headers, partition, print_offsets)
         writer.empty_as_null = empty_as_null
+        writer.print_json = print_json
+        if record_id is not None:
+            _produce_one_with_id(writer, record_id, values, separator, null_delimited)
+            return
         if values:
             writer.write([os.fsencode(v) for v in values], first_line=1, from_stdin=False)
             return
         _produce_stdin(writer, input_format, separator, null_delimited, linger)
     finally:
         client.close()
+
+
+def _produce_one_with_id(
+    writer: "_Writer",
+    record_id: str,
+    values: list[str] | None,
+    separator: bytes | None,
+    null_delimited: bool,
+) -> None:
+    """``produce --id``: the one value given, or the one record stdin holds (more records
+    than one are refused before anything is written: an id names a single record)."""
+    if values:
+        writer.write_one_with_id(os.fsencode(values[0]), None, record_id, what="value")
+        return
+    from pubsub.limits import MAX_MESSAGE_BYTES_LIMIT
+
+    # One record is at most the largest max.message.bytes: read no more than that (and a
+    # little), so that an endless stdin is refused as too large instead of read forever.
+    data = sys.stdin.buffer.read(MAX_MESSAGE_BYTES_LIMIT + 2)
+    if not data:
+        fail("--id names one record, but stdin is empty", "give the value as an argument")
+    delimiter = b"\0" if null_delimited else b"\n"
+    if data.endswith(delimiter):
+        data = data[: -len(delimiter)]
+    if delimiter in data:
+        count = data.count(delimiter) + 1
+        fail(
+            f"--id names one record, but stdin holds {count}",
+            'produce one record per id, or use --format json with an "id" field per record',
+        )
+    key: bytes | None = None
+    if separator is not None:
+        key_part, sep, rest = data.partition(separator)
+        if sep:
+            key, data = key_part, rest
+    writer.write_one_with_id(data, key, record_id, what="line")
 
 
 def _ensure_topic(client: "LogClient", topic: str) -> None:
@@ -257,6 +333,8 @@ class _Writer:
         self.what = "line"
         #: -Z: an empty value (and with -K an empty key) is sent as null.
         self.empty_as_null = False
+        #: --json: a JSON object per record on stdout.
+        self.print_json = False
 
     def write(self, batch: list[bytes], *, first_line: int, from_stdin: bool) -> None:
         self.what = "line" if from_stdin else "value"
@@ -265,6 +343,29 @@ class _Writer:
             self._commit(nulls, first_line)
             return
         self._commit(batch, first_line)
+
+    def write_one_with_id(
+        self, value: bytes, key: bytes | None, record_id: str, *, what: str
+    ) -> None:
+        """Produce one record under ``record_id`` (stored once within the window)."""
+        self.what = what
+        value_or_null: bytes | None = value
+        if self.empty_as_null:
+            value_or_null = value or None
+            key = key or None
+        try:
+            meta = self.client.produce(
+                self.topic,
+                value_or_null,
+                key=key if key is not None else self.key,
+                headers=self.headers,
+                partition=self.partition,
+                id=record_id,
+            )
+        except InvalidRecordError as exc:
+            self._fail(1, exc)
+        self.committed += 0 if meta.duplicate else 1
+        self._report([meta])
 
     def write_keyed(self, batch: list[bytes], separator: bytes, *, first_line: int) -> None:
         from pubsub.records import Message
@@ -283,7 +384,7 @@ class _Writer:
         self._commit(messages, first_line)
 
     def write_json(self, batch: list[bytes], *, first_line: int) -> None:
-        from pubsub.envelope import message_from_json
+        from pubsub.envelope import record_from_json
 
         messages: list[Message | bytes | str | None] = []
         lines: list[int] = []
@@ -291,15 +392,38 @@ class _Writer:
             if not line.strip():
                 continue  # blank lines between JSON records are not records
             try:
-                message = message_from_json(line)
+                message, record_id = record_from_json(line)
             except InvalidArgumentError as exc:
                 self._commit(messages, first_line, lines)
                 self._fail(first_line + index, exc)
             if self.partition is not None:
                 message = message._replace(partition=self.partition)
+            if record_id is not None:
+                # A record with an id is looked up and stored in a transaction of its own,
+                # after the records before it.
+                self._commit(messages, first_line, lines)
+                messages, lines = [], []
+                self._commit_with_id(message, record_id, first_line + index)
+                continue
             messages.append(message)
             lines.append(first_line + index)
         self._commit(messages, first_line, lines)
+
+    def _commit_with_id(self, message: "Message", record_id: str, line: int) -> None:
+        try:
+            meta = self.client.produce(
+                self.topic,
+                message.value,
+                key=message.key,
+                headers=message.headers,
+                partition=message.partition,
+                timestamp=message.timestamp,
+                id=record_id,
+            )
+        except InvalidArgumentError as exc:
+            self._fail(line, exc)
+        self.committed += 0 if meta.duplicate else 1
+        self._report([meta])
 
     def _commit(
         self,
@@ -323,14 +447,39 @@ class _Writer:
                 self._commit(messages[: exc.index], first_line, lines)
             self._fail(lines[exc.index] if lines is not None else first_line + exc.index, exc)
         self.committed += len(result)
-        if self.print_offsets:
-            out = sys.stdout
-            try:
-                out.write("".join(f"{m.partition}\t{m.offset}\n" for m in result))
-                out.flush()
-            except BrokenPipeError:
-                silence_stdout()
-                raise
+        if self.print_offsets or self.print_json:
+            self._report(result)
+
+    def _report(self, written: "Iterable[RecordMetadata]") -> None:
+        """--print-offsets and --json lines for records written (or found by their id)."""
+        out = sys.stdout
+        try:
+            if self.print_json:
+                import json
+
+                out.write(
+                    "".join(
+                        json.dumps(
+                            {
+                                "topic": m.topic,
+                                "partition": m.partition,
+                                "offset": m.offset,
+                                "timestamp": m.timestamp,
+                                "duplicate": m.duplicate,
+                            },
+                            ensure_ascii=False,
+                            separators=(",", ":"),
+                        )
+                        + "\n"
+                        for m in written
+                    )
+                )
+            elif self.print_offsets:
+                out.write("".join(f"{m.partition}\t{m.offset}\n" for m in written))
+            out.flush()
+        except BrokenPipeError:
+            silence_stdout()
+            raise
 
     def _fail(self, line: int, exc: InvalidArgumentError) -> None:
         reason = exc.reason if isinstance(exc, InvalidRecordError) else exc.message

@@ -143,6 +143,10 @@ _NO_KAFKA_EQUIVALENT = {
     "retention.consumed": (
         "Kafka never deletes records because groups have read them: use retention.ms"
     ),
+    "dedup.window.ms": (
+        "Kafka has no record ids: its idempotent producer de-duplicates a producer's own"
+        " retries only"
+    ),
 }
 
 
@@ -1052,13 +1056,26 @@ class KafkaCluster:
         headers: HeadersInput | None = None,
         partition: int | None = None,
         timestamp: int | None = None,
+        id: str | None = None,
     ) -> RecordMetadata:
         """Produce one record and wait for its delivery report (``acks=all``).
 
+        ``id`` is refused: a Kafka cluster has no per-record de-duplication across producer
+        sessions (its idempotent producer only drops the retries one producer makes of its
+        own batches, which this client already uses), so a record id could not be honoured.
+
         Raises :class:`~pubsub.errors.InvalidRecordError` for a record the topic refuses,
         :class:`~pubsub.errors.TopicNotFoundError`, :class:`~pubsub.errors.UnavailableError`
-        when it was not acknowledged within the timeout.
+        when it was not acknowledged within the timeout,
+        :class:`~pubsub.errors.InvalidArgumentError` for ``id``.
         """
+        if id is not None:
+            raise InvalidArgumentError(
+                "record ids (produce --id) need a pubsub file: a Kafka cluster cannot tell"
+                " a record produced again by another process from a new one",
+                hint="produce to a file (or through 'pubsub serve'), or de-duplicate in the"
+                " consumer by a header carrying the id",
+            )
         item = (
             _as_bytes(value, "value", 0),
             _as_bytes(key, "key", 0),

@@ -35,6 +35,7 @@ from pubsub.serve import configs
 from pubsub.serve.configs import ConfigEntry, ConfigError
 from pubsub.serve.connection import Connection, Handler
 from pubsub.serve.log import NODE_ID, Advertised
+from pubsub.serve.topic_ids import topic_uuid
 
 if TYPE_CHECKING:
     from pubsub.serve.workers import Workers
@@ -172,9 +173,10 @@ def _refuse_existing(broker: Broker, name: str) -> None:
     raise TopicExistsError(name)
 
 
-def create_topics(broker: Broker, request: Any, version: int) -> Any:
+def create_topics(broker: Broker, request: Any, version: int, cluster_id: str = "") -> Any:
     """A CreateTopicsResponse: each topic checked on its own and created (not with
-    ``validate_only``), with its partition count and configs from v5."""
+    ``validate_only``), with its partition count and configs from v5 and the new topic's id
+    (the one Metadata reports) from v7."""
     cls = response_class(ApiKey.CREATE_TOPICS)
     result_cls = cls.CreatableTopicResult
     config_cls = result_cls.CreatableTopicConfigs
@@ -193,6 +195,10 @@ def create_topics(broker: Broker, request: Any, version: int) -> Any:
             else:
                 info = broker.create_topic(topic.name, count, values)
                 count, overrides = info.partitions, dict(info.overrides)
+                if version >= 7:
+                    result.topic_id = topic_uuid(
+                        cluster_id, broker.services.topics.meta(topic.name).topic_id
+                    )
         except Exception as error:  # a refusal, or pubsub's error: the topic's answer
             result.error_code, result.error_message = _code(error)
             results.append(result)
@@ -538,7 +544,8 @@ class Admin:
         version = header.api_version
         if request.validate_only:
             return await self.workers.read(lambda b: create_topics(b, request, version))
-        return await self.workers.write(lambda b: create_topics(b, request, version))
+        cluster_id = self._advertised().cluster_id
+        return await self.workers.write(lambda b: create_topics(b, request, version, cluster_id))
 
     async def _delete_topics(self, header: RequestHeader, request: Any, conn: Connection) -> Any:
         version = header.api_version

@@ -36,6 +36,7 @@ from pubsub.kafka.wire.errors import ErrorCode
 from pubsub.reader import cut_to_bytes
 from pubsub.records import Message, decode_headers
 from pubsub.serve.topic_ids import topic_uuid
+from pubsub.writer import SequencedBatch
 
 __all__ = [
     "NODE_ID",
@@ -248,18 +249,39 @@ def _produce_topic(
         ], 0
     done: dict[int, PartitionOutcome] = {}
     pending: dict[int, list[Message]] = {}
+    sequenced: dict[int, SequencedBatch] = {}
     for data in partition_data:
         index = data.index
         if not 0 <= index < meta.partitions:
             done[index] = PartitionOutcome(index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
             continue
         try:
-            messages = _messages(data.records, index, meta.max_message_bytes, meta.compacted)
+            messages, sequence = _messages(
+                data.records, index, meta.max_message_bytes, meta.compacted
+            )
         except _Refused as refused:
             done[index] = refused.outcome(index)
             continue
+        if sequence is not None:
+            if index in sequenced or index in pending:
+                done[index] = PartitionOutcome(
+                    index, ErrorCode.INVALID_RECORD, message="one record batch per partition"
+                )
+                sequenced.pop(index, None)
+                pending.pop(index, None)
+                continue
+            sequenced[index] = SequencedBatch(messages, *sequence)
+            continue
+        if index in sequenced:
+            done[index] = PartitionOutcome(
+                index, ErrorCode.INVALID_RECORD, message="one record batch per partition"
+            )
+            sequenced.pop(index)
+            continue
         pending.setdefault(index, []).extend(messages)
     written = 0
+    if sequenced:
+        written += _produce_sequenced(broker, name, sequenced, done)
     if pending:
         everything = [m for messages in pending.values() for m in messages]
         try:
@@ -282,6 +304,54 @@ def _produce_topic(
                     written += len(messages)
     order = [data.index for data in partition_data]
     return [done[index] for index in dict.fromkeys(order)], written
+
+
+#: Kafka's answer to each verdict of an idempotent batch (a retry is a success: Kafka
+#: acknowledges a duplicate of one of the last 5 batches with its original offset).
+_SEQUENCE_ERRORS = {
+    "appended": ErrorCode.NONE,
+    "duplicate": ErrorCode.NONE,
+    "out_of_order": ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
+    "stale_epoch": ErrorCode.INVALID_PRODUCER_EPOCH,
+}
+
+
+def _produce_sequenced(
+    broker: Broker,
+    name: str,
+    sequenced: dict[int, SequencedBatch],
+    done: dict[int, PartitionOutcome],
+) -> int:
+    """The idempotent producer's batches of one topic, in one transaction with their
+    producer state; returns how many records were written."""
+    try:
+        outcomes = broker.services.writer.produce_sequenced(name, sequenced)
+    except TopicNotFoundError:
+        for index in sequenced:
+            done[index] = PartitionOutcome(index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        return 0
+    written = 0
+    for index, outcome in outcomes.items():
+        if outcome.error is not None:
+            error = outcome.error
+            if "max.message.bytes" in error.message:
+                done[index] = PartitionOutcome(
+                    index, ErrorCode.MESSAGE_TOO_LARGE, message=error.message
+                )
+            else:
+                at = error.index if error.index is not None else 0
+                done[index] = PartitionOutcome(
+                    index,
+                    ErrorCode.INVALID_RECORD,
+                    message=error.message,
+                    record_errors=((at, None),),
+                )
+            continue
+        code = _SEQUENCE_ERRORS[outcome.verdict]
+        done[index] = PartitionOutcome(index, code, outcome.base_offset if not code else -1)
+        if outcome.verdict == "appended":
+            written += len(sequenced[index].messages)
+    return written
 
 
 def _produce_partition(
@@ -317,16 +387,39 @@ class _Refused(Exception):
         )
 
 
+#: Kafka's sequence numbers are int32 and wrap from this to 0.
+_MAX_SEQUENCE = 2**31 - 1
+
+
 def _messages(
     records: bytes | None, partition: int, max_message_bytes: int, compacted: bool
-) -> list[Message]:
-    """The records of one partition's batches as Messages, after Kafka's checks."""
+) -> tuple[list[Message], tuple[int, int, int, int] | None]:
+    """The records of one partition's batches as Messages, after Kafka's checks, and for an
+    idempotent producer's batch (there must then be only one) its producer id, epoch, and
+    first and last sequence numbers."""
     if not records:
         raise _Refused(ErrorCode.CORRUPT_MESSAGE, "no record batch")
     try:
         batches = decode_batches(records)
     except CorruptBatch as error:
         raise _Refused(error.error_code, error.reason) from None
+    sequence: tuple[int, int, int, int] | None = None
+    first = batches[0] if batches else None
+    if first is not None and first.producer_id >= 0 and not first.is_transactional:
+        if len(batches) != 1:
+            raise _Refused(
+                ErrorCode.INVALID_RECORD,
+                "an idempotent producer sends exactly one record batch per partition",
+            )
+        if first.producer_epoch < 0 or first.base_sequence < 0:
+            raise _Refused(
+                ErrorCode.INVALID_RECORD,
+                "a batch with a producer id needs a producer epoch and a base sequence",
+            )
+        delta = first.last_offset_delta
+        base = first.base_sequence
+        last = base + delta if base <= _MAX_SEQUENCE - delta else delta - (_MAX_SEQUENCE - base) - 1
+        sequence = (first.producer_id, first.producer_epoch, base, last)
     messages: list[Message] = []
     append = messages.append
     for batch in batches:
@@ -340,8 +433,8 @@ def _messages(
             raise _Refused(ErrorCode.INVALID_RECORD, "control batches are not accepted")
         if batch.is_transactional:
             raise _Refused(ErrorCode.INVALID_TXN_STATE, "transactions are not supported")
-        if batch.producer_id >= 0:
-            raise _Refused(ErrorCode.UNKNOWN_PRODUCER_ID, "idempotent producers are not supported")
+        if batch.producer_id >= 0 and sequence is None:
+            raise _Refused(ErrorCode.INVALID_RECORD, "a producer id in a batch among others")
         append_time = batch.timestamp_type == TimestampType.LOG_APPEND_TIME
         for position, record in enumerate(batch.records):
             key = record.key
@@ -361,7 +454,7 @@ def _messages(
                     None if append_time or timestamp < 0 else timestamp,
                 )
             )
-    return messages
+    return messages, sequence
 
 
 def produce_response(outcome: ProduceOutcome) -> Any:

@@ -41,7 +41,7 @@ from pubsub.kafka.wire.codec import (
     unsupported_version_answer,
 )
 from pubsub.kafka.wire.errors import ErrorCode
-from pubsub.serve import log
+from pubsub.serve import log, producers
 from pubsub.serve.admin import Admin
 from pubsub.serve.connection import Connection, Handler
 from pubsub.serve.groups import Coordinator
@@ -85,6 +85,7 @@ ADVERTISED: Final[Mapping[int, tuple[int, int]]] = MappingProxyType(
             ApiKey.INCREMENTAL_ALTER_CONFIGS,
             ApiKey.DELETE_RECORDS,
             ApiKey.DESCRIBE_CLUSTER,
+            ApiKey.INIT_PRODUCER_ID,
         )
     }
 )
@@ -124,6 +125,7 @@ class Server:
             ApiKey.PRODUCE: self._produce,
             ApiKey.FETCH: self._fetch,
             ApiKey.LIST_OFFSETS: self._list_offsets,
+            ApiKey.INIT_PRODUCER_ID: self._init_producer_id,
         }
         self._handlers.update(self.coordinator.handlers())
         self.shares = ShareCoordinator(self.workers, lambda: self.advertised)
@@ -279,6 +281,15 @@ class Server:
             conn.close_after = outcome.failed
             return None
         return log.produce_response(outcome)
+
+    async def _init_producer_id(self, header: RequestHeader, request: Any, conn: Connection) -> Any:
+        version = header.api_version
+        refused = producers.refuse_init_producer_id(request, version)
+        if refused is not None:
+            return refused
+        return await self.workers.write(
+            lambda broker: producers.init_producer_id(broker, request, version)
+        )
 
     async def _fetch(self, header: RequestHeader, request: Any, conn: Connection) -> Any:
         version = header.api_version

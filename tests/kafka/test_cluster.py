@@ -609,3 +609,14 @@ def test_unavailable_is_a_storage_error_with_exit_seven() -> None:
     assert issubclass(UnavailableError, pubsub.StorageError)
     assert UnavailableError("x").exit_code == 7
     assert issubclass(pubsub.AuthenticationError, UnavailableError)
+
+
+def test_record_ids_are_refused_with_the_reason(cluster: KafkaCluster) -> None:
+    """A cluster cannot tell a record produced again by another process from a new one."""
+    topic = unique("ids")
+    with pytest.raises(InvalidArgumentError) as info:
+        cluster.produce(topic, b"v", id="x")
+    assert info.value.exit_code == 2 and "Kafka cluster" in info.value.message
+    with pytest.raises(InvalidArgumentError) as config:
+        cluster.create_topic(topic, config={"dedup.window.ms": "1m"})
+    assert "no Kafka equivalent" in config.value.message

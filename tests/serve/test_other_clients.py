@@ -95,7 +95,6 @@ def test_kafka_python_producer_and_consumer(serve: ServeProcess) -> None:
         producer = KafkaProducer(
             bootstrap_servers=serve.bootstrap,
             compression_type=codec,
-            enable_idempotence=False,
             acks="all",
         )
         futures = [

@@ -102,3 +102,20 @@ def test_migrations_dir_is_found() -> None:
 def test_migration_type_is_plain_data() -> None:
     m = Migration(1, "x", "SELECT 1;")
     assert m.version == 1 and m.sql == "SELECT 1;"
+
+
+def test_a_version_4_file_upgrades_to_producer_state(db_path: Path) -> None:
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    assert schema_migrate(conn, busy_timeout=1, target=4) == [1, 2, 3, 4]
+    conn.execute("INSERT INTO topics (name, partition_count, created_ms) VALUES ('old', 1, 0)")
+    conn.execute("INSERT INTO partitions (topic_id, partition) VALUES (1, 0)")
+    conn.execute(
+        'CREATE TABLE log_1_0 ("offset" INTEGER PRIMARY KEY, timestamp INTEGER NOT NULL, '
+        "key BLOB, value BLOB, headers TEXT)"
+    )
+    conn.close()
+    with Broker(db_path) as broker:
+        assert user_version(broker.services.store.connection) == SCHEMA_VERSION
+        first = broker.produce("old", b"v", id="x")
+        assert broker.produce("old", b"v", id="x") == first._replace(duplicate=True)
+        assert broker.services.writer.new_producer_id() == 0

@@ -67,6 +67,9 @@ NOUNS = frozenset(
         "share_partition",
         "share_partitions",
         "share_records",
+        # producer state: producer ids and the batches producers wrote (idempotence)
+        "producer_ids",
+        "producer_state",
     }
 )
 
