@@ -1,5 +1,6 @@
 """``pubsub serve`` with confluent-kafka: producer and consumer rates, produce-to-fetch latency,
-and the same producer against a real Kafka 4.4 broker (the tests' fixture) for the ratio.
+and the same producer and consumer against a real Kafka 4.4 broker (the tests' fixture) for
+the ratios.
 
 Usage::
 
@@ -131,6 +132,7 @@ def main() -> None:
     consumed: list[float] = []
     latencies: list[float] = []
     kafka_produced: list[float] = []
+    kafka_consumed: list[float] = []
     with tempfile.TemporaryDirectory() as scratch:
         for run in range(args.repeats):
             db = Path(scratch) / f"bench-{run}.db"
@@ -165,7 +167,12 @@ def main() -> None:
                     kafka_produced.append(
                         produce_rate(kafka.bootstrap, topic, args.records, args.size)
                     )
-                    print(f"kafka run {run}: produce {kafka_produced[-1]:,.0f}/s", file=sys.stderr)
+                    kafka_consumed.append(consume_rate(kafka.bootstrap, topic, args.records))
+                    print(
+                        f"kafka run {run}: produce {kafka_produced[-1]:,.0f}/s"
+                        f" consume {kafka_consumed[-1]:,.0f}/s",
+                        file=sys.stderr,
+                    )
             finally:
                 kafka.stop()
     cache = "" if args.fetch_cache is None else f", fetch cache {args.fetch_cache:,} B"
@@ -179,6 +186,10 @@ def main() -> None:
         print(f"| confluent-kafka producer → Kafka 4.4 (same machine) | {k:,.0f} rec/s |")
         print(f"| ratio pubsub serve / Kafka | {statistics.median(produced) / k:.2f} |")
     print(f"| confluent-kafka consumer ← pubsub serve | {statistics.median(consumed):,.0f} rec/s |")
+    if kafka_consumed:
+        k = statistics.median(kafka_consumed)
+        print(f"| confluent-kafka consumer ← Kafka 4.4 (same machine) | {k:,.0f} rec/s |")
+        print(f"| ratio pubsub serve / Kafka | {statistics.median(consumed) / k:.2f} |")
     print(f"| produce-to-fetch latency p50 | {statistics.median(latencies):.2f} ms |")
 
 

@@ -566,6 +566,8 @@ def _column(per_record: list[_T] | None, const: _T, n: int) -> Iterable[_T] | No
 def _fill_timestamps(timestamps: list[int] | None, now: int) -> list[int] | None:
     if timestamps is None:
         return None
+    if not timestamps or min(timestamps) >= 0:
+        return timestamps  # every one set (a C-level scan): nothing to fill in
     return [now if ts < 0 else ts for ts in timestamps]
 
 
