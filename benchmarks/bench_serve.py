@@ -1,10 +1,11 @@
 """``pubsub serve`` with confluent-kafka: producer and consumer rates, produce-to-fetch latency,
-and the same producer against a real Kafka 4.4 broker (the tests' fixture) for the ratio.
+and the same producer and consumer against a real Kafka 4.4 broker (the tests' fixture) for
+the ratios.
 
 Usage::
 
     .venv/bin/python benchmarks/bench_serve.py [--records N] [--size B] [--repeats R]
-        [--no-kafka] [--sync full|normal]
+        [--no-kafka] [--sync full|normal] [--fetch-cache BYTES]
 
 The server runs as its own process (``pubsub --db FILE serve``) over a fresh file per run,
 with ``--sync full`` by default: an acknowledged record survives power loss. The producer
@@ -119,18 +120,27 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sync", choices=("full", "normal"), default="full")
     parser.add_argument("--no-kafka", action="store_true", help="skip the real Kafka broker")
+    parser.add_argument(
+        "--fetch-cache",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="the server's --fetch-cache (0: every fetch reads and encodes rows)",
+    )
     args = parser.parse_args()
     produced: list[float] = []
     consumed: list[float] = []
     latencies: list[float] = []
     kafka_produced: list[float] = []
+    kafka_consumed: list[float] = []
     with tempfile.TemporaryDirectory() as scratch:
         for run in range(args.repeats):
             db = Path(scratch) / f"bench-{run}.db"
             with Broker(db) as broker:
                 broker.create_topic("bench")
                 broker.create_topic("latency")
-            server = ServeProcess(db, env={"PUBSUB_SYNC": args.sync})
+            extra = () if args.fetch_cache is None else ("--fetch-cache", str(args.fetch_cache))
+            server = ServeProcess(db, *extra, env={"PUBSUB_SYNC": args.sync})
             server.start()
             try:
                 produced.append(produce_rate(server.bootstrap, "bench", args.records, args.size))
@@ -157,10 +167,18 @@ def main() -> None:
                     kafka_produced.append(
                         produce_rate(kafka.bootstrap, topic, args.records, args.size)
                     )
-                    print(f"kafka run {run}: produce {kafka_produced[-1]:,.0f}/s", file=sys.stderr)
+                    kafka_consumed.append(consume_rate(kafka.bootstrap, topic, args.records))
+                    print(
+                        f"kafka run {run}: produce {kafka_produced[-1]:,.0f}/s"
+                        f" consume {kafka_consumed[-1]:,.0f}/s",
+                        file=sys.stderr,
+                    )
             finally:
                 kafka.stop()
-    print(f"| measure ({args.records:,} records of {args.size} B, sync {args.sync}) | median |")
+    cache = "" if args.fetch_cache is None else f", fetch cache {args.fetch_cache:,} B"
+    print(
+        f"| measure ({args.records:,} records of {args.size} B, sync {args.sync}{cache}) | median |"
+    )
     print("|---|---|")
     print(f"| confluent-kafka producer → pubsub serve | {statistics.median(produced):,.0f} rec/s |")
     if kafka_produced:
@@ -168,6 +186,10 @@ def main() -> None:
         print(f"| confluent-kafka producer → Kafka 4.4 (same machine) | {k:,.0f} rec/s |")
         print(f"| ratio pubsub serve / Kafka | {statistics.median(produced) / k:.2f} |")
     print(f"| confluent-kafka consumer ← pubsub serve | {statistics.median(consumed):,.0f} rec/s |")
+    if kafka_consumed:
+        k = statistics.median(kafka_consumed)
+        print(f"| confluent-kafka consumer ← Kafka 4.4 (same machine) | {k:,.0f} rec/s |")
+        print(f"| ratio pubsub serve / Kafka | {statistics.median(consumed) / k:.2f} |")
     print(f"| produce-to-fetch latency p50 | {statistics.median(latencies):.2f} ms |")
 
 

@@ -109,6 +109,25 @@ class Reader:
             self.topics.forget(topic)  # deleted, or deleted and created again: look once more
         raise TopicNotFoundError(topic)
 
+    def extents(self, topic: str) -> tuple[TopicMeta, dict[int, tuple[int, int, int]]]:
+        """The topic's metadata and, per partition, (log start offset, next offset, records
+        stored), read together under that metadata's topic id.
+
+        Records stored equal to next minus start means no offset in between was deleted
+        (compaction leaves holes; offsets are never reused): what a cache of encoded ranges
+        checks before it serves one.
+        """
+        for _attempt in range(2):
+            meta = self.topics.meta(topic)
+            with self.store.read():
+                marks = catalog.partitions_get(self.store.connection, meta.topic_id)
+            if marks:
+                return meta, {
+                    m.partition: (m.log_start_offset, m.next_offset, m.record_count) for m in marks
+                }
+            self.topics.forget(topic)  # deleted, or deleted and created again: look once more
+        raise TopicNotFoundError(topic)
+
     def settled_watermarks(self, topic: str) -> dict[int, tuple[int, int]]:
         """:meth:`watermarks` read while holding the write lock (a transaction that writes
         nothing, so nothing is synced to disk).

@@ -30,7 +30,14 @@ from pubsub.topics import StaleMetadata, TopicMeta, Topics, check_partition_rang
 if TYPE_CHECKING:
     from pubsub.db.producers import BatchRow
 
-__all__ = ["SequencedBatch", "SequencedOutcome", "Writer", "check_record_id"]
+__all__ = [
+    "Appended",
+    "Columns",
+    "SequencedBatch",
+    "SequencedOutcome",
+    "Writer",
+    "check_record_id",
+]
 
 _T = TypeVar("_T")
 #: How often an idempotent producer's writes delete expired producer state of a topic.
@@ -83,6 +90,34 @@ class _Batch:
         self.partition_const: int | None = None
         self.timestamps: list[int] | None = None
         self.sizes: list[int] | None = None
+
+
+class Columns(NamedTuple):
+    """Records for one partition, column by column (:meth:`Writer.produce_columns`).
+
+    ``keys`` None: every key is null; ``headers`` None: no record has headers (else each
+    record's headers as :func:`~pubsub.records.encode_headers` stores them, or None);
+    ``timestamps`` None: every record is stamped at the append (else a negative entry is).
+    """
+
+    partition: int
+    values: list[bytes | None]
+    keys: list[bytes | None] | None = None
+    headers: list[str | None] | None = None
+    timestamps: list[int] | None = None
+
+
+class Appended(NamedTuple):
+    """Where :meth:`Writer.produce_columns` wrote: the topic's id (the one the transaction
+    checked) and per partition (first offset, number of records)."""
+
+    topic_id: int
+    offsets: dict[int, tuple[int, int]]
+
+    @property
+    def written(self) -> int:
+        """How many records were written."""
+        return sum(n for _, n in self.offsets.values())
 
 
 class Writer:
@@ -442,6 +477,82 @@ class Writer:
             self._normalise_mixed(batch, items, key_b, header_raw, partition_c)
         return self._append(topic, batch, inside)
 
+    def produce_columns(
+        self,
+        topic: str,
+        parts: Sequence[Columns],
+        *,
+        inside: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> Appended:
+        """:meth:`produce_batch` for records already split by partition and column: one
+        transaction for all of ``parts`` (each partition at most once), all written or none.
+
+        The wire server's path: values and keys must be bytes or None, timestamps ints (not
+        checked again). Sizes, partitions and compaction's keys are checked as
+        :meth:`produce_batch` checks them; an :class:`~pubsub.errors.InvalidRecordError`
+        carries the index of the record in ``parts`` taken in order.
+        """
+        if not parts or not any(part.values for part in parts):
+            self.produce_batch(topic, [], inside=inside)
+            return Appended(self.topics.meta(topic).topic_id, {})
+        cached = self.topics.cached(topic)
+        meta = self.topics.meta(topic)
+        for _attempt in range(5):
+            try:
+                return self._append_columns_once(meta, parts, inside)
+            except (StaleMetadata, TopicDeletedError):
+                pass
+            except InvalidRecordError:
+                if not cached:  # the records may be valid under newer metadata
+                    raise
+            cached = False
+            self.topics.forget(topic)
+            meta = self.topics.meta(topic)
+        raise PubsubError(f"topic {topic!r} kept changing while producing; retry")
+
+    def _append_columns_once(
+        self,
+        meta: TopicMeta,
+        parts: Sequence[Columns],
+        inside: Callable[[sqlite3.Connection], None] | None,
+    ) -> Appended:
+        limit = meta.max_message_bytes
+        byte_counts: list[int] = []
+        first = 0  # the index of a part's first record among all of them
+        for part in parts:
+            check_partition_range(part.partition, meta.partitions, first)
+            byte_counts.append(_columns_bytes(meta, part, first, limit))
+            if meta.compacted and (part.keys is None or None in part.keys):
+                at = 0 if part.keys is None else part.keys.index(None)
+                raise _needs_key(meta, first + at)
+            first += len(part.values)
+        self._until_tune -= sum(byte_counts) + 4096  # a commit writes a page at least
+        if self._until_tune <= 0:
+            self.tune()
+        bases: dict[int, tuple[int, int]] = {}
+        with self.store.write() as conn:
+            now = self.store.now()
+            for part, byte_count in zip(parts, byte_counts, strict=True):
+                state = log.partition_get(conn, meta.topic_id, part.partition)
+                if state is None or state.config_version != meta.config_version:
+                    raise StaleMetadata
+                base = log.records_append(
+                    conn,
+                    meta.topic_id,
+                    part.partition,
+                    state,
+                    values=part.values,
+                    keys=part.keys,
+                    headers=part.headers,
+                    timestamps=_fill_timestamps(part.timestamps, now),
+                    now_ms=now,
+                    byte_count=byte_count,
+                )
+                bases[part.partition] = (base, len(part.values))
+            if inside is not None:
+                inside(conn)
+        return Appended(meta.topic_id, bases)
+
     def _normalise_mixed(
         self,
         batch: _Batch,
@@ -702,6 +813,34 @@ def _sequence_verdict(
     return ("append", None) if batch.first_sequence == expected else ("out_of_order", None)
 
 
+def _columns_bytes(meta: TopicMeta, part: Columns, first: int, limit: int) -> int:
+    """The bytes of a part's records (keys, values, headers), after checking that none is
+    larger than ``limit``; C-level scans unless some record may be too large."""
+    values = part.values
+    nulls = None in values
+    total = (
+        sum(len(v) for v in values if v is not None)
+        if nulls
+        else sum(map(len, cast(list[bytes], values)))
+    )
+    if part.keys is not None:
+        total += sum(len(k) for k in part.keys if k is not None)
+    if part.headers is not None:
+        total += sum(_headers_size(h) for h in part.headers)
+    if total > limit:
+        keys = part.keys if part.keys is not None else repeat(None)
+        headers = part.headers if part.headers is not None else repeat(None)
+        for index, (v, k, h) in enumerate(zip(values, keys, headers, strict=False)):
+            size = (
+                (len(v) if v is not None else 0)
+                + (len(k) if k is not None else 0)
+                + _headers_size(h)
+            )
+            if size > limit:
+                raise _too_large(meta, first + index, size)
+    return total
+
+
 def _column(per_record: list[_T] | None, const: _T, n: int) -> Iterable[_T] | None:
     if per_record is not None:
         return per_record
@@ -713,6 +852,8 @@ def _column(per_record: list[_T] | None, const: _T, n: int) -> Iterable[_T] | No
 def _fill_timestamps(timestamps: list[int] | None, now: int) -> list[int] | None:
     if timestamps is None:
         return None
+    if not timestamps or min(timestamps) >= 0:
+        return timestamps  # every one set (a C-level scan): nothing to fill in
     return [now if ts < 0 else ts for ts in timestamps]
 
 

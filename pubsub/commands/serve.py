@@ -66,6 +66,17 @@ def serve(
             "its metadata, as Kafka's auto.create.topics.enable does.",
         ),
     ] = False,
+    fetch_cache: Annotated[
+        int,
+        typer.Option(
+            "--fetch-cache",
+            min=0,
+            metavar="BYTES",
+            help="Keep up to this many bytes of encoded record batches in memory for fetches "
+            "(recent produces, recent fetches and the range each consumer reads next); 0 "
+            "turns the cache off.",
+        ),
+    ] = 32 * 1024 * 1024,
 ) -> None:
     """Serve the Kafka wire protocol over the database, so Kafka clients can use it.
 
@@ -100,5 +111,6 @@ def serve(
         busy_timeout=settings.busy_timeout,
         max_request_bytes=max_request_bytes,
         auto_create_topics=auto_create_topics,
+        fetch_cache_bytes=fetch_cache,
         on_listening=lambda address: note(f"pubsub serve: listening on {address}"),
     )

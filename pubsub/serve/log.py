@@ -12,6 +12,7 @@ import base64
 import contextlib
 import hashlib
 import os
+import struct
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -25,28 +26,32 @@ from pubsub.errors import (
 )
 from pubsub.kafka.wire.codec import (
     ApiKey,
+    ColumnBatch,
     CorruptBatch,
-    Record,
     TimestampType,
-    decode_batches,
-    encode_batch,
+    decode_batch_columns,
+    encode_rows,
     response_class,
 )
 from pubsub.kafka.wire.errors import ErrorCode
-from pubsub.reader import cut_to_bytes
-from pubsub.records import Message, decode_headers
+from pubsub.reader import Reader, cut_to_bytes
+from pubsub.records import Message, decode_headers, encode_headers
+from pubsub.serve.cache import BatchCache, CachedBatch
 from pubsub.serve.topic_ids import topic_uuid
-from pubsub.writer import SequencedBatch
+from pubsub.topics import TopicMeta
+from pubsub.writer import Columns, SequencedBatch
 
 __all__ = [
     "NODE_ID",
     "Advertised",
+    "Ahead",
     "ProduceOutcome",
     "cluster_id_for",
     "fetch",
     "list_offsets",
     "metadata",
     "produce",
+    "read_ahead",
 ]
 
 #: The node id of the one broker a server is.
@@ -60,6 +65,12 @@ MAX_TIMESTAMP = -3
 #: At most this many rows are read for one partition of one fetch; at most one per 100 bytes
 #: of its budget (rows beyond the budget would be read only to be cut off).
 _MAX_FETCH_ROWS = 20_000
+
+#: A batch's first 16 bytes: base offset, batch length, partition leader epoch.
+_BASE_AND_LENGTH = struct.Struct(">qii")
+
+#: How long a fetch waits for the range it asks for while that is being read ahead (seconds).
+_AHEAD_WAIT = 1.0
 
 
 class Advertised(NamedTuple):
@@ -223,21 +234,25 @@ class ProduceOutcome(NamedTuple):
         return any(p.error for _, parts in self.topics for p in parts)
 
 
-def produce(broker: Broker, request: Any) -> ProduceOutcome:
+def produce(broker: Broker, request: Any, *, cache: BatchCache | None = None) -> ProduceOutcome:
     """Append the record batches of a ProduceRequest: each topic in one transaction, each
-    partition checked on its own (a refused partition does not stop the others)."""
+    partition checked on its own (a refused partition does not stop the others).
+
+    With a ``cache``, batches a fetch can carry as they came (see :func:`_servable`) are put
+    there once written, at their offsets: a consumer at the tail reads them without a query.
+    """
     outcomes: list[tuple[str, list[PartitionOutcome]]] = []
     written = 0
     for topic_data in request.topic_data:
         name = topic_data.name
-        parts, count = _produce_topic(broker, name, topic_data.partition_data)
+        parts, count = _produce_topic(broker, name, topic_data.partition_data, cache)
         outcomes.append((name, parts))
         written += count
     return ProduceOutcome(outcomes, written)
 
 
 def _produce_topic(
-    broker: Broker, name: str, partition_data: Sequence[Any]
+    broker: Broker, name: str, partition_data: Sequence[Any], cache: BatchCache | None = None
 ) -> tuple[list[PartitionOutcome], int]:
     topics = broker.services.topics
     try:
@@ -248,7 +263,8 @@ def _produce_topic(
             PartitionOutcome(p.index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION) for p in partition_data
         ], 0
     done: dict[int, PartitionOutcome] = {}
-    pending: dict[int, list[Message]] = {}
+    pending: dict[int, Columns] = {}
+    servable: dict[int, list[tuple[int, bytes]] | None] = {}
     sequenced: dict[int, SequencedBatch] = {}
     for data in partition_data:
         index = data.index
@@ -256,36 +272,37 @@ def _produce_topic(
             done[index] = PartitionOutcome(index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
             continue
         try:
-            messages, sequence = _messages(
+            columns, batches, sequence = _columns(
                 data.records, index, meta.max_message_bytes, meta.compacted
             )
         except _Refused as refused:
             done[index] = refused.outcome(index)
             continue
-        if sequence is not None:
-            if index in sequenced or index in pending:
+        if sequence is not None or index in sequenced:
+            # An idempotent producer's batch: alone for its partition, with its sequence.
+            if sequence is None or index in sequenced or index in pending:
                 done[index] = PartitionOutcome(
                     index, ErrorCode.INVALID_RECORD, message="one record batch per partition"
                 )
                 sequenced.pop(index, None)
                 pending.pop(index, None)
+                servable.pop(index, None)
                 continue
-            sequenced[index] = SequencedBatch(messages, *sequence)
+            sequenced[index] = SequencedBatch(_messages(batches, index), *sequence)
             continue
-        if index in sequenced:
-            done[index] = PartitionOutcome(
-                index, ErrorCode.INVALID_RECORD, message="one record batch per partition"
-            )
-            sequenced.pop(index)
-            continue
-        pending.setdefault(index, []).extend(messages)
+        earlier = pending.get(index)
+        pending[index] = columns if earlier is None else _joined(earlier, columns)
+        if cache is not None:
+            carried = _servable(data.records, batches)
+            known = servable.get(index, [])
+            servable[index] = None if carried is None or known is None else known + carried
     written = 0
     if sequenced:
         written += _produce_sequenced(broker, name, sequenced, done)
     if pending:
-        everything = [m for messages in pending.values() for m in messages]
+        writer = broker.services.writer
         try:
-            result = broker.produce_batch(name, everything)
+            result = writer.produce_columns(name, list(pending.values()))
         except InvalidRecordError:
             result = None  # one partition's records: find it by producing each on its own
         except TopicNotFoundError:
@@ -296,12 +313,14 @@ def _produce_topic(
             bases = result.offsets
             for index in pending:
                 done[index] = PartitionOutcome(index, ErrorCode.NONE, bases[index][0])
-            written = len(everything)
+            written = result.written
+            if cache is not None:
+                _remember(cache, result.topic_id, bases, servable)
         else:
-            for index, messages in pending.items():
-                done[index] = _produce_partition(broker, name, index, messages)
+            for index, columns in pending.items():
+                done[index] = _produce_partition(broker, name, index, columns)
                 if not done[index].error:
-                    written += len(messages)
+                    written += len(columns.values)
     order = [data.index for data in partition_data]
     return [done[index] for index in dict.fromkeys(order)], written
 
@@ -354,11 +373,9 @@ def _produce_sequenced(
     return written
 
 
-def _produce_partition(
-    broker: Broker, name: str, index: int, messages: list[Message]
-) -> PartitionOutcome:
+def _produce_partition(broker: Broker, name: str, index: int, columns: Columns) -> PartitionOutcome:
     try:
-        result = broker.produce_batch(name, messages)
+        result = broker.services.writer.produce_columns(name, [columns])
     except InvalidRecordError as error:
         code = ErrorCode.MESSAGE_TOO_LARGE if "max.message.bytes" in error.message else None
         at = error.index if error.index is not None else 0
@@ -370,6 +387,56 @@ def _produce_partition(
     except TopicNotFoundError:
         return PartitionOutcome(index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
     return PartitionOutcome(index, ErrorCode.NONE, result.offsets[index][0])
+
+
+def _servable(records: bytes, batches: list[ColumnBatch]) -> list[tuple[int, bytes]] | None:
+    """The batches of an accepted ``records`` field as (record count, bytes) when a Fetch
+    can carry them as they came, with only the base offset and leader epoch set (neither is
+    covered by the CRC); None otherwise.
+
+    That is when each batch holds, in its order and nothing else, the records the log stores
+    for it: uncompressed, CREATE_TIME, no producer id, offset deltas 0, 1, 2, ..., and every
+    timestamp set (a missing one is stamped at the append). Its bytes then decode to the
+    stored records, as :func:`~pubsub.kafka.wire.codec.encode_rows` would encode them.
+    """
+    out: list[tuple[int, bytes]] = []
+    at = 0
+    for batch in batches:
+        deltas, timestamps = batch.columns.offset_deltas, batch.columns.timestamps
+        count = len(deltas)
+        if (
+            not count
+            or batch.attributes
+            or batch.producer_id != -1
+            or batch.producer_epoch != -1
+            or batch.base_sequence != -1
+            or batch.last_offset_delta != count - 1
+            or deltas != list(range(count))
+            or min(timestamps) < 0
+            or max(timestamps) != batch.max_timestamp
+        ):
+            return None
+        out.append((count, records[at : at + batch.size]))
+        at += batch.size
+    return out
+
+
+def _remember(
+    cache: BatchCache,
+    topic_id: int,
+    bases: dict[int, tuple[int, int]],
+    servable: dict[int, list[tuple[int, bytes]] | None],
+) -> None:
+    for index, batches in servable.items():
+        if not batches or index not in bases:
+            continue
+        offset, written = bases[index]
+        if sum(count for count, _ in batches) != written:
+            continue
+        for count, data in batches:
+            head = _BASE_AND_LENGTH.pack(offset, len(data) - 12, 0)
+            cache.put(topic_id, index, CachedBatch(offset, offset + count, head + data[16:]))
+            offset += count
 
 
 class _Refused(Exception):
@@ -390,17 +457,19 @@ class _Refused(Exception):
 #: Kafka's sequence numbers are int32 and wrap from this to 0.
 _MAX_SEQUENCE = 2**31 - 1
 
+_NO_KEY = "Compacted topic cannot accept message without key."
 
-def _messages(
+
+def _columns(
     records: bytes | None, partition: int, max_message_bytes: int, compacted: bool
-) -> tuple[list[Message], tuple[int, int, int, int] | None]:
-    """The records of one partition's batches as Messages, after Kafka's checks, and for an
-    idempotent producer's batch (there must then be only one) its producer id, epoch, and
-    first and last sequence numbers."""
+) -> tuple[Columns, list[ColumnBatch], tuple[int, int, int, int] | None]:
+    """The records of one partition's batches, column by column, after Kafka's checks; the
+    batches decoded; and for an idempotent producer's batch (there must then be only one) its
+    producer id, epoch, and first and last sequence numbers."""
     if not records:
         raise _Refused(ErrorCode.CORRUPT_MESSAGE, "no record batch")
     try:
-        batches = decode_batches(records)
+        batches = decode_batch_columns(records)
     except CorruptBatch as error:
         raise _Refused(error.error_code, error.reason) from None
     sequence: tuple[int, int, int, int] | None = None
@@ -420,8 +489,7 @@ def _messages(
         base = first.base_sequence
         last = base + delta if base <= _MAX_SEQUENCE - delta else delta - (_MAX_SEQUENCE - base) - 1
         sequence = (first.producer_id, first.producer_epoch, base, last)
-    messages: list[Message] = []
-    append = messages.append
+    result: Columns | None = None
     for batch in batches:
         if batch.size > max_message_bytes:
             raise _Refused(
@@ -435,26 +503,61 @@ def _messages(
             raise _Refused(ErrorCode.INVALID_TXN_STATE, "transactions are not supported")
         if batch.producer_id >= 0 and sequence is None:
             raise _Refused(ErrorCode.INVALID_RECORD, "a producer id in a batch among others")
-        append_time = batch.timestamp_type == TimestampType.LOG_APPEND_TIME
-        for position, record in enumerate(batch.records):
-            key = record.key
-            if compacted and key is None:
-                raise _Refused(
-                    ErrorCode.INVALID_RECORD,
-                    "Compacted topic cannot accept message without key.",
-                    ((position, "Compacted topic cannot accept message without key."),),
-                )
-            timestamp = record.timestamp
-            append(
-                Message(
-                    record.value,
-                    key,
-                    record.headers or None,
-                    partition,
-                    None if append_time or timestamp < 0 else timestamp,
-                )
+        _, timestamps, keys, values, headers = batch.columns
+        if not values:
+            continue
+        all_null = keys.count(None) == len(keys)
+        if compacted and (all_null or None in keys):
+            position = keys.index(None)
+            raise _Refused(ErrorCode.INVALID_RECORD, _NO_KEY, ((position, _NO_KEY),))
+        try:
+            stored_headers = (
+                [encode_headers(h) if h else None for h in headers] if any(headers) else None
             )
-    return messages, sequence
+        except InvalidArgumentError as error:
+            raise _Refused(ErrorCode.INVALID_RECORD, error.message) from None
+        columns = Columns(
+            partition,
+            values,
+            None if all_null else keys,
+            stored_headers,
+            None if batch.timestamp_type == TimestampType.LOG_APPEND_TIME else timestamps,
+        )
+        result = columns if result is None else _joined(result, columns)
+    if result is None:
+        return Columns(partition, []), batches, sequence
+    return result, batches, sequence
+
+
+def _messages(batches: list[ColumnBatch], partition: int) -> list[Message]:
+    """The records of checked batches as Messages (an idempotent producer's batch is written
+    with its producer state, through the writer's Message path)."""
+    messages: list[Message] = []
+    for batch in batches:
+        _, timestamps, keys, values, headers = batch.columns
+        append_time = batch.timestamp_type == TimestampType.LOG_APPEND_TIME
+        for value, key, header, timestamp in zip(values, keys, headers, timestamps, strict=True):
+            stamp = None if append_time or timestamp < 0 else timestamp
+            messages.append(Message(value, key, header or None, partition, stamp))
+    return messages
+
+
+def _joined(a: Columns, b: Columns) -> Columns:
+    """Two parts of one partition as one (the records of a then those of b)."""
+    n, m = len(a.values), len(b.values)
+
+    def column(x: list[Any] | None, y: list[Any] | None, fill: Any) -> list[Any] | None:
+        if x is None and y is None:
+            return None
+        return (x if x is not None else [fill] * n) + (y if y is not None else [fill] * m)
+
+    return Columns(
+        a.partition,
+        a.values + b.values,
+        column(a.keys, b.keys, None),
+        column(a.headers, b.headers, None),
+        column(a.timestamps, b.timestamps, -1),
+    )
 
 
 def produce_response(outcome: ProduceOutcome) -> Any:
@@ -492,13 +595,37 @@ def produce_response(outcome: ProduceOutcome) -> Any:
 # -- Fetch -----------------------------------------------------------------------------------
 
 
-def fetch(broker: Broker, request: Any, version: int) -> tuple[Any, int, bool]:
+class Ahead(NamedTuple):
+    """A range a fetch suggests encoding ahead: the partition's next records from
+    ``offset`` (below ``end``), at most ``limit`` bytes of them."""
+
+    meta: TopicMeta
+    partition: int
+    offset: int
+    end: int
+    limit: int
+
+
+def fetch(
+    broker: Broker,
+    request: Any,
+    version: int,
+    *,
+    cache: BatchCache | None = None,
+    ahead: list[Ahead] | None = None,
+) -> tuple[Any, int, bool]:
     """A FetchResponse from the partitions' current state.
 
     Returns (response, bytes of records in it, whether a partition has an error): the server
     decides from these whether to answer now or wait for ``min_bytes``. Every partition gets
     its watermarks; records are added until ``max_bytes`` (the first partition with records
     always gets at least one, as KIP-74 says, so a large record cannot block a consumer).
+
+    With a ``cache``, a partition's records come from an encoded batch there when it holds
+    the fetch offset and all its records are still stored (it may start before the offset,
+    as Kafka's batches do: clients skip what they did not ask for); batches encoded here are
+    put there. ``ahead`` gets the ranges that follow what was answered, for
+    :func:`read_ahead`.
     """
     cls = response_class(ApiKey.FETCH)
     topic_cls = cls.FetchableTopicResponse
@@ -512,21 +639,20 @@ def fetch(broker: Broker, request: Any, version: int) -> tuple[Any, int, bool]:
     for fetch_topic in request.topics:
         name = fetch_topic.topic
         parts = []
+        meta: TopicMeta | None
         try:
-            meta = topics_service.meta(name)
-            marks = reader.watermarks(name)
-            if any(p.partition not in marks for p in fetch_topic.partitions):
+            meta, extents = reader.extents(name)
+            if any(p.partition not in extents for p in fetch_topic.partitions):
                 topics_service.forget(name)  # partitions added meanwhile
-                meta = topics_service.meta(name)
-                marks = reader.watermarks(name)
+                meta, extents = reader.extents(name)
         except (TopicNotFoundError, InvalidArgumentError):
             meta = None
-            marks = {}
+            extents = {}
         for fetch_partition in fetch_topic.partitions:
             index = fetch_partition.partition
             offset = fetch_partition.fetch_offset
-            found = marks.get(index)
-            if meta is None or found is None:
+            extent = extents.get(index)
+            if meta is None or extent is None:
                 any_error = True
                 parts.append(
                     partition_cls(
@@ -540,7 +666,7 @@ def fetch(broker: Broker, request: Any, version: int) -> tuple[Any, int, bool]:
                     )
                 )
                 continue
-            start, end = found
+            start, end, _stored = extent
             error = ErrorCode.NONE
             records = b""
             if not start <= offset <= end:
@@ -548,26 +674,12 @@ def fetch(broker: Broker, request: Any, version: int) -> tuple[Any, int, bool]:
                 any_error = True
             elif offset < end and total < budget:
                 limit = max(1, min(budget - total, fetch_partition.partition_max_bytes))
-                rows = reader.read_rows(
-                    meta, index, offset, end, min(_MAX_FETCH_ROWS, max(1, limit // 100))
+                records, after = _partition_records(
+                    reader, cache, meta, index, offset, extent, limit, at_least_one=total == 0
                 )
-                rows = cut_to_bytes(rows, limit, at_least_one=total == 0)
-                if rows:
-                    base = rows[0][0]
-                    records = encode_batch(
-                        base,
-                        [
-                            Record(
-                                row[0] - base,
-                                row[1],
-                                row[2],
-                                row[3],
-                                () if row[4] is None else decode_headers(row[4]),
-                            )
-                            for row in rows
-                        ],
-                    )
-                    total += len(records)
+                total += len(records)
+                if ahead is not None and cache is not None and records and after < end:
+                    ahead.append(Ahead(meta, index, after, end, limit))
             parts.append(
                 partition_cls(
                     partition_index=index,
@@ -582,6 +694,78 @@ def fetch(broker: Broker, request: Any, version: int) -> tuple[Any, int, bool]:
         responses.append(topic_cls(topic=name, partitions=parts))
     response = cls(throttle_time_ms=0, error_code=0, session_id=0, responses=responses)
     return response, total, any_error
+
+
+def _partition_records(
+    reader: Reader,
+    cache: BatchCache | None,
+    meta: TopicMeta,
+    index: int,
+    offset: int,
+    extent: tuple[int, int, int],
+    limit: int,
+    *,
+    at_least_one: bool,
+) -> tuple[bytes, int]:
+    """The encoded records of one partition from ``offset`` (cached batches, else rows
+    read now) within ``limit`` bytes, and the offset after them."""
+    if cache is not None:
+        cache.wait_planned(meta.topic_id, index, offset, _AHEAD_WAIT)
+        pieces: list[bytes] = []
+        size = 0
+        after = offset
+        while after < extent[1]:
+            hit = cache.find(meta.topic_id, index, after, extent)
+            if hit is None or (size + len(hit.data) > limit and (pieces or not at_least_one)):
+                break
+            pieces.append(hit.data)
+            size += len(hit.data)
+            after = hit.end
+        if pieces:
+            return b"".join(pieces), after
+    encoded = _encode_range(reader, meta, index, offset, extent[1], limit, at_least_one)
+    if encoded is None:
+        return b"", offset
+    if cache is not None and extent[2] == extent[1] - extent[0]:
+        cache.put(meta.topic_id, index, encoded)
+    return encoded.data, encoded.end
+
+
+def _encode_range(
+    reader: Reader,
+    meta: TopicMeta,
+    index: int,
+    offset: int,
+    end: int,
+    limit: int,
+    at_least_one: bool,
+) -> CachedBatch | None:
+    rows = reader.read_rows(meta, index, offset, end, min(_MAX_FETCH_ROWS, max(1, limit // 100)))
+    rows = cut_to_bytes(rows, limit, at_least_one=at_least_one)
+    if not rows:
+        return None
+    return CachedBatch(rows[0][0], rows[-1][0] + 1, encode_rows(rows, decode_headers))
+
+
+def read_ahead(broker: Broker, cache: BatchCache, ranges: Sequence[Ahead]) -> int:
+    """Encode the ranges a fetch suggested into the cache (each at most once, skipping what
+    is cached already); returns how many batches were added. Run it off the request path:
+    while a consumer works through one answer, its next one is made."""
+    reader = broker.services.reader
+    added = 0
+    for meta, index, offset, end, limit in ranges:
+        if not cache.plan_ahead(meta.topic_id, index, offset):
+            continue
+        try:
+            encoded = _encode_range(reader, meta, index, offset, end, limit, True)
+            if encoded is not None:
+                cache.put(meta.topic_id, index, encoded)
+                added += 1
+        except PubsubError:
+            pass  # the topic is gone, or the file busy: the next fetch will tell
+        finally:
+            cache.unplan(meta.topic_id, index, offset)
+    return added
 
 
 # -- ListOffsets -----------------------------------------------------------------------------

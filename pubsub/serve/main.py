@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from pubsub.broker import Broker
 from pubsub.db.connection import SyncMode
+from pubsub.serve.cache import DEFAULT_CACHE_BYTES
 from pubsub.serve.server import DEFAULT_MAX_REQUEST_BYTES, Server
 
 __all__ = ["run"]
@@ -23,6 +24,7 @@ def run(
     busy_timeout: float = 10.0,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     auto_create_topics: bool = False,
+    fetch_cache_bytes: int = DEFAULT_CACHE_BYTES,
     on_listening: Callable[[str], None] | None = None,
 ) -> None:
     """Create (or upgrade) the database, serve it on ``host:port`` until SIGINT or SIGTERM,
@@ -39,6 +41,7 @@ def run(
         busy_timeout=busy_timeout,
         max_request_bytes=max_request_bytes,
         auto_create_topics=auto_create_topics,
+        fetch_cache_bytes=fetch_cache_bytes,
     )
     asyncio.run(_serve(server, on_listening))
 

@@ -43,6 +43,7 @@ from pubsub.kafka.wire.codec import (
 from pubsub.kafka.wire.errors import ErrorCode
 from pubsub.serve import log, producers
 from pubsub.serve.admin import Admin
+from pubsub.serve.cache import DEFAULT_CACHE_BYTES, BatchCache
 from pubsub.serve.connection import Connection, Handler
 from pubsub.serve.groups import Coordinator
 from pubsub.serve.share_wire import ShareCoordinator
@@ -106,6 +107,7 @@ class Server:
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         auto_create_topics: bool = False,
         log_errors: Callable[[str], None] | None = None,
+        fetch_cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         self.path = path
         self.host = host
@@ -118,6 +120,9 @@ class Server:
         self.coordinator = Coordinator(self.workers, lambda: self.advertised)
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        #: Encoded batches of recent and coming fetches (see :mod:`pubsub.serve.cache`).
+        self.cache: BatchCache | None = BatchCache(fetch_cache_bytes) if fetch_cache_bytes else None
+        self._background: set[asyncio.Future[Any]] = set()
         self._log = log_errors or _stderr
         self._handlers: dict[int, Handler] = {
             ApiKey.API_VERSIONS: self._api_versions,
@@ -168,6 +173,9 @@ class Server:
         for task in list(self._connections):
             with contextlib.suppress(BaseException):
                 await task
+        for future in list(self._background):
+            with contextlib.suppress(BaseException):
+                await future
         await self.coordinator.close()
         await self.shares.close()
         if self._server is not None:
@@ -274,7 +282,8 @@ class Server:
             return log.produce_response(
                 _refuse_all(request, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
             )
-        outcome = await self.workers.write(lambda broker: log.produce(broker, request))
+        cache = self.cache
+        outcome = await self.workers.write(lambda broker: log.produce(broker, request, cache=cache))
         if outcome.written:
             self.workers.changed()
         if acks == 0:
@@ -295,18 +304,40 @@ class Server:
         version = header.api_version
         deadline = time.monotonic() + max(0, request.max_wait_ms) / 1000
         min_bytes = request.min_bytes
+        cache = self.cache
+        ahead: list[log.Ahead] = []  # filled by each fetch below, one at a time
         while True:
             change = self.workers.change()
+            ahead.clear()
             response, size, failed = await self.workers.read(
-                lambda broker: log.fetch(broker, request, version)
+                lambda broker: log.fetch(broker, request, version, cache=cache, ahead=ahead)
             )
             remaining = deadline - time.monotonic()
             if size >= min_bytes or failed or remaining <= 0 or not request.topics:
+                if ahead:
+                    self._read_ahead(list(ahead))
                 if not request.topics and remaining > 0:
                     await asyncio.sleep(remaining)  # an empty fetch still waits, as Kafka's
                 return response
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(change.wait(), remaining)
+
+    def _read_ahead(self, ahead: list[log.Ahead]) -> None:
+        """Encode the ranges after a fetch's answer into the cache, in the background: the
+        consumer's next fetch then finds its batch made (see :mod:`pubsub.serve.cache`)."""
+        cache = self.cache
+        assert cache is not None  # fetch suggests ranges only to a cache
+        task = asyncio.ensure_future(
+            self.workers.read(lambda broker: log.read_ahead(broker, cache, ahead))
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Future[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            self._log(f"reading ahead failed: {type(error).__name__}: {error}")
 
     async def _list_offsets(self, header: RequestHeader, request: Any, conn: Connection) -> Any:
         version = header.api_version

@@ -173,3 +173,43 @@ def test_offset_for_timestamp(conn: sqlite3.Connection) -> None:
     assert log.time_index_find_by_timestamp(conn, tid, 0, 15, 2) == 2
     assert log.time_index_find_by_timestamp(conn, tid, 0, 36, 2) == 3
     assert log.time_index_find_by_timestamp(conn, tid, 1, 0, 0) is None  # an empty partition
+
+
+@pytest.mark.parametrize("n", [1, 255, 256, 257, 1000])
+@pytest.mark.parametrize("columns", ["values", "keys", "headers", "all"])
+def test_large_appends_store_every_column_of_every_row(
+    conn: sqlite3.Connection, n: int, columns: str
+) -> None:
+    """Appends go in multi-row statements with a remainder: every row lands, in order,
+    with only its own columns set."""
+    values: list[bytes | None] = [None if i % 7 == 0 else b"v%d" % i for i in range(n)]
+    keys = [None if i % 3 == 0 else b"k%d" % i for i in range(n)]
+    headers = [None if i % 2 else f'[["h","{i}"]]' for i in range(n)]
+    timestamps = [5_000 + (i * 13) % 17 for i in range(n)]
+    use_keys = columns in ("keys", "all")
+    use_headers = columns in ("headers", "all")
+    use_ts = columns == "all"
+    append(conn, 1, [b"before"])
+    base = append(
+        conn,
+        1,
+        values,
+        keys=keys if use_keys else None,
+        headers=headers if use_headers else None,
+        timestamps=timestamps if use_ts else None,
+        now_ms=7_000,
+    )
+    assert base == 1
+    rows = log.records_list_by_range(conn, topic_id(conn), 1, 1, 10**9, 10**9)
+    assert rows == [
+        (
+            1 + i,
+            timestamps[i] if use_ts else 7_000,
+            keys[i] if use_keys else None,
+            values[i],
+            headers[i] if use_headers else None,
+        )
+        for i in range(n)
+    ]
+    state = log.partition_get(conn, topic_id(conn), 1)
+    assert state is not None and state.next_offset == n + 1

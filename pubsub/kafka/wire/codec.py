@@ -16,7 +16,7 @@ generated from Kafka's JSON schemas; everything else a server needs around them 
   Kafka's broker ignores them: librdkafka 2.16's AdminClient sends three extra bytes after a
   Metadata v13 body listing all topics, and Kafka 4.4 answers it;
 - the record batches inside Produce requests and Fetch responses (:mod:`.records`, re-exported
-  here: :func:`decode_batches`, :func:`encode_batch`).
+  here: :func:`decode_batches`, :func:`encode_batch`, :func:`encode_rows`).
 
 Message objects are untyped (kafka-python ships no ``py.typed``); :data:`Request` and
 :data:`Response` name them. Construct responses with :func:`response_class`, e.g.
@@ -99,18 +99,22 @@ from pubsub.kafka.wire import share
 from pubsub.kafka.wire.errors import ErrorCode
 from pubsub.kafka.wire.exceptions import CorruptBatch, CorruptFrame, UnsupportedVersion
 from pubsub.kafka.wire.records import (
+    ColumnBatch,
     Compression,
     Record,
     RecordBatch,
     TimestampType,
+    decode_batch_columns,
     decode_batches,
     encode_batch,
+    encode_rows,
 )
 
 __all__ = [
     "REFUSED",
     "SUPPORTED",
     "ApiKey",
+    "ColumnBatch",
     "Compression",
     "CorruptBatch",
     "CorruptFrame",
@@ -122,11 +126,13 @@ __all__ = [
     "TimestampType",
     "UnsupportedVersion",
     "api_versions_response",
+    "decode_batch_columns",
     "decode_batches",
     "decode_request",
     "encode_batch",
     "encode_request",
     "encode_response",
+    "encode_rows",
     "is_flexible",
     "read_frame_length",
     "request_class",

@@ -25,10 +25,10 @@ independent blocks: Kafka's Java reader decompresses each block on its own.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import IntEnum
 from operator import attrgetter
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import cramjam
 import google_crc32c
@@ -37,12 +37,16 @@ from pubsub.kafka.wire.errors import ErrorCode
 from pubsub.kafka.wire.exceptions import CorruptBatch
 
 __all__ = [
+    "ColumnBatch",
     "Compression",
     "Record",
     "RecordBatch",
+    "RecordColumns",
     "TimestampType",
+    "decode_batch_columns",
     "decode_batches",
     "encode_batch",
+    "encode_rows",
 ]
 
 _HEADER = struct.Struct(">qiibIhiqqqhii")
@@ -135,14 +139,67 @@ class RecordBatch(NamedTuple):
         return bool(self.attributes & _CONTROL_BIT)
 
 
+class RecordColumns(NamedTuple):
+    """The records of a batch column by column, as a writer takes them: the i-th record is
+    ``(offset_deltas[i], timestamps[i], keys[i], values[i], headers[i])``; ``headers[i]`` is
+    ``()`` for a record without headers."""
+
+    offset_deltas: list[int]
+    timestamps: list[int]
+    keys: list[bytes | None]
+    values: list[bytes | None]
+    headers: list[tuple[tuple[str, bytes | None], ...]]
+
+
+class ColumnBatch(NamedTuple):
+    """:class:`RecordBatch` with its records as :class:`RecordColumns` (no object per
+    record): what :func:`decode_batch_columns` returns."""
+
+    base_offset: int
+    partition_leader_epoch: int
+    attributes: int
+    last_offset_delta: int
+    base_timestamp: int
+    max_timestamp: int
+    producer_id: int
+    producer_epoch: int
+    base_sequence: int
+    columns: RecordColumns
+    size: int
+
+    @property
+    def timestamp_type(self) -> TimestampType:
+        """CREATE_TIME (set by the producer) or LOG_APPEND_TIME (set by the broker)."""
+        return TimestampType(1 if self.attributes & _TIMESTAMP_TYPE_BIT else 0)
+
+    @property
+    def is_transactional(self) -> bool:
+        """Whether the batch belongs to a transaction."""
+        return bool(self.attributes & _TRANSACTIONAL_BIT)
+
+    @property
+    def is_control(self) -> bool:
+        """Whether the batch holds control records (transaction markers), not data."""
+        return bool(self.attributes & _CONTROL_BIT)
+
+
 def decode_batches(data: bytes | bytearray | memoryview) -> list[RecordBatch]:
     """Decode the concatenated record batches of a Produce request's ``records`` field.
 
     Checks each batch's length, magic and CRC-32C, decompresses it and checks that its records
     fill it exactly. Raises :class:`CorruptBatch` for anything else, never another exception.
     """
+    return [
+        RecordBatch(*batch[:9], list(map(Record, *batch.columns)), batch.size)
+        for batch in decode_batch_columns(data)
+    ]
+
+
+def decode_batch_columns(data: bytes | bytearray | memoryview) -> list[ColumnBatch]:
+    """:func:`decode_batches` with each batch's records as columns (the produce path's form:
+    no object per record). The same checks, the same errors."""
     buf = bytes(data)
-    batches: list[RecordBatch] = []
+    batches: list[ColumnBatch] = []
     pos = 0
     end = len(buf)
     while pos < end:
@@ -186,11 +243,11 @@ def decode_batches(data: bytes | bytearray | memoryview) -> list[RecordBatch]:
         if count < 0:
             raise CorruptBatch(f"batch at byte {pos}: negative record count {count}")
         try:
-            records = _decode_records(payload, count, base_timestamp)
+            columns = _decode_columns(payload, count, base_timestamp)
         except (IndexError, ValueError) as error:  # UnicodeDecodeError is a ValueError
             raise CorruptBatch(f"batch at byte {pos}: {error or 'truncated record'}") from None
         batches.append(
-            RecordBatch(
+            ColumnBatch(
                 base_offset,
                 leader_epoch,
                 attributes,
@@ -200,7 +257,7 @@ def decode_batches(data: bytes | bytearray | memoryview) -> list[RecordBatch]:
                 producer_id,
                 producer_epoch,
                 base_sequence,
-                records,
+                columns,
                 batch_end - pos,
             )
         )
@@ -227,70 +284,124 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
             raise ValueError("a varint longer than 10 bytes")
 
 
-def _decode_records(buf: bytes, count: int, base_timestamp: int) -> list[Record]:
+def _decode_columns(buf: bytes, count: int, base_timestamp: int) -> RecordColumns:
+    # The hot loop of the produce path: one- and two-byte varints (lengths below 8 KiB,
+    # small deltas) are read inline, longer ones by _varint.
     varint = _varint
-    records: list[Record] = []
-    append = records.append
+    deltas: list[int] = []
+    timestamps: list[int] = []
+    keys: list[bytes | None] = []
+    values: list[bytes | None] = []
+    headers_column: list[tuple[tuple[str, bytes | None], ...]] = []
+    no_headers: tuple[tuple[str, bytes | None], ...] = ()
     pos = 0
     for _ in range(count):
-        length, pos = varint(buf, pos)
+        b = buf[pos]
+        if b < 0x80:
+            length = (b >> 1) ^ -(b & 1)
+            pos += 1
+        else:
+            c = buf[pos + 1]
+            if c < 0x80:
+                n = (b & 0x7F) | (c << 7)
+                length = (n >> 1) ^ -(n & 1)
+                pos += 2
+            else:
+                length, pos = varint(buf, pos)
         record_end = pos + length
         pos += 1  # record attributes: unused by Kafka so far
-        timestamp_delta, pos = varint(buf, pos)
-        offset_delta, pos = varint(buf, pos)
-        size, pos = varint(buf, pos)
-        if size >= 0:
-            key: bytes | None = buf[pos : pos + size]
-            pos += size
-        elif size == -1:
-            key = None
+        b = buf[pos]
+        if b < 0x80:
+            timestamps.append(base_timestamp + ((b >> 1) ^ -(b & 1)))
+            pos += 1
         else:
-            raise ValueError(f"key length {size}")
-        size, pos = varint(buf, pos)
+            delta, pos = varint(buf, pos)
+            timestamps.append(base_timestamp + delta)
+        b = buf[pos]
+        if b < 0x80:
+            deltas.append((b >> 1) ^ -(b & 1))
+            pos += 1
+        else:
+            c = buf[pos + 1]
+            if c < 0x80:
+                n = (b & 0x7F) | (c << 7)
+                deltas.append((n >> 1) ^ -(n & 1))
+                pos += 2
+            else:
+                delta, pos = varint(buf, pos)
+                deltas.append(delta)
+        b = buf[pos]
+        if b == 1:  # zigzag(-1): a null key
+            keys.append(None)
+            pos += 1
+        else:
+            size, pos = varint(buf, pos)
+            if size < 0:
+                raise ValueError(f"key length {size}")
+            keys.append(buf[pos : pos + size])
+            pos += size
+        b = buf[pos]
+        if b < 0x80:
+            size = (b >> 1) ^ -(b & 1)
+            pos += 1
+        else:
+            c = buf[pos + 1]
+            if c < 0x80:
+                n = (b & 0x7F) | (c << 7)
+                size = (n >> 1) ^ -(n & 1)
+                pos += 2
+            else:
+                size, pos = varint(buf, pos)
         if size >= 0:
-            value: bytes | None = buf[pos : pos + size]
+            values.append(buf[pos : pos + size])
             pos += size
         elif size == -1:
-            value = None
+            values.append(None)
         else:
             raise ValueError(f"value length {size}")
-        header_count, pos = varint(buf, pos)
-        if header_count:
-            if header_count < 0:
-                raise ValueError(f"header count {header_count}")
-            headers: list[tuple[str, bytes | None]] = []
-            for _ in range(header_count):
-                size, pos = varint(buf, pos)
-                if size < 0:
-                    raise ValueError(f"header name length {size}")
-                name_bytes = buf[pos : pos + size]
-                pos += size
-                try:
-                    name = name_bytes.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise CorruptBatch(
-                        f"header name {name_bytes!r} is not UTF-8",
-                        error_code=ErrorCode.INVALID_RECORD,
-                    ) from None
-                size, pos = varint(buf, pos)
-                if size >= 0:
-                    header_value: bytes | None = buf[pos : pos + size]
-                    pos += size
-                elif size == -1:
-                    header_value = None
-                else:
-                    raise ValueError(f"header value length {size}")
-                headers.append((name, header_value))
-            header_tuple = tuple(headers)
+        if buf[pos] == 0:
+            pos += 1
+            headers_column.append(no_headers)
         else:
-            header_tuple = ()
+            header_tuple, pos = _decode_headers(buf, pos)
+            headers_column.append(header_tuple)
         if pos != record_end:
             # Also catches a key or value cut short: slicing past the end does not raise.
             raise ValueError(f"a record's fields do not fill its length {length}")
-        append(Record(offset_delta, base_timestamp + timestamp_delta, key, value, header_tuple))
     if pos != len(buf):
         raise ValueError(f"{len(buf) - pos} bytes after the last of {count} records")
-    return records
+    return RecordColumns(deltas, timestamps, keys, values, headers_column)
+
+
+def _decode_headers(buf: bytes, pos: int) -> tuple[tuple[tuple[str, bytes | None], ...], int]:
+    varint = _varint
+    header_count, pos = varint(buf, pos)
+    if header_count < 0:
+        raise ValueError(f"header count {header_count}")
+    headers: list[tuple[str, bytes | None]] = []
+    for _ in range(header_count):
+        size, pos = varint(buf, pos)
+        if size < 0:
+            raise ValueError(f"header name length {size}")
+        name_bytes = buf[pos : pos + size]
+        pos += size
+        try:
+            name = name_bytes.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CorruptBatch(
+                f"header name {name_bytes!r} is not UTF-8",
+                error_code=ErrorCode.INVALID_RECORD,
+            ) from None
+        size, pos = varint(buf, pos)
+        if size >= 0:
+            header_value: bytes | None = buf[pos : pos + size]
+            pos += size
+        elif size == -1:
+            header_value = None
+        else:
+            raise ValueError(f"header value length {size}")
+        headers.append((name, header_value))
+    return tuple(headers), pos
 
 
 def _decompress(codec: int, payload: bytes) -> bytes:
@@ -360,14 +471,20 @@ def _zigzag_bytes(n: int) -> bytes:
     return bytes(out)
 
 
-# Varints of zigzag values below 2**14 (one or two bytes), looked up instead of computed.
-_SMALL_VARINTS = [_zigzag_bytes(n) for n in range(1 << 14)]
+# Varints of zigzag values below 2**16 (one to three bytes), looked up instead of computed:
+# offset deltas of a whole fetch and the lengths of records up to 32 KiB.
+_SMALL_VARINTS = (
+    [bytes((n,)) for n in range(1 << 7)]
+    + [bytes((n & 0x7F | 0x80, n >> 7)) for n in range(1 << 7, 1 << 14)]
+    + [bytes((n & 0x7F | 0x80, (n >> 7) & 0x7F | 0x80, n >> 14)) for n in range(1 << 14, 1 << 16)]
+)
+_SMALL_LIMIT = len(_SMALL_VARINTS)
 _NULL = _SMALL_VARINTS[1]  # zigzag(-1)
 
 
 def _put_varint(out: bytearray, value: int) -> None:
     n = (value << 1) ^ (value >> 63)
-    if n < 16384:
+    if n < _SMALL_LIMIT:
         out += _SMALL_VARINTS[n]
     else:
         out += _zigzag_bytes(n)
@@ -457,3 +574,121 @@ def encode_batch(
     out += payload
     _CRC.pack_into(out, _CRC_AT, google_crc32c.value(bytes(memoryview(out)[_CRC_FROM:])))
     return bytes(out)
+
+
+#: A stored record as :func:`encode_rows` takes it: (offset, timestamp, key, value, headers),
+#: the headers in whatever form ``headers_of`` reads (None: no headers).
+StoredRow = tuple[int, int, bytes | None, bytes | None, Any]
+
+_RECORD_START = b"\x00"  # a record's attributes byte: unused by Kafka so far
+_NO_HEADERS = _SMALL_VARINTS[0]
+_BATCH_TAIL = struct.Struct(">hiqqqhii")  # attributes .. record count: what the CRC covers first
+_BATCH_HEAD = struct.Struct(">qiib")  # base offset, batch length, leader epoch, magic
+
+
+def _varint_bytes(value: int) -> bytes:
+    n = (value << 1) ^ (value >> 63)
+    return _SMALL_VARINTS[n] if n < _SMALL_LIMIT else _zigzag_bytes(n)
+
+
+def _headers_bytes(headers: Sequence[tuple[str, bytes | None]]) -> bytes:
+    out = bytearray(_varint_bytes(len(headers)))
+    for name, header_value in headers:
+        name_bytes = name.encode("utf-8")
+        out += _varint_bytes(len(name_bytes))
+        out += name_bytes
+        if header_value is None:
+            out += _NULL
+        else:
+            out += _varint_bytes(len(header_value))
+            out += header_value
+    return bytes(out)
+
+
+def encode_rows(
+    rows: Sequence[StoredRow],
+    headers_of: Callable[[Any], Sequence[tuple[str, bytes | None]]],
+    *,
+    partition_leader_epoch: int = 0,
+) -> bytes:
+    """One uncompressed record batch holding stored rows, as a Fetch response carries it.
+
+    The same bytes :func:`encode_batch` writes for the same records (base offset the first
+    row's, offset deltas from it, base timestamp the first row's), built straight from the
+    rows: no :class:`Record` objects, one pass, one CRC-32C. ``headers_of`` turns a row's
+    non-None headers column into (name, value) pairs. Raises ValueError for no rows.
+    """
+    if not rows:
+        raise ValueError("a record batch holds at least one record")
+    small = _SMALL_VARINTS
+    limit = _SMALL_LIMIT
+    null = _NULL
+    start = _RECORD_START
+    no_headers = _NO_HEADERS
+    varint = _varint_bytes
+    base_offset = rows[0][0]
+    base_timestamp = rows[0][1]
+    max_timestamp = base_timestamp
+    parts: list[bytes] = []
+    append = parts.append
+    join = b"".join
+    for offset, timestamp, key, value, headers in rows:
+        delta = timestamp - base_timestamp
+        if delta:
+            max_timestamp = max(max_timestamp, timestamp)
+            n = (delta << 1) ^ (delta >> 63)
+            ts_bytes = small[n] if n < limit else _zigzag_bytes(n)
+        else:
+            ts_bytes = no_headers  # zigzag(0)
+        n = (offset - base_offset) << 1
+        if value is None:
+            value_head = null
+            value_bytes = b""
+        else:
+            size = len(value) << 1
+            value_head = small[size] if size < limit else _zigzag_bytes(size)
+            value_bytes = value
+        if key is None:
+            record = join(
+                (
+                    start,
+                    ts_bytes,
+                    small[n] if n < limit else _zigzag_bytes(n),
+                    null,
+                    value_head,
+                    value_bytes,
+                    no_headers if headers is None else _headers_bytes(headers_of(headers)),
+                )
+            )
+        else:
+            record = join(
+                (
+                    start,
+                    ts_bytes,
+                    small[n] if n < limit else _zigzag_bytes(n),
+                    varint(len(key)),
+                    key,
+                    value_head,
+                    value_bytes,
+                    no_headers if headers is None else _headers_bytes(headers_of(headers)),
+                )
+            )
+        size = len(record) << 1
+        append(small[size] if size < limit else _zigzag_bytes(size))
+        append(record)
+    body = join(parts)
+    tail = _BATCH_TAIL.pack(
+        0,  # attributes: no compression, CREATE_TIME, not transactional
+        rows[-1][0] - base_offset,
+        base_timestamp,
+        max_timestamp,
+        -1,  # producer id
+        -1,  # producer epoch
+        -1,  # base sequence
+        len(rows),
+    )
+    crc = google_crc32c.extend(google_crc32c.value(tail), body)
+    head = _BATCH_HEAD.pack(
+        base_offset, _HEADER_SIZE - _LENGTH_END + len(body), partition_leader_epoch, 2
+    )
+    return join((head, _CRC.pack(crc), tail, body))
