@@ -1,0 +1,56 @@
+"""The aiokafka and the Java client scripts (``tests/serve/client_script.py``) against a real
+Kafka 4.4 broker and against ``pubsub serve``: every observation must be the same."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from pubsub import Broker
+from tests.serve import client_script as spec
+from tests.serve import java_client
+from tests.serve.support import ServeProcess
+from tests.serve.test_aiokafka import aiokafka_script
+from tests.support.kafka import KafkaTarget
+
+
+def create_on_both(kafka: KafkaTarget, serve: ServeProcess) -> str:
+    """A new topic of one partition, of the same name on both servers."""
+    topic = f"script-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    [future] = admin.create_topics([NewTopic(topic, 1, 1)], operation_timeout=30).values()
+    future.result(60)
+    with Broker(serve.db) as broker:
+        broker.create_topic(topic, 1)
+    return topic
+
+
+def compare(on_kafka: dict[str, Any], on_pubsub: dict[str, Any], topic: str) -> None:
+    assert on_pubsub == on_kafka
+    assert {k: on_kafka[k] for k in spec.expected(topic)} == spec.expected(topic)
+
+
+def test_the_aiokafka_script_sees_the_same_on_kafka_and_on_pubsub_serve(
+    kafka_broker: KafkaTarget, serve: ServeProcess
+) -> None:
+    topic = create_on_both(kafka_broker, serve)
+    group = f"g-{topic}"
+    on_kafka = aiokafka_script(kafka_broker.bootstrap, topic, group)
+    on_pubsub = aiokafka_script(serve.bootstrap, topic, group)
+    compare(on_kafka, on_pubsub, topic)
+
+
+@pytest.mark.slow
+def test_the_java_script_sees_the_same_on_kafka_and_on_pubsub_serve(
+    kafka_broker: KafkaTarget, serve: ServeProcess
+) -> None:
+    java_client.probe_home()
+    topic = create_on_both(kafka_broker, serve)
+    group = f"g-{topic}"
+    on_kafka = json.loads(java_client.run_script(kafka_broker.bootstrap, topic, group))
+    on_pubsub = json.loads(java_client.run_script(serve.bootstrap, topic, group))
+    compare(on_kafka, on_pubsub, topic)
