@@ -48,4 +48,6 @@ def aiokafka_member(bootstrap: str, topic: str, group: str) -> list[str]:
 
 @pytest.mark.slow
 def test_an_aiokafka_group_of_three_processes_survives_a_sigkill(serve: ServeProcess) -> None:
-    group_of_three_survives_a_sigkill(serve, aiokafka_member, "aio-trio")
+    group_of_three_survives_a_sigkill(
+        serve, aiokafka_member, "aio-trio", metadata_prefix="aiokafka member "
+    )

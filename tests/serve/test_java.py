@@ -70,7 +70,11 @@ def test_a_java_group_of_three_processes_survives_a_sigkill(
         described.extend(table(consumer_groups(serve.bootstrap, "--describe", "--group", "jtrio")))
 
     members = group_of_three_survives_a_sigkill(
-        serve, java_client.member_command, "jtrio", while_all_three_run=while_all_three_run
+        serve,
+        java_client.member_command,
+        "jtrio",
+        metadata_prefix="java member ",
+        while_all_three_run=while_all_three_run,
     )
     header, *rows = described
     assert header[:6] == ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG"]
