@@ -8,9 +8,11 @@ import uuid
 from typing import Any
 
 import pytest
+from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pubsub import Broker
+from tests.helpers import wait_until
 from tests.serve import client_script as spec
 from tests.serve import java_client
 from tests.serve.support import ServeProcess
@@ -54,3 +56,50 @@ def test_the_java_script_sees_the_same_on_kafka_and_on_pubsub_serve(
     on_kafka = json.loads(java_client.run_script(kafka_broker.bootstrap, topic, group))
     on_pubsub = json.loads(java_client.run_script(serve.bootstrap, topic, group))
     compare(on_kafka, on_pubsub, topic)
+
+
+def describe_a_live_group(bootstrap: str, topic: str, group: str) -> tuple[Any, ...]:
+    """What DescribeGroups tells about a group with one live confluent-kafka member."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "client.id": "described-client",
+            "session.timeout.ms": 10_000,
+        }
+    )
+    try:
+        consumer.subscribe([topic])
+
+        def assigned() -> bool:
+            consumer.poll(0.2)  # the topic is empty: this only runs the group protocol
+            return bool(consumer.assignment())
+
+        wait_until(assigned, timeout=60, what="an assignment")
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        [future] = admin.describe_consumer_groups([group]).values()
+        described = future.result(30)
+    finally:
+        consumer.close()
+    return (
+        described.state,
+        str(described.type),
+        described.partition_assignor,
+        described.is_simple_consumer_group,
+        [
+            (m.client_id, m.host, sorted(tp.partition for tp in m.assignment.topic_partitions))
+            for m in described.members
+        ],
+    )
+
+
+def test_a_live_group_is_described_the_same_on_kafka_and_on_pubsub_serve(
+    kafka_broker: KafkaTarget, serve: ServeProcess
+) -> None:
+    topic = create_on_both(kafka_broker, serve)
+    group = f"described-{topic}"
+    on_kafka = describe_a_live_group(kafka_broker.bootstrap, topic, group)
+    on_pubsub = describe_a_live_group(serve.bootstrap, topic, group)
+    assert on_pubsub == on_kafka
+    # Kafka names a member's host as Java prints an address: with a slash.
+    assert on_kafka[-1] == [("described-client", "/127.0.0.1", [0])]
