@@ -10,9 +10,12 @@ JVMs start slowly on a small machine, so each test combines its steps in few JVM
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from pubsub import Broker
 from tests.helpers import run_cli
@@ -175,44 +178,84 @@ def test_kafka_console_producer_and_consumer(serve: ServeProcess) -> None:
     assert one.stdout == f"{last['key']}\t{last['value']}\n"
 
 
-def test_kafka_consumer_groups_lists_describes_resets_and_deletes(serve: ServeProcess) -> None:
-    with Broker(serve.db) as broker:
-        broker.create_topic("orders", 2)
-        broker.produce_batch("orders", [f"o{i}" for i in range(10)], partition=0)
-        broker.produce_batch("orders", [f"o{i}" for i in range(4)], partition=1)
-        broker.commit_offsets("billing", {("orders", 0): 7, ("orders", 1): 4}, metadata="m")
-        broker.commit_offsets("audit", {("orders", 0): 1})
-    listed = consumer_groups(serve.bootstrap, "--list")
-    assert sorted(listed.split()) == ["audit", "billing"]
+@pytest.fixture(params=["kafka", "pubsub"])
+def target(request: pytest.FixtureRequest) -> tuple[str, ServeProcess | None]:
+    """A real Kafka broker (the server, None) or ``pubsub serve`` over a new file."""
+    if request.param == "kafka":
+        return request.getfixturevalue("kafka_broker").bootstrap, None
+    serve: ServeProcess = request.getfixturevalue("serve")
+    return serve.bootstrap, serve
 
-    header, *rows = table(consumer_groups(serve.bootstrap, "--describe", "--group", "billing"))
+
+def test_kafka_consumer_groups_lists_describes_resets_and_deletes(
+    target: tuple[str, ServeProcess | None],
+) -> None:
+    bootstrap, serve = target
+    run = uuid.uuid4().hex[:8]
+    topic, billing, audit = f"orders-{run}", f"billing-{run}", f"audit-{run}"
+    if serve is None:  # on Kafka, through a Kafka client
+        creator = AdminClient({"bootstrap.servers": bootstrap})
+        [future] = creator.create_topics([NewTopic(topic, 2, 1)], operation_timeout=30).values()
+        future.result(60)
+        producer = Producer({"bootstrap.servers": bootstrap})
+        for partition, count in ((0, 10), (1, 4)):
+            for i in range(count):
+                producer.produce(topic, b"o%d" % i, partition=partition)
+        assert producer.flush(60) == 0
+        for group, offsets in ((billing, {0: 7, 1: 4}), (audit, {0: 1})):
+            committer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+            committer.commit(
+                offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()],
+                asynchronous=False,
+            )
+            committer.close()
+    else:  # on pubsub, through its own API
+        with Broker(serve.db) as broker:
+            broker.create_topic(topic, 2)
+            broker.produce_batch(topic, [f"o{i}" for i in range(10)], partition=0)
+            broker.produce_batch(topic, [f"o{i}" for i in range(4)], partition=1)
+            broker.commit_offsets(billing, {(topic, 0): 7, (topic, 1): 4}, metadata="m")
+            broker.commit_offsets(audit, {(topic, 0): 1})
+    listed = set(consumer_groups(bootstrap, "--list").split())
+    assert {billing, audit} <= listed
+    if serve is not None:
+        assert listed == {billing, audit}
+
+    header, *rows = table(consumer_groups(bootstrap, "--describe", "--group", billing))
     assert header[:6] == ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG"]
     assert sorted(tuple(r[:6]) for r in rows) == [
-        ("billing", "orders", "0", "7", "10", "3"),
-        ("billing", "orders", "1", "4", "4", "0"),
+        (billing, topic, "0", "7", "10", "3"),
+        (billing, topic, "1", "4", "4", "0"),
     ]
 
     reset = consumer_groups(
-        serve.bootstrap,
+        bootstrap,
         "--reset-offsets",
         "--group",
-        "billing",
+        billing,
         "--topic",
-        "orders",
+        topic,
         "--to-earliest",
         "--execute",
     )
     assert sorted(tuple(r) for r in table(reset)[1:]) == [
-        ("billing", "orders", "0", "0"),
-        ("billing", "orders", "1", "0"),
+        (billing, topic, "0", "0"),
+        (billing, topic, "1", "0"),
     ]
-    with Broker(serve.db) as broker:
-        assert {tp.partition: o for tp, o in broker.committed_offsets("billing").items()} == {
-            0: 0,
-            1: 0,
-        }
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": billing})
+    try:
+        committed = reader.committed([TopicPartition(topic, p) for p in range(2)], timeout=30)
+    finally:
+        reader.close()
+    assert [tp.offset for tp in committed] == [0, 0]
 
-    deleted = consumer_groups(serve.bootstrap, "--delete", "--group", "audit")
-    assert "'audit'" in deleted and "successful" in deleted
-    listing = run_cli(serve.db, "group", "list", "--json")
-    assert [json.loads(line)["name"] for line in listing.stdout.splitlines()] == ["billing"]
+    deleted = consumer_groups(bootstrap, "--delete", "--group", audit)
+    assert deleted.strip() == f"Deletion of requested consumer groups ('{audit}') was successful."
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    groups = admin.list_consumer_groups().result(30)
+    assert groups.errors == []
+    names = {g.group_id for g in groups.valid}
+    assert billing in names and audit not in names
+    if serve is not None:
+        listing = run_cli(serve.db, "group", "list", "--json")
+        assert [json.loads(line)["name"] for line in listing.stdout.splitlines()] == [billing]
