@@ -100,8 +100,9 @@ def run_script(bootstrap: str, topic: str, group: str, *dumps: str) -> str:
     return done.stdout
 
 
-def member_command(bootstrap: str, topic: str, group: str) -> list[str]:
-    """A group member's command line (it maps the class-data archive if there is one)."""
+def member_command(bootstrap: str, topic: str, group: str, *assignor: str) -> list[str]:
+    """A group member's command line (it maps the class-data archive if there is one);
+    ``assignor``: a ``partition.assignment.strategy`` class (default: the client's)."""
     cds = archive()
     options = cds.options() if cds.path.is_file() else ()  # killed members write none
-    return probe_command("member", bootstrap, topic, group, jvm_options=options)
+    return probe_command("member", bootstrap, topic, group, *assignor, jvm_options=options)

@@ -30,6 +30,8 @@ from tests.support.kafka import (
     kafka_tool,
 )
 
+COOPERATIVE_STICKY = "org.apache.kafka.clients.consumer.CooperativeStickyAssignor"
+
 pytestmark = pytest.mark.kafka  # the jars come from the Kafka test cache
 
 
@@ -86,6 +88,18 @@ def test_a_java_group_of_three_processes_survives_a_sigkill(
     assert len(set(consumer_ids)) == 3
     assert all(consumer_ids.count(c) == 2 for c in consumer_ids)
     assert len(members) == 3
+
+
+@pytest.mark.slow
+def test_a_cooperative_java_group_of_three_survives_a_sigkill(
+    serve: ServeProcess, java_probe: Path
+) -> None:
+    # The incremental protocol: a member gives up only the partitions that move, in a second
+    # round of joins.
+    def cooperative(bootstrap: str, topic: str, group: str) -> list[str]:
+        return java_client.member_command(bootstrap, topic, group, COOPERATIVE_STICKY)
+
+    group_of_three_survives_a_sigkill(serve, cooperative, "jcoop", metadata_prefix="java member ")
 
 
 def test_kafka_console_producer_and_consumer(serve: ServeProcess) -> None:

@@ -2,9 +2,10 @@
 //
 //   ClientProbe script BOOTSTRAP TOPIC GROUP [DUMP:PARTITIONS...]
 //       the script of tests/serve/client_script.py; prints its observations as one JSON object
-//   ClientProbe member BOOTSTRAP TOPIC GROUP
+//   ClientProbe member BOOTSTRAP TOPIC GROUP [ASSIGNOR]
 //       a group member: {"assigned": [partitions]} after each rebalance, {"p": P, "o": OFFSET}
-//       per record, one JSON line each; commits (with metadata) after each poll with records
+//       per record, one JSON line each; commits (with metadata) after each poll with records;
+//       ASSIGNOR is a partition.assignment.strategy (default: the client's)
 //
 // Java producers ask for idempotence by default; these set enable.idempotence=false.
 
@@ -60,7 +61,7 @@ public final class ClientProbe {
             List<String> dumps = List.of(args).subList(4, args.length);
             System.out.println(script(bootstrap, topic, group, dumps));
         } else if (mode.equals("member")) {
-            member(bootstrap, topic, group);
+            member(bootstrap, topic, group, args.length > 4 ? args[4] : null);
         } else {
             throw new IllegalArgumentException("unknown mode " + mode);
         }
@@ -248,7 +249,7 @@ public final class ClientProbe {
         return "{" + String.join(",", fields) + "}";
     }
 
-    static void member(String bootstrap, String topic, String group) {
+    static void member(String bootstrap, String topic, String group, String assignor) {
         Properties p = new Properties();
         p.put("bootstrap.servers", bootstrap);
         p.put("group.id", group);
@@ -257,6 +258,9 @@ public final class ClientProbe {
         p.put("session.timeout.ms", "3000");
         p.put("heartbeat.interval.ms", "300");
         p.put("max.poll.records", "20");
+        if (assignor != null) {
+            p.put("partition.assignment.strategy", assignor);
+        }
         String tag = "java member " + ProcessHandle.current().pid();
         try (KafkaConsumer<byte[], byte[]> consumer =
                 new KafkaConsumer<>(p, new ByteArrayDeserializer(), new ByteArrayDeserializer())) {
