@@ -6,7 +6,7 @@ the script of ``tests/serve/client_script.py`` and prints its observations as on
 
 ``python -m tests.serve.aio_client member BOOTSTRAP TOPIC GROUP`` is a group member: one JSON
 line per event on stdout — ``{"assigned": [partitions]}`` after each rebalance and
-``{"p": P, "o": OFFSET}`` per record — committing (with metadata) after each batch it read.
+``{"p": P, "o": OFFSET}`` per record — committing (with metadata) what it read.
 
 The producer does not ask for idempotence (aiokafka's default).
 """
@@ -26,6 +26,7 @@ from aiokafka import (  # type: ignore[import-untyped]
     TopicPartition,
 )
 from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
+from aiokafka.errors import CommitFailedError  # type: ignore[import-untyped]
 from aiokafka.structs import OffsetAndMetadata  # type: ignore[import-untyped]
 
 from tests.serve import client_script as spec
@@ -204,15 +205,23 @@ async def member(bootstrap: str, topic: str, group: str) -> None:
     consumer.subscribe([topic], listener=Listener())
     await consumer.start()
     tag = f"aiokafka member {os.getpid()}"
+    # What was read and not committed yet: a commit refused during a rebalance is tried
+    # again after the next fetch, for the partitions the member still owns.
+    pending: dict[Any, Any] = {}
     while True:
         batch = await consumer.getmany(timeout_ms=200)
-        if batch:
-            offsets = {}
-            for tp, records in batch.items():
-                for r in records:
-                    say({"p": r.partition, "o": r.offset})
-                offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, tag)
-            await consumer.commit(offsets)
+        for tp, records in batch.items():
+            for r in records:
+                say({"p": r.partition, "o": r.offset})
+            pending[tp] = OffsetAndMetadata(records[-1].offset + 1, tag)
+        owned = consumer.assignment()
+        pending = {tp: o for tp, o in pending.items() if tp in owned}
+        if pending:
+            try:
+                await consumer.commit(pending)
+                pending = {}
+            except CommitFailedError:
+                pass  # the group is rebalancing; the next fetch takes part in it
 
 
 def main() -> None:

@@ -4,7 +4,7 @@
 //       the script of tests/serve/client_script.py; prints its observations as one JSON object
 //   ClientProbe member BOOTSTRAP TOPIC GROUP [ASSIGNOR]
 //       a group member: {"assigned": [partitions]} after each rebalance, {"p": P, "o": OFFSET}
-//       per record, one JSON line each; commits (with metadata) after each poll with records;
+//       per record, one JSON line each; commits (with metadata) what it read after each poll;
 //       ASSIGNOR is a partition.assignment.strategy (default: the client's)
 //
 // Java producers ask for idempotence by default; these set enable.idempotence=false.
@@ -24,6 +24,7 @@ import java.util.Properties;
 import java.util.Set;
 import java.util.TreeSet;
 import java.util.concurrent.Future;
+import org.apache.kafka.clients.consumer.CommitFailedException;
 import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
@@ -33,6 +34,7 @@ import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.errors.RebalanceInProgressException;
 import org.apache.kafka.common.header.Header;
 import org.apache.kafka.common.header.internals.RecordHeader;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
@@ -281,15 +283,23 @@ public final class ClientProbe {
                     say("{\"assigned\":" + array(parts) + "}");
                 }
             });
+            // What was read and not committed yet: a commit refused during a rebalance is
+            // tried again after the next poll, for the partitions the member still owns.
+            Map<TopicPartition, OffsetAndMetadata> pending = new HashMap<>();
             while (true) {
-                Map<TopicPartition, OffsetAndMetadata> commit = new HashMap<>();
                 for (ConsumerRecord<byte[], byte[]> r : consumer.poll(Duration.ofMillis(200))) {
                     say("{\"p\":" + r.partition() + ",\"o\":" + r.offset() + "}");
-                    commit.put(new TopicPartition(r.topic(), r.partition()),
+                    pending.put(new TopicPartition(r.topic(), r.partition()),
                             new OffsetAndMetadata(r.offset() + 1, tag));
                 }
-                if (!commit.isEmpty()) {
-                    consumer.commitSync(commit);
+                pending.keySet().retainAll(consumer.assignment());
+                if (!pending.isEmpty()) {
+                    try {
+                        consumer.commitSync(pending);
+                        pending.clear();
+                    } catch (RebalanceInProgressException | CommitFailedException e) {
+                        // the next poll takes part in the rebalance
+                    }
                 }
             }
         }
