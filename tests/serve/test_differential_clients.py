@@ -21,13 +21,20 @@ from tests.support.kafka import KafkaTarget
 
 
 def create_on_both(kafka: KafkaTarget, serve: ServeProcess) -> str:
-    """A new topic of one partition, of the same name on both servers."""
+    """A new topic of one partition, of the same name on both servers.
+
+    It keeps records forever: the scripts write timestamps of 2023, and Kafka rolls a segment
+    for each batch that old and deletes segments past the default retention of 7 days.
+    """
     topic = f"script-{uuid.uuid4().hex[:8]}"
+    config = {"retention.ms": "-1"}
     admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
-    [future] = admin.create_topics([NewTopic(topic, 1, 1)], operation_timeout=30).values()
+    [future] = admin.create_topics(
+        [NewTopic(topic, 1, 1, config=config)], operation_timeout=30
+    ).values()
     future.result(60)
     with Broker(serve.db) as broker:
-        broker.create_topic(topic, 1)
+        broker.create_topic(topic, 1, config)
     return topic
 
 
