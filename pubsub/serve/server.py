@@ -190,7 +190,9 @@ class Server:
         assert task is not None
         self._connections.add(task)
         peer = writer.get_extra_info("peername")
-        connection = Connection(str(peer[0]) if peer else "")
+        # A member's client host as Kafka's broker reports it (Java's InetAddress.toString()
+        # of an address without a name): "/127.0.0.1".
+        connection = Connection(f"/{peer[0]}" if peer else "")
         try:
             await self._serve_connection(reader, writer, connection)
         except (ConnectionError, asyncio.IncompleteReadError):

@@ -29,7 +29,9 @@ def script(bootstrap: str, create: CreateTopic) -> dict[str, Any]:
     """What a client observes; everything here must be the same on both servers."""
     run = uuid.uuid4().hex[:8]
     main, small, compact = f"main-{run}", f"small-{run}", f"compact-{run}"
-    create(main, 1, {})
+    # Kept forever: Kafka rolls a segment for each batch with timestamps this old and deletes
+    # the segments past its default retention of 7 days.
+    create(main, 1, {"retention.ms": "-1"})
     create(small, 1, {"max.message.bytes": "1000"})
     create(compact, 1, {"cleanup.policy": "compact"})
     out: dict[str, Any] = {}
