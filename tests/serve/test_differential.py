@@ -55,11 +55,16 @@ def script(bootstrap: str, create: CreateTopic) -> dict[str, Any]:
             on_delivery=report,
         )
     p.flush(30)
-    p.produce(small, value=b"x" * 2000, on_delivery=report)
-    p.produce(small, value=b"x" * 100, on_delivery=report)
-    p.produce(compact, value=b"no key", on_delivery=report)
-    p.produce(compact, key=b"k", value=b"keyed", on_delivery=report)
-    p.flush(30)
+    # One record per batch (a flush after each): a refused batch fails every record in it,
+    # so which records shared a batch (librdkafka's timing) must not decide the reports.
+    for topic, key, value in (
+        (small, None, b"x" * 2000),
+        (small, None, b"x" * 100),
+        (compact, None, b"no key"),
+        (compact, b"k", b"keyed"),
+    ):
+        p.produce(topic, key=key, value=value, on_delivery=report)
+        p.flush(30)
     out["reports"] = sorted(reports, key=lambda r: (r[0], r[2] if r[2] is not None else -9))
     c = Consumer(
         {
