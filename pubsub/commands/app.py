@@ -50,7 +50,7 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "metrics": ("pubsub.commands.metrics", "metrics", False),
     "top": ("pubsub.commands.top", "top", False),
     "db": ("pubsub.commands.db", "app", True),
-    "serve": ("pubsub.commands.serve", "serve", False),
+    "serve": ("pubsub.commands.serve", "app", True),
 }
 
 #: The commands that exist only for a database file, by command path (a group, or a group
