@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from pubsub.kafka.wire.codec import RequestHeader
 
 if TYPE_CHECKING:
+    from pubsub.serve.acl import Authorizer
     from pubsub.serve.sasl import Session
 
 __all__ = ["ANONYMOUS", "Connection", "Handler"]
@@ -19,7 +20,15 @@ ANONYMOUS = "ANONYMOUS"
 class Connection:
     """What a handler may need to know about the client it answers."""
 
-    __slots__ = ("authenticated", "close_after", "host", "principal", "raw_tokens", "sasl")
+    __slots__ = (
+        "authenticated",
+        "authorizer",
+        "close_after",
+        "host",
+        "principal",
+        "raw_tokens",
+        "sasl",
+    )
 
     def __init__(
         self, host: str, *, principal: str = ANONYMOUS, authenticated: bool = True
@@ -36,6 +45,17 @@ class Connection:
         self.sasl: Session | None = None
         #: After a v0 SaslHandshake: the next frames are raw SASL tokens, not requests.
         self.raw_tokens = False
+        #: The ACLs of ``--acl`` (None: everything is allowed).
+        self.authorizer: Authorizer | None = None
+
+    def may(self, operation: str, resource_type: str, name: str) -> bool:
+        """Whether this connection's principal may do ``operation`` (read, write, create,
+        delete, describe, alter) on the ``resource_type`` (topic, group, cluster) ``name``:
+        what a handler asks before it acts (see :mod:`pubsub.serve.acl`)."""
+        authorizer = self.authorizer
+        return authorizer is None or authorizer.authorize(
+            self.principal, operation, resource_type, name
+        )
 
 
 #: A request handler: (header, decoded request, connection) -> response, or None for none.

@@ -241,7 +241,9 @@ class Server:
                 self._log(f"refused a TLS connection from {host}: {_tls_reason(exc)}")
                 return None
             principal = certificate_principal(writer.get_extra_info("ssl_object")) or ANONYMOUS
-        return Connection(host, principal=principal, authenticated=security.users is None)
+        connection = Connection(host, principal=principal, authenticated=security.users is None)
+        connection.authorizer = security.authorizer
+        return connection
 
     async def _serve_connection(
         self,
@@ -302,13 +304,16 @@ class Server:
                 self._log(f"closing a connection from {connection.host}: {error.reason}")
                 return
             try:
-                response = None
+                response, after = None, None
                 if self._guard is not None:
-                    request, response = self._guard.check(header, request, connection)
-                if response is None:
+                    request, response, after = self._guard.check(header, request, connection)
+                if request is not None:
                     response = await self._handlers[header.api_key](header, request, connection)
-                    if self._guard is not None:
-                        response = self._guard.finish(header, response, connection)
+                    if after is not None:
+                        response = after(response)
+            except PermissionError as denied:
+                self._log(f"closing a connection from {connection.host}: {denied}")
+                return
             except Exception:
                 self._log(
                     f"closing a connection from {connection.host} after an error answering"
