@@ -35,7 +35,7 @@ _PLAIN_REFUSED: Final = "Authentication failed: Invalid username or password"
 _MAX_TOKEN: Final = 4096
 
 
-def _scram_refused(mechanism: str) -> str:
+def _generic(mechanism: str) -> str:
     return (
         "Authentication failed during authentication due to invalid credentials with SASL"
         f" mechanism {mechanism}"
@@ -81,9 +81,9 @@ class _Plain(Session):
         self._done = True
         parts = token.split(b"\x00")
         if len(parts) != 3 or len(token) > _MAX_TOKEN:
-            raise AuthenticationFailed(
-                "Invalid SASL/PLAIN response: expected 3 tokens", "a malformed PLAIN token"
-            )
+            # Kafka's PlainSaslServer raises a SaslException here, which the authenticator
+            # turns into its generic message.
+            raise AuthenticationFailed(_generic("PLAIN"), "a malformed PLAIN token")
         authzid, authcid, password = parts
         try:
             user = authcid.decode("utf-8")
@@ -129,7 +129,7 @@ class _Scram(Session):
 
     def _refuse(self, reason: str) -> AuthenticationFailed:
         self._state = 2
-        return AuthenticationFailed(_scram_refused(self.mechanism), reason, self._name or None)
+        return AuthenticationFailed(_generic(self.mechanism), reason, self._name or None)
 
     def step(self, token: bytes) -> bytes:
         if len(token) > _MAX_TOKEN:

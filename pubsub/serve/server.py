@@ -332,7 +332,9 @@ class Server:
     async def _sasl_handshake(self, header: RequestHeader, request: Any, conn: Connection) -> Any:
         answer = response_class(ApiKey.SASL_HANDSHAKE)
         mechanisms = list(sasl.MECHANISMS)
-        if conn.authenticated or conn.sasl is not None:
+        if conn.authenticated:  # KafkaApis answers this; the connection stays usable
+            return answer(error_code=int(ErrorCode.ILLEGAL_SASL_STATE), mechanisms=mechanisms)
+        if conn.sasl is not None:
             conn.close_after = True
             self._log(f"closing a connection from {conn.host}: a second SaslHandshake")
             return answer(error_code=int(ErrorCode.ILLEGAL_SASL_STATE), mechanisms=mechanisms)
@@ -356,7 +358,13 @@ class Server:
     ) -> Any:
         answer = response_class(ApiKey.SASL_AUTHENTICATE)
         session = conn.sasl
-        if session is None or conn.authenticated:
+        if conn.authenticated:  # as KafkaApis answers it; the connection stays usable
+            return answer(
+                error_code=int(ErrorCode.ILLEGAL_SASL_STATE),
+                error_message="SaslAuthenticate request received after successful authentication",
+                auth_bytes=b"",
+            )
+        if session is None:
             conn.close_after = True
             self._log(f"closing a connection from {conn.host}: SaslAuthenticate out of turn")
             return answer(

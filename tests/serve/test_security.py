@@ -278,6 +278,12 @@ def test_only_api_versions_and_sasl_before_authentication(sasl_plaintext: ServeP
         right = request(sock, ApiKey.SASL_AUTHENTICATE, 2, auth_bytes=token)
         assert right.error_code == 0
         assert request(sock, ApiKey.METADATA, 12, topics=None).brokers
+        again = request(sock, ApiKey.SASL_AUTHENTICATE, 2, auth_bytes=token)
+        assert again.error_code == ErrorCode.ILLEGAL_SASL_STATE
+        assert again.error_message == (
+            "SaslAuthenticate request received after successful authentication"
+        )
+        assert request(sock, ApiKey.METADATA, 12, topics=None).brokers  # still open
     with connect(sasl_plaintext.bootstrap) as sock:  # the v0 handshake: raw tokens follow
         assert request(sock, ApiKey.SASL_HANDSHAKE, 0, mechanism="PLAIN").error_code == 0
         token = b"\x00bob\x00" + PASSWORD.encode()
