@@ -3,12 +3,10 @@ configurations each Kafka client needs, and one produce-then-consume round per c
 
 from __future__ import annotations
 
-import gc
 import logging
 import subprocess
 import time
 import uuid
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -141,10 +139,5 @@ def kafka_python_round(
         finally:
             consumer.close()
     except KafkaError as exc:
-        # A KafkaProducer that failed to bootstrap leaves its wake-up socket pair to the
-        # garbage collector: collect it now, quietly, not in a later test.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ResourceWarning)
-            gc.collect()
         return False, f"{type(exc).__name__}: {exc}"
     return False, "nothing consumed"

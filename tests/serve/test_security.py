@@ -7,6 +7,7 @@ and reads it back, or checks that the refusal is the one a Kafka broker gives.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import socket
@@ -14,6 +15,7 @@ import ssl
 import stat
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -449,9 +451,22 @@ def test_kafka_python_sasl_plaintext_and_a_wrong_password(sasl_plaintext: ServeP
         "ok",
     )
     before = len(sasl_plaintext.errors().splitlines())
-    worked, why = kafka_python_round(
-        sasl_plaintext.bootstrap, "SASL_PLAINTEXT", "PLAIN", "t", password="wrong"
+    # In a process of its own: a kafka-python client that failed to bootstrap leaks its
+    # wake-up sockets until the interpreter exits.
+    script = (
+        "import sys; from tests.serve.secured import kafka_python_round as r; "
+        "print(r(sys.argv[1], 'SASL_PLAINTEXT', 'PLAIN', 't', password='wrong'))"
     )
+    done = subprocess.run(
+        [sys.executable, "-c", script, sasl_plaintext.bootstrap],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    worked, why = ast.literal_eval(done.stdout.strip().splitlines()[-1])
     # kafka-python logs SaslAuthenticationFailedError and retries until its bootstrap
     # times out, as it does against a Kafka broker.
     assert not worked and "Unable to bootstrap" in why, why
