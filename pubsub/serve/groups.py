@@ -657,11 +657,12 @@ class Coordinator:
         for group in self.groups.values():
             if group.members or group.name in states:
                 states[group.name] = group.state
+        # A null compact array (a client's bytes say so) filters nothing, as an empty one.
         wanted_states = (
-            {s.lower() for s in request.states_filter} if header.api_version >= 4 else set()
+            {s.lower() for s in request.states_filter or ()} if header.api_version >= 4 else set()
         )
         wanted_types = (
-            {t.lower() for t in request.types_filter} if header.api_version >= 5 else set()
+            {t.lower() for t in request.types_filter or ()} if header.api_version >= 5 else set()
         )
         listed = []
         for name, state in sorted(states.items()):

@@ -254,7 +254,8 @@ class Server:
         idle = self.idle_timeout
         while True:
             try:
-                prefix = await asyncio.wait_for(reader.readexactly(4), idle)
+                async with asyncio.timeout(idle):  # no task per read, unlike wait_for
+                    prefix = await reader.readexactly(4)
             except asyncio.IncompleteReadError:
                 return  # the client closed the connection
             except TimeoutError:
@@ -267,7 +268,8 @@ class Server:
             except CorruptFrame as error:
                 self._log(f"closing a connection from {connection.host}: {error.reason}")
                 return
-            frame = await asyncio.wait_for(reader.readexactly(size), idle)
+            async with asyncio.timeout(idle):
+                frame = await reader.readexactly(size)
             if connection.raw_tokens:  # after a v0 SaslHandshake: a bare SASL token
                 answer = await self._raw_token(frame, connection)
                 if answer is None:
@@ -484,7 +486,7 @@ class _HeldProtocol(asyncio.StreamReaderProtocol):
 def _tls_reason(exc: BaseException) -> str:
     """Why a TLS handshake failed, in a few words; what a plaintext client looks like."""
     if isinstance(exc, ssl.SSLError):
-        reason = str(exc.reason or exc).replace("_", " ").lower()
+        reason = str(exc.reason or exc or type(exc).__name__).replace("_", " ").lower()
         if exc.reason in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "UNKNOWN_PROTOCOL"):
             return f"TLS handshake failed ({reason}: a plaintext client on a TLS listener?)"
         detail = getattr(exc, "verify_message", None)
@@ -493,7 +495,11 @@ def _tls_reason(exc: BaseException) -> str:
             if detail
             else (f"TLS handshake failed ({reason})")
         )
-    return f"TLS handshake failed ({exc.strerror or exc})" if isinstance(exc, OSError) else str(exc)
+    if isinstance(exc, ConnectionError):
+        return "the client closed the connection during the TLS handshake"
+    if isinstance(exc, OSError):
+        return f"TLS handshake failed ({exc.strerror or type(exc).__name__})"
+    return str(exc)
 
 
 def _stderr(message: str) -> None:

@@ -486,66 +486,101 @@ def test_kafka_python_ssl_with_a_client_certificate(
 # -- kcat --------------------------------------------------------------------------------------
 
 
-def test_kcat_sasl_ssl_scram(sasl_ssl: ServeProcess, certs: Certificates, kcat: Path) -> None:
+@pytest.mark.parametrize(
+    ("listener", "protocol", "mechanism"),
+    [
+        ("sasl_ssl", "SASL_SSL", "SCRAM-SHA-512"),
+        ("sasl_plaintext", "SASL_PLAINTEXT", "PLAIN"),
+        ("mtls", "SSL", None),
+    ],
+)
+def test_kcat(
+    request: pytest.FixtureRequest,
+    certs: Certificates,
+    kcat: Path,
+    listener: str,
+    protocol: str,
+    mechanism: str | None,
+) -> None:
+    server: ServeProcess = request.getfixturevalue(listener)
+    config = librdkafka_config(
+        server.bootstrap, protocol, mechanism, certs=certs, client_cert=protocol == "SSL"
+    )
     options = []
-    config = librdkafka_config(sasl_ssl.bootstrap, "SASL_SSL", "SCRAM-SHA-512", certs=certs)
     for key, value in config.items():
         if key != "bootstrap.servers":
             options += ["-X", f"{key}={value}"]
+    value = f"from-kcat-{listener}".encode()
     produced = subprocess.run(
-        [str(kcat), "-b", sasl_ssl.bootstrap, *options, "-t", "t", "-P"],
-        input=b"from-kcat\n",
+        [str(kcat), "-b", server.bootstrap, *options, "-t", "t", "-P"],
+        input=value + b"\n",
         capture_output=True,
         timeout=60,
         check=False,
     )
     assert produced.returncode == 0, produced.stderr
     consumed = subprocess.run(
-        [str(kcat), "-b", sasl_ssl.bootstrap, *options, "-t", "t", "-C", "-e", "-o", "-1"],
+        [str(kcat), "-b", server.bootstrap, *options, "-t", "t", "-C", "-e", "-o", "-1"],
         capture_output=True,
         timeout=60,
         check=False,
     )
     assert consumed.returncode == 0, consumed.stderr
-    assert consumed.stdout == b"from-kcat\n"
+    assert consumed.stdout == value + b"\n"
 
 
 # -- Java --------------------------------------------------------------------------------------
 
 
-def test_java_console_producer_sasl_ssl_scram(
-    sasl_ssl: ServeProcess, certs: Certificates, tmp_path: Path
+@pytest.mark.parametrize(
+    ("listener", "protocol", "mechanism", "module"),
+    [
+        ("sasl_ssl", "SASL_SSL", "SCRAM-SHA-256", "scram.ScramLoginModule"),
+        ("sasl_plaintext", "SASL_PLAINTEXT", "PLAIN", "plain.PlainLoginModule"),
+    ],
+)
+def test_java_console_producer(
+    request: pytest.FixtureRequest,
+    certs: Certificates,
+    tmp_path: Path,
+    listener: str,
+    protocol: str,
+    mechanism: str,
+    module: str,
 ) -> None:
     from tests.support.kafka_jars import java_command
 
+    server: ServeProcess = request.getfixturevalue(listener)
     properties = tmp_path / "client.properties"
-    properties.write_text(
-        "security.protocol=SASL_SSL\n"
-        "sasl.mechanism=SCRAM-SHA-256\n"
-        "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
-        f'username="alice" password="{PASSWORD}";\n'
-        "ssl.truststore.type=PEM\n"
-        f"ssl.truststore.location={certs.ca}\n"
-        "enable.idempotence=false\n"
-    )
+    lines = [
+        f"security.protocol={protocol}",
+        f"sasl.mechanism={mechanism}",
+        f"sasl.jaas.config=org.apache.kafka.common.security.{module} required "
+        f'username="alice" password="{PASSWORD}";',
+        "enable.idempotence=false",
+    ]
+    if protocol == "SASL_SSL":
+        lines += ["ssl.truststore.type=PEM", f"ssl.truststore.location={certs.ca}"]
+    properties.write_text("\n".join(lines) + "\n")
+    value = f"from-java-{listener}".encode()
     produced = subprocess.run(
         java_command(
             "org.apache.kafka.tools.ConsoleProducer",
             "--bootstrap-server",
-            sasl_ssl.bootstrap,
+            server.bootstrap,
             "--topic",
             "t",
             "--producer.config",
             str(properties),
         ),
-        input=b"from-java\n",
+        input=value + b"\n",
         capture_output=True,
         timeout=120,
         check=False,
     )
     assert produced.returncode == 0, produced.stderr[-2000:]
-    found = run_cli(sasl_ssl.db, "consume", "t", "-o", "-1")
-    assert found.stdout == b"from-java\n", found.stderr
+    found = run_cli(server.db, "consume", "t", "-o", "-1")
+    assert found.stdout == value + b"\n", found.stderr
 
 
 def test_sasl_users_file_permissions_are_checked_again_at_start(tmp_path: Path) -> None:

@@ -208,3 +208,42 @@ def test_plain_checks_the_hash() -> None:
             session.step(token)
         assert raised.value.reason == reason
     assert new_session("GSSAPI", users, b"s") is None
+
+
+def test_partly_denied_requests_put_the_refusals_back_into_the_answer() -> None:
+    """A request naming an allowed and a denied topic or group: the handler sees only the
+    allowed one, and its answer (here an empty one) gets the refusal added, encodable."""
+    from pubsub.kafka.wire.codec import response_class
+
+    guard = Guard(parse_acl("eve topic ok all\neve group ok all"), lambda line: None)
+    two = {
+        ApiKey.PRODUCE: ("topic_data", "name"),
+        ApiKey.FETCH: ("topics", "topic"),
+        ApiKey.LIST_OFFSETS: ("topics", "name"),
+        ApiKey.METADATA: ("topics", "name"),
+        ApiKey.OFFSET_COMMIT: ("topics", "name"),
+        ApiKey.DESCRIBE_GROUPS: ("groups", None),
+        ApiKey.DELETE_GROUPS: ("groups_names", None),
+    }
+    requests = _requests()
+    for key, (field, name_field) in two.items():
+        low, high = SUPPORTED[key]
+        for version in range(max(low, 3 if key == ApiKey.PRODUCE else low), high + 1):
+            request = requests[key]()
+            if key == ApiKey.OFFSET_COMMIT:
+                request.group_id = "ok"
+            entries = getattr(request, field)
+            if name_field is None:
+                setattr(request, field, ["ok", *entries])
+            else:
+                allowed = requests[key]()
+                first = getattr(allowed, field)[0]
+                setattr(first, name_field, "ok")
+                setattr(request, field, [first, *entries])
+            header = RequestHeader(key, version, 1, None)
+            passed, answer, after = guard.check(header, request, Connection("h", principal="eve"))
+            assert answer is None and after is not None, (ApiKey(key).name, version)
+            kept = getattr(passed, field)
+            assert [e if name_field is None else getattr(e, name_field) for e in kept] == ["ok"]
+            response = after(response_class(key)())
+            encode_response(header, response)
