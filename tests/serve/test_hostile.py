@@ -373,3 +373,19 @@ def test_mutated_sasl_exchanges_before_authentication(tmp_path: Path) -> None:
 def _metadata_request() -> bytes:
     header = RequestHeader(ApiKey.METADATA, 12, 9, "x")
     return encode_request(header, request_class(ApiKey.METADATA)(topics=None))
+
+
+def test_a_null_array_the_schema_forbids_closes_the_connection(target: ServeProcess) -> None:
+    """Found by the fuzzer: kafka-python's decoder reads a null compact array where the
+    schema has a non-nullable one; Kafka refuses the request, and so does the server, before
+    a handler trips on it."""
+    frame = bytearray(FRAMES[(ApiKey.LIST_OFFSETS, 7)])
+    # ListOffsets v7 (flexible): the header, then replica_id (4), isolation_level (1), topics.
+    body = 4 + 8 + 2 + len(b"fuzz") + 1  # size, api key/version/correlation, client id, tags
+    assert frame[body + 5] == 1  # the compact length of an empty array
+    frame[body + 5] = 0  # null
+    with connect(target.bootstrap) as sock:
+        sock.sendall(bytes(frame))
+        assert closed_by_server(sock)
+    assert "non-nullable field Topics was serialized as null" in target.errors()
+    assert "Traceback" not in target.errors()

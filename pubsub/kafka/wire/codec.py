@@ -348,10 +348,40 @@ def decode_request(frame: bytes | bytearray | memoryview) -> tuple[RequestHeader
             api_version=api_version,
             correlation_id=correlation_id,
         )
+    null = _null_field(cls._struct, body, api_version)
+    if null is not None:
+        raise CorruptFrame(
+            f"API key {api_key} v{api_version}: non-nullable field {null} was serialized as null",
+            api_key=api_key,
+            api_version=api_version,
+            correlation_id=correlation_id,
+        )
     # Objects made by the generated decoder skip __init__, which leaves this slot unset; some
     # encode() overrides (DeleteTopicsRequest) read it.
     body._header = None
     return header, body
+
+
+def _null_field(struct: Any, value: Any, version: int) -> str | None:
+    """The name of the first field of ``value`` that is null where the schema says it may not
+    be (the generated decoder lets a null array or string through; Kafka refuses the request,
+    and handlers may rely on the schema), or None."""
+    for field in struct.untagged_fields(version):
+        item = getattr(value, field.name, None)
+        if item is None:
+            # kafka-python reads the zero UUID (what clients send for "no topic id") as None.
+            if field.type_str != "uuid" and not field.nullable_for_version_q(version):
+                return str(field._name)
+        elif field.is_struct_array():
+            for element in item:
+                found = _null_field(field, element, version)
+                if found is not None:
+                    return found
+        elif field.is_struct():
+            found = _null_field(field, item, version)
+            if found is not None:
+                return found
+    return None
 
 
 def _read_header_rest(view: memoryview, flexible: bool) -> tuple[str | None, int]:
