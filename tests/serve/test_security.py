@@ -438,6 +438,14 @@ def test_mtls_identity_is_the_certificate_subject(mtls: ServeProcess, certs: Cer
 
 
 @pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_kafka_python_sasl_plaintext(sasl_plaintext: ServeProcess, mechanism: str) -> None:
+    assert kafka_python_round(sasl_plaintext.bootstrap, "SASL_PLAINTEXT", mechanism, "t") == (
+        True,
+        "ok",
+    )
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
 def test_kafka_python_sasl_ssl(sasl_ssl: ServeProcess, certs: Certificates, mechanism: str) -> None:
     assert kafka_python_round(sasl_ssl.bootstrap, "SASL_SSL", mechanism, "t", certs=certs) == (
         True,
@@ -489,8 +497,8 @@ def test_kafka_python_ssl_with_a_client_certificate(
 @pytest.mark.parametrize(
     ("listener", "protocol", "mechanism"),
     [
-        ("sasl_ssl", "SASL_SSL", "SCRAM-SHA-512"),
-        ("sasl_plaintext", "SASL_PLAINTEXT", "PLAIN"),
+        *(("sasl_plaintext", "SASL_PLAINTEXT", m) for m in MECHANISMS),
+        *(("sasl_ssl", "SASL_SSL", m) for m in MECHANISMS),
         ("mtls", "SSL", None),
     ],
 )
@@ -536,7 +544,9 @@ def test_kcat(
     ("listener", "protocol", "mechanism", "module"),
     [
         ("sasl_ssl", "SASL_SSL", "SCRAM-SHA-256", "scram.ScramLoginModule"),
+        ("sasl_ssl", "SASL_SSL", "PLAIN", "plain.PlainLoginModule"),
         ("sasl_plaintext", "SASL_PLAINTEXT", "PLAIN", "plain.PlainLoginModule"),
+        ("sasl_plaintext", "SASL_PLAINTEXT", "SCRAM-SHA-512", "scram.ScramLoginModule"),
     ],
 )
 def test_java_console_producer(
