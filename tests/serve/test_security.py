@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from pubsub import Broker
-from pubsub.kafka.wire.codec import ApiKey
+from pubsub.kafka.wire.codec import ApiKey, request_class
 from pubsub.kafka.wire.errors import ErrorCode
 from tests.helpers import PUBSUB, cli_env, run_cli
 from tests.serve.certs import Certificates, make_certificates
@@ -599,3 +599,39 @@ def test_sasl_users_file_permissions_are_checked_again_at_start(tmp_path: Path) 
     os.chmod(users, 0o600)
     missing = run_cli(tmp_path / "x.db", "serve", "--users", str(tmp_path / "nope.json"))
     assert missing.returncode == 2 and b"does not exist" in missing.stderr
+
+
+def test_requested_client_auth_takes_a_certificate_but_does_not_require_one(
+    tmp_path: Path, certs: Certificates
+) -> None:
+    rules = tmp_path / "acl.txt"
+    rules.write_text('"CN=alice,O=pubsub tests" topic * read\nANONYMOUS topic nothing. read\n')
+    server = _server(
+        tmp_path,
+        "--tls-cert",
+        str(certs.server.cert),
+        "--tls-key",
+        str(certs.server.key),
+        "--tls-ca",
+        str(certs.ca),
+        "--tls-client-auth",
+        "requested",
+        "--acl",
+        str(rules),
+    )
+    try:
+        host, port = server.bootstrap.split(":")
+        for client, expected in ((certs.client, 0), (None, ErrorCode.TOPIC_AUTHORIZATION_FAILED)):
+            context = ssl.create_default_context(cafile=str(certs.ca))
+            if client is not None:
+                context.load_cert_chain(str(client.cert), str(client.key))
+            with (
+                socket.create_connection((host, int(port)), timeout=10) as raw,
+                context.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
+            ):
+                topic = request_class(ApiKey.METADATA).MetadataRequestTopic(name="t")
+                answer = request(sock, ApiKey.METADATA, 12, topics=[topic])
+                assert answer.topics[0].error_code == expected
+    finally:
+        server.kill()
+    assert "denied 'ANONYMOUS' from 127.0.0.1 describe on topic 't'" in server.errors()
