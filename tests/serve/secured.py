@@ -105,6 +105,7 @@ def kafka_python_round(
     password: str = PASSWORD,
     certs: Certificates | None = None,
     client_cert: bool = False,
+    bootstrap_timeout_ms: int = 30_000,
 ) -> tuple[bool, str]:
     """The same with kafka-python."""
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # type: ignore[import-untyped]
@@ -124,7 +125,9 @@ def kafka_python_round(
             options["ssl_keyfile"] = str(certs.client.key)
     value = uuid.uuid4().hex.encode()
     try:
-        producer = KafkaProducer(enable_idempotence=False, **options)
+        producer = KafkaProducer(
+            enable_idempotence=False, bootstrap_timeout_ms=bootstrap_timeout_ms, **options
+        )
         try:
             sent = producer.send(topic, value).get(timeout=20)
         finally:

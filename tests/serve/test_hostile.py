@@ -5,6 +5,7 @@ unknown versions are in test_protocol.py.)"""
 
 from __future__ import annotations
 
+import os
 import random
 import resource
 import socket
@@ -218,6 +219,8 @@ def _valid_frames() -> dict[tuple[int, int], bytes]:
 
 SASL = {key: SUPPORTED[key] for key in (ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE)}
 FRAMES = _valid_frames()
+#: Hypothesis cases per fuzz run: more under ``make soak``.
+EXAMPLES = 3000 if os.environ.get("PUBSUB_SOAK") else 300
 KEYS = sorted(FRAMES)
 COUNTS: Counter[str] = Counter()
 
@@ -301,7 +304,7 @@ def test_mutated_requests_of_every_api_and_version(
     with Calm(target.bootstrap) as calm:
 
         @settings(
-            max_examples=400,
+            max_examples=EXAMPLES,
             deadline=None,
             database=None,
             suppress_health_check=[HealthCheck.too_slow],

@@ -463,7 +463,8 @@ def test_kafka_python_sasl_plaintext_and_a_wrong_password(sasl_plaintext: ServeP
     # wake-up sockets until the interpreter exits.
     script = (
         "import sys; from tests.serve.secured import kafka_python_round as r; "
-        "print(r(sys.argv[1], 'SASL_PLAINTEXT', 'PLAIN', 't', password='wrong'))"
+        "print(r(sys.argv[1], 'SASL_PLAINTEXT', 'PLAIN', 't', password='wrong',"
+        " bootstrap_timeout_ms=4000))"
     )
     done = subprocess.run(
         [sys.executable, "-c", script, sasl_plaintext.bootstrap],
