@@ -50,7 +50,7 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "metrics": ("pubsub.commands.metrics", "metrics", False),
     "top": ("pubsub.commands.top", "top", False),
     "db": ("pubsub.commands.db", "app", True),
-    "serve": ("pubsub.commands.serve", "serve", False),
+    "serve": ("pubsub.commands.serve", "app", True),
 }
 
 #: The commands that exist only for a database file, by command path (a group, or a group
@@ -138,7 +138,7 @@ class PubsubGroup(TyperGroup):
         it runs, when ``--db`` names another backend (shell completion is never refused)."""
         found = super().resolve_command(ctx, args)
         if not ctx.resilient_parsing:
-            refuse_file_only(ctx.params.get("db"), args)
+            refuse_file_only(ctx.params.get("db"), args, ctx.command)
         return found
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
@@ -152,7 +152,7 @@ class PubsubGroup(TyperGroup):
             raise typer.Exit(0) from None
 
 
-def refuse_file_only(target: object, args: Sequence[str]) -> None:
+def refuse_file_only(target: object, args: Sequence[str], root: object = None) -> None:
     """Raise :class:`~pubsub.errors.UnsupportedError` if ``args`` (the command line after
     the global options) names a :data:`FILE_ONLY` command and ``target`` is not a file.
 
@@ -164,8 +164,20 @@ def refuse_file_only(target: object, args: Sequence[str]) -> None:
 
     if is_file(target):
         return
-    words = [arg for arg in args if not arg.startswith("-")][:2]
+    positional = [arg for arg in args if not arg.startswith("-")]
+    words = positional[:2]
     reason = FILE_ONLY.get(" ".join(words)) or FILE_ONLY.get(words[0] if words else "")
+    # Name the whole command path where the tree is deeper ("serve users add").
+    path = positional[:1]
+    command = getattr(root, "commands", {}).get(path[0]) if path else None
+    for arg in positional[1:]:
+        children = getattr(command, "commands", None)
+        if not children or arg not in children:
+            break
+        path.append(arg)
+        command = children[arg]
+    if len(path) > len(words):
+        words = path
     if reason is not None:
         from pubsub.errors import UnsupportedError
 

@@ -259,7 +259,9 @@ class Coordinator:
             member.last_seen = now
             return self._join_answer(group, member, version)
         if member is None:
-            member = Member(member_id, header.client_id or "", conn.host)
+            # The client host as Kafka's broker reports it (Java's InetAddress.toString() of an
+            # address without a name): "/127.0.0.1".
+            member = Member(member_id, header.client_id or "", f"/{conn.host}")
             group.members[member_id] = member
             if group.protocol_type is None:
                 group.protocol_type = request.protocol_type
@@ -657,11 +659,12 @@ class Coordinator:
         for group in self.groups.values():
             if group.members or group.name in states:
                 states[group.name] = group.state
+        # A null compact array (a client's bytes say so) filters nothing, as an empty one.
         wanted_states = (
-            {s.lower() for s in request.states_filter} if header.api_version >= 4 else set()
+            {s.lower() for s in request.states_filter or ()} if header.api_version >= 4 else set()
         )
         wanted_types = (
-            {t.lower() for t in request.types_filter} if header.api_version >= 5 else set()
+            {t.lower() for t in request.types_filter or ()} if header.api_version >= 5 else set()
         )
         listed = []
         for name, state in sorted(states.items()):

@@ -94,6 +94,12 @@ with warnings.catch_warnings():
         ProduceRequest,
         ProduceResponse,
     )
+    from kafka.protocol.sasl import (  # type: ignore[import-untyped]
+        SaslAuthenticateRequest,
+        SaslAuthenticateResponse,
+        SaslHandshakeRequest,
+        SaslHandshakeResponse,
+    )
 
 from pubsub.kafka.wire import share
 from pubsub.kafka.wire.errors import ErrorCode
@@ -162,6 +168,7 @@ class ApiKey(IntEnum):
     SYNC_GROUP = 14
     DESCRIBE_GROUPS = 15
     LIST_GROUPS = 16
+    SASL_HANDSHAKE = 17
     API_VERSIONS = 18
     CREATE_TOPICS = 19
     DELETE_TOPICS = 20
@@ -169,6 +176,7 @@ class ApiKey(IntEnum):
     INIT_PRODUCER_ID = 22
     DESCRIBE_CONFIGS = 32
     ALTER_CONFIGS = 33
+    SASL_AUTHENTICATE = 36
     CREATE_PARTITIONS = 37
     DELETE_GROUPS = 42
     INCREMENTAL_ALTER_CONFIGS = 44
@@ -200,6 +208,7 @@ SUPPORTED: Final[Mapping[int, tuple[int, int]]] = MappingProxyType(
         ApiKey.SYNC_GROUP: (0, 5),
         ApiKey.DESCRIBE_GROUPS: (0, 6),
         ApiKey.LIST_GROUPS: (0, 5),
+        ApiKey.SASL_HANDSHAKE: (0, 1),
         ApiKey.API_VERSIONS: (0, 4),
         ApiKey.CREATE_TOPICS: (2, 7),
         ApiKey.DELETE_TOPICS: (1, 5),
@@ -207,6 +216,7 @@ SUPPORTED: Final[Mapping[int, tuple[int, int]]] = MappingProxyType(
         ApiKey.INIT_PRODUCER_ID: (0, 5),
         ApiKey.DESCRIBE_CONFIGS: (1, 4),
         ApiKey.ALTER_CONFIGS: (0, 2),
+        ApiKey.SASL_AUTHENTICATE: (0, 2),
         ApiKey.CREATE_PARTITIONS: (0, 3),
         ApiKey.DELETE_GROUPS: (0, 2),
         ApiKey.INCREMENTAL_ALTER_CONFIGS: (0, 1),
@@ -235,6 +245,7 @@ _CLASSES: Final[Mapping[int, tuple[Any, Any]]] = {
     ApiKey.SYNC_GROUP: (SyncGroupRequest, SyncGroupResponse),
     ApiKey.DESCRIBE_GROUPS: (DescribeGroupsRequest, DescribeGroupsResponse),
     ApiKey.LIST_GROUPS: (ListGroupsRequest, ListGroupsResponse),
+    ApiKey.SASL_HANDSHAKE: (SaslHandshakeRequest, SaslHandshakeResponse),
     ApiKey.API_VERSIONS: (ApiVersionsRequest, ApiVersionsResponse),
     ApiKey.CREATE_TOPICS: (CreateTopicsRequest, CreateTopicsResponse),
     ApiKey.DELETE_TOPICS: (DeleteTopicsRequest, DeleteTopicsResponse),
@@ -242,6 +253,7 @@ _CLASSES: Final[Mapping[int, tuple[Any, Any]]] = {
     ApiKey.INIT_PRODUCER_ID: (InitProducerIdRequest, InitProducerIdResponse),
     ApiKey.DESCRIBE_CONFIGS: (DescribeConfigsRequest, DescribeConfigsResponse),
     ApiKey.ALTER_CONFIGS: (AlterConfigsRequest, AlterConfigsResponse),
+    ApiKey.SASL_AUTHENTICATE: (SaslAuthenticateRequest, SaslAuthenticateResponse),
     ApiKey.CREATE_PARTITIONS: (CreatePartitionsRequest, CreatePartitionsResponse),
     ApiKey.DELETE_GROUPS: (DeleteGroupsRequest, DeleteGroupsResponse),
     ApiKey.INCREMENTAL_ALTER_CONFIGS: (
@@ -358,10 +370,40 @@ def decode_request(frame: bytes | bytearray | memoryview) -> tuple[RequestHeader
             correlation_id=correlation_id,
         )
     if cls is not None:
-        # Objects made by the generated decoder skip __init__, which leaves this slot unset;
-        # some encode() overrides (DeleteTopicsRequest) read it.
+        null = _null_field(cls._struct, body, api_version)
+        if null is not None:
+            raise CorruptFrame(
+                f"API key {api_key} v{api_version}: non-nullable field {null} was serialized as null",
+                api_key=api_key,
+                api_version=api_version,
+                correlation_id=correlation_id,
+            )
+        # Objects made by the generated decoder skip __init__, which leaves this slot unset; some
+        # encode() overrides (DeleteTopicsRequest) read it.
         body._header = None  # type: ignore[attr-defined]
     return header, body
+
+
+def _null_field(struct: Any, value: Any, version: int) -> str | None:
+    """The name of the first field of ``value`` that is null where the schema says it may not
+    be (the generated decoder lets a null array or string through; Kafka refuses the request,
+    and handlers may rely on the schema), or None."""
+    for field in struct.untagged_fields(version):
+        item = getattr(value, field.name, None)
+        if item is None:
+            # kafka-python reads the zero UUID (what clients send for "no topic id") as None.
+            if field.type_str != "uuid" and not field.nullable_for_version_q(version):
+                return str(field._name)
+        elif field.is_struct_array():
+            for element in item:
+                found = _null_field(field, element, version)
+                if found is not None:
+                    return found
+        elif field.is_struct():
+            found = _null_field(field, item, version)
+            if found is not None:
+                return found
+    return None
 
 
 def _read_header_rest(view: memoryview, flexible: bool) -> tuple[str | None, int]:
