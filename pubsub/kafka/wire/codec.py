@@ -373,7 +373,8 @@ def decode_request(frame: bytes | bytearray | memoryview) -> tuple[RequestHeader
         null = _null_field(cls._struct, body, api_version)
         if null is not None:
             raise CorruptFrame(
-                f"API key {api_key} v{api_version}: non-nullable field {null} was serialized as null",
+                f"API key {api_key} v{api_version}: non-nullable field {null} was serialized"
+                " as null",
                 api_key=api_key,
                 api_version=api_version,
                 correlation_id=correlation_id,
