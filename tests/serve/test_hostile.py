@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pubsub import Broker
+from pubsub.kafka.wire import share
 from pubsub.kafka.wire.codec import (
     SUPPORTED,
     ApiKey,
@@ -34,6 +35,7 @@ from pubsub.kafka.wire.codec import (
 from pubsub.kafka.wire.records import Record
 from pubsub.serve.server import ADVERTISED
 from tests.serve.support import ServeProcess, closed_by_server, connect, request
+from tests.unit.test_wire_share import GOLDEN
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +207,16 @@ def _valid_frames() -> dict[tuple[int, int], bytes]:
     filled[ApiKey.SASL_HANDSHAKE] = {"mechanism": "SCRAM-SHA-256"}
     filled[ApiKey.SASL_AUTHENTICATE] = {"auth_bytes": b"n,,n=alice,r=0123456789abcdef"}
     for key, (low, high) in [*ADVERTISED.items(), *SASL.items()]:
+        if key in share.VERSIONS:  # no kafka-python class: kafka-clients' own bytes as seeds
+            for version in range(low, high + 1):
+                name = f"{SHARE_SEEDS[key]}_request_v{version}"
+                if name in GOLDEN:
+                    seed = bytes.fromhex(GOLDEN[name])
+                    message, _ = share.decode_body(key, version, True, seed, 0)
+                    frames[(key, version)] = encode_request(
+                        RequestHeader(key, version, 1, "fuzz"), message
+                    )
+            continue
         cls = request_class(key)
         for version in range(low, high + 1):
             try:
@@ -217,6 +229,13 @@ def _valid_frames() -> dict[tuple[int, int], bytes]:
     return frames
 
 
+#: The golden share-group requests (serialised by kafka-clients) that seed those API keys.
+SHARE_SEEDS = {
+    ApiKey.SHARE_GROUP_HEARTBEAT: "heartbeat",
+    ApiKey.SHARE_GROUP_DESCRIBE: "describe",
+    ApiKey.SHARE_FETCH: "fetch",
+    ApiKey.SHARE_ACKNOWLEDGE: "acknowledge",
+}
 SASL = {key: SUPPORTED[key] for key in (ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE)}
 FRAMES = _valid_frames()
 #: Hypothesis cases per fuzz run: more under ``make soak``.
