@@ -716,7 +716,11 @@ def _partition_records(
         after = offset
         while after < extent[1]:
             hit = cache.find(meta.topic_id, index, after, extent)
-            if hit is None or (size + len(hit.data) > limit and (pieces or not at_least_one)):
+            if hit is None or hit.base != after:
+                # Not one that starts where the answer must: a fetch from the middle of a
+                # batch gets that record onwards, encoded from the rows.
+                break
+            if size + len(hit.data) > limit and (pieces or not at_least_one):
                 break
             pieces.append(hit.data)
             size += len(hit.data)
