@@ -89,6 +89,16 @@ class Progress:
             self._bar.stop()
             self._bar = None
 
+    def note(self, line: str) -> None:
+        """Print a line on stderr above the bar (or alone while there is none)."""
+        if self._bar is not None:
+            self._bar.console.print(line, markup=False, highlight=False)
+        else:
+            import sys
+
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+
     def advance(self, amount: float) -> None:
         """Count ``amount`` more units done."""
         self.update(self._completed + amount)
@@ -155,6 +165,25 @@ class Progress:
             self._description, total=self._total, completed=self._completed
         )
         self._bar.start()
+
+
+class MirrorProgress:
+    """The progress bar of ``pubsub mirror``: records forwarded out of forwarded + lag."""
+
+    def __init__(self) -> None:
+        self._bar = Progress("forwarding", unit="records")
+
+    def update(self, forwarded: int, lag: int) -> None:
+        """A batch was committed: ``forwarded`` so far, ``lag`` records still to forward."""
+        self._bar.update(forwarded, total=forwarded + lag)
+
+    def note(self, line: str) -> None:
+        """A state change, printed above the bar."""
+        self._bar.note(line)
+
+    def close(self) -> None:
+        """Remove the bar."""
+        self._bar.close()
 
 
 def live() -> Any:

@@ -67,6 +67,10 @@ NOUNS = frozenset(
         "share_partition",
         "share_partitions",
         "share_records",
+        # mirrors: the file's id, a destination's positions, a source's progress
+        "identity",
+        "mirror_positions",
+        "mirror_progress",
     }
 )
 
