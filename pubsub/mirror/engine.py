@@ -509,13 +509,21 @@ class Mirror:
     def _commit(self, writes: list[TopicWrite]) -> bool:
         assert self.sink is not None
         attempt = 0
+        recover = False
         while True:
             try:
-                self.sink.write(writes)
+                if recover:
+                    # The failure may have hidden a commit: write only what the positions
+                    # committed at the destination say is missing.
+                    writes = _trim(writes, self.sink.recover())
+                    recover = False
+                if writes:
+                    self.sink.write(writes)
                 break
             except FencedError:
                 raise
             except RETRIABLE as exc:
+                recover = True
                 if attempt == 0:
                     self._event(
                         "destination_unreachable",
@@ -525,11 +533,6 @@ class Mirror:
                 attempt += 1
                 if not self._sleep(_backoff(attempt)):
                     return False
-                try:
-                    committed = self.sink.recover()
-                except RETRIABLE:
-                    continue
-                writes = _trim(writes, committed)
         if attempt:
             self._event("resumed", f"destination reachable again after {attempt} retries")
         count = sum(len(w.records) for w in writes)

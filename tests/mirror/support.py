@@ -23,7 +23,7 @@ def sample_messages(partitions: int, count: int = 40) -> list[Message]:
     out: list[Message] = []
     for i in range(count):
         key: bytes | None = (
-            None if i % 5 == 0 else (f"key-{i}".encode() if i % 3 else bytes([0xFF, i, 0x00]))
+            None if i % 5 == 0 else (f"key-{i}".encode() if i % 3 else bytes([0xFF, i % 256, 0x00]))
         )
         if i % 7 == 3:
             value: bytes | None = None  # a tombstone
@@ -64,7 +64,7 @@ def run_pubsub(
 
 
 def mirror_env(**extra: str) -> dict[str, str]:
-    env = cli_env(None, PUBSUB_KAFKA_TIMEOUT="20", **extra)
+    env = cli_env(None, **{"PUBSUB_KAFKA_TIMEOUT": "20", **extra})
     env.pop("PUBSUB_DB", None)
     return env
 
@@ -74,10 +74,15 @@ def ok(result: subprocess.CompletedProcess[bytes]) -> bytes:
     return result.stdout
 
 
-def consume_json(target: str | Path, topic: str) -> list[dict[str, Any]]:
+def consume_json(
+    target: str | Path, topic: str, *, missing_ok: bool = False
+) -> list[dict[str, Any]]:
     """Every record of ``topic`` as ``pubsub consume --format json`` prints it, by
-    (partition, offset)."""
-    out = ok(run_pubsub("--db", str(target), "consume", topic, "--format", "json"))
+    (partition, offset); none for a topic not there yet with ``missing_ok``."""
+    result = run_pubsub("--db", str(target), "consume", topic, "--format", "json")
+    if missing_ok and result.returncode == 3:
+        return []
+    out = ok(result)
     records = [json.loads(line) for line in out.splitlines() if line]
     return sorted(records, key=lambda r: (r["partition"], r["offset"]))
 
