@@ -143,6 +143,9 @@ _NO_KAFKA_EQUIVALENT = {
     "retention.consumed": (
         "Kafka never deletes records because groups have read them: use retention.ms"
     ),
+    "retention.hold.mirrors": (
+        "a cluster's retention does not know pubsub's mirrors: give them enough retention.ms"
+    ),
 }
 
 
