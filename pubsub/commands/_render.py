@@ -234,6 +234,25 @@ def dashboard(stats: Stats, rates: dict[str, float], sparks: dict[str, str], db:
     return Group(header, topics, groups)
 
 
+def with_mirrors(renderable: Any, rows: Sequence[Any]) -> Any:
+    """``renderable`` with a table of mirror lag below it (``pubsub top``), if there are any
+    mirrors reading the file."""
+    if not rows:
+        return renderable
+    from rich.console import Group
+    from rich.table import Table
+
+    grid = Table(title="mirrors", title_justify="left", highlight=False)
+    for name, justify in (("mirror", "left"), ("partition", "left"), ("lag", "right"),
+                          ("lag s", "right"), ("state", "left")):  # fmt: skip
+        grid.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        grid.add_row(
+            r.mirror, f"{r.topic}[{r.partition}]", f"{r.lag:,}", f"{r.lag_seconds:.1f}", r.state
+        )
+    return Group(renderable, grid)
+
+
 class KeyReader:
     """Reads single key presses from a terminal (cbreak mode), restoring it afterwards."""
 

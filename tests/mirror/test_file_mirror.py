@@ -202,3 +202,20 @@ def test_status_reports_progress_at_both_ends(tmp_path: Path) -> None:
     assert {(r["role"], r["forwarded"]) for r in dest_rows} == {("destination", 5)}
     missing = run_pubsub("mirror", "status", str(a), "--name", "nope")
     assert missing.returncode == 3 and b"error: no mirror named 'nope'" in missing.stderr
+
+
+def test_metrics_stats_and_top_show_mirror_lag(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    make_source(a, partitions=1, count=4)
+    ok(run_pubsub("mirror", str(a), str(b), "--once", "--name", "lagging"))
+    with Broker(a) as broker:
+        broker.produce_batch("orders", [b"x", b"y", b"z"])
+    metrics = ok(run_pubsub("--db", str(a), "metrics")).decode()
+    assert 'pubsub_mirror_lag_records{mirror="lagging",topic="orders",partition="0"} 3' in metrics
+    assert "# TYPE pubsub_mirror_lag_seconds gauge" in metrics
+    stats = json.loads(ok(run_pubsub("--db", str(a), "stats", "--json")))
+    assert [(m["mirror"], m["lag"]) for m in stats["mirrors"]] == [("lagging", 3)]
+    top = json.loads(ok(run_pubsub("--db", str(a), "top")))  # piped: one JSON snapshot
+    assert [(m["mirror"], m["lag"]) for m in top["mirrors"]] == [("lagging", 3)]
+    # A file no mirror reads has no mirror metrics at all.
+    assert "pubsub_mirror" not in ok(run_pubsub("--db", str(b), "metrics")).decode()
