@@ -139,6 +139,7 @@ class KafkaSource:
                     "auto.offset.reset": "earliest",
                     "isolation.level": "read_committed",
                     "queued.max.messages.kbytes": _QUEUE_KBYTES,
+                    "fetch.max.bytes": 8 * 1024 * 1024,
                 }
             )
         )
@@ -201,49 +202,63 @@ class KafkaSource:
                 messages = self._consumer.consume(num_messages=max_records, timeout=timeout)
             except KafkaException as exc:
                 raise self._errors.unavailable("consuming", exc) from None
-        chunks: dict[TopicPartition, Chunk] = {}
+        positions = self._positions
+        rows_of: dict[TopicPartition, list[Row]] = {}
+        ended: dict[TopicPartition, int] = {}
+        new = tuple.__new__
         size = 0
         for index, message in enumerate(messages):
-            error = message.error()
-            tp = TopicPartition(message.topic(), message.partition())
-            position = self._positions.get(tp)
+            # A plain (topic, partition) tuple finds the TopicPartition keys: equal hashes.
+            tp: Any = (message.topic(), message.partition())
+            position = positions.get(tp)
             if position is None:
                 continue
+            error = message.error()
             if error is not None:
                 if error.code() == _EOF:
+                    tp = TopicPartition(*tp)
                     offset = message.offset()
                     self._ends[tp] = offset
                     if offset > position:
-                        self._positions[tp] = offset
-                        chunk = chunks.get(tp)
-                        rows = chunk.rows if chunk is not None else []
-                        chunks[tp] = Chunk(tp.topic, tp.partition, rows, offset, offset, 0)
+                        positions[tp] = offset
+                        ended[tp] = offset
                     continue
                 if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                    raise TopicNotFoundError(tp.topic)
+                    raise TopicNotFoundError(tp[0])
                 raise self._errors.unavailable("consuming", KafkaException(error))
             offset = message.offset()
             if offset < position:
                 continue
             key, value = message.key(), message.value()
             size += (len(key) if key else 0) + (len(value) if value else 0)
-            if size > max_bytes and chunks:
+            if size > max_bytes and rows_of:
                 self._buffer = messages[index:]
                 break
+            rows = rows_of.get(tp)
+            if rows is None:
+                rows = rows_of[tp] = []
             headers = message.headers()
-            row = Row(
-                offset, message.timestamp()[1], key, value, tuple(headers) if headers else None
+            rows.append(
+                new(
+                    Row,
+                    (
+                        offset,
+                        message.timestamp()[1],
+                        key,
+                        value,
+                        tuple(headers) if headers else None,
+                    ),
+                )
             )
-            chunk = chunks.get(tp)
-            end = max(self._ends.get(tp, 0), offset + 1)
-            if chunk is None:
-                chunks[tp] = Chunk(tp.topic, tp.partition, [row], offset + 1, end, 0)
-            else:
-                chunk.rows.append(row)
-                chunks[tp] = chunk._replace(next_offset=offset + 1, end=end)
-            self._positions[tp] = offset + 1
+            positions[tp] = offset + 1
+        chunks: list[Chunk] = []
+        for seen in {**rows_of, **ended}:
+            tp = TopicPartition(*seen)
+            at = positions[tp]
+            end = max(self._ends.get(tp, 0), at)
+            chunks.append(Chunk(tp.topic, tp.partition, rows_of.get(tp, []), at, end, 0))
         self._errors.ok()
-        return list(chunks.values())
+        return chunks
 
     def close(self) -> None:
         try:
@@ -362,7 +377,8 @@ class KafkaSink:
             consumer.assign([_KTP(OFFSETS_TOPIC, 0, -2)])  # from the beginning
             deadline = time.monotonic() + self.timeout
             while True:
-                messages = consumer.consume(num_messages=10_000, timeout=0.5)
+                # consume() waits for its whole timeout unless the count is reached
+                messages = consumer.consume(num_messages=1000, timeout=0.05)
                 done = False
                 for message in messages:
                     error = message.error()

@@ -45,7 +45,6 @@ from pubsub.mirror.model import (
     Chunk,
     Outgoing,
     Position,
-    Row,
     Sink,
     Source,
     TopicSpec,
@@ -463,11 +462,15 @@ class Mirror:
         loop_prefix = dest_id + b"/"
         origin = self.options.origin
         prefix = f"{self.source.source_id}/{chunk.topic}/{chunk.partition}/"
-        route = self._route_of(chunk)
+        route = None if not self.options.repartition else self._route_of(chunk)
+        partition = chunk.partition
+        prefix_b = prefix.encode()
+        new = tuple.__new__
         out: list[Outgoing] = []
         append = out.append
-        for row in chunk.rows:
-            headers = row.headers
+        # Rows are (offset, timestamp, key, value, headers): unpacked, not read by name.
+        for offset, timestamp, key, value, given in chunk.rows:
+            headers = given
             if headers:
                 found = _origin_of(headers)
                 if found is not None:
@@ -475,19 +478,19 @@ class Mirror:
                         self.dropped_loops += 1
                         continue
                 elif origin:
-                    headers = (*headers, (ORIGIN_HEADER, f"{prefix}{row.offset}".encode()))
+                    headers = (*headers, (ORIGIN_HEADER, prefix_b + str(offset).encode()))
             elif origin:
-                headers = ((ORIGIN_HEADER, f"{prefix}{row.offset}".encode()),)
-            append(Outgoing(route(row), row.timestamp, row.key, row.value, headers))
+                headers = ((ORIGIN_HEADER, prefix_b + str(offset).encode()),)
+            target = partition if route is None else route(key)
+            append(new(Outgoing, (target, timestamp, key, value, headers)))
         return out
 
-    def _route_of(self, chunk: Chunk) -> Callable[[Row], int]:
-        dest = self._routes[chunk.topic]
-        count = self._dest_partitions[dest]
-        if not self.options.repartition:
-            return lambda row: chunk.partition
+    def _route_of(self, chunk: Chunk) -> Callable[[bytes | None], int]:
+        """Where ``--repartition`` sends a record: murmur2 of its key, or (keyless) the
+        source partition modulo the destination's count."""
+        count = self._dest_partitions[self._routes[chunk.topic]]
         keyless = chunk.partition % count
-        return lambda row: partition_for_key(row.key, count) if row.key is not None else keyless
+        return lambda key: partition_for_key(key, count) if key is not None else keyless
 
     def _deliver(self, chunks: list[Chunk]) -> bool:
         assert self.sink is not None

@@ -12,6 +12,7 @@ point resumes from exactly what was committed.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -22,10 +23,33 @@ from pubsub.config import effective_config
 from pubsub.db import mirrors as sql
 from pubsub.db.notify import ChangeWaiter
 from pubsub.errors import InvalidArgumentError, TopicNotFoundError
-from pubsub.mirror.model import COPIED_CONFIG, Chunk, Position, Row, TopicSpec, TopicWrite
-from pubsub.records import Message, TopicPartition, decode_headers
+from pubsub.mirror.model import (
+    COPIED_CONFIG,
+    ORIGIN_HEADER,
+    Chunk,
+    Position,
+    Row,
+    TopicSpec,
+    TopicWrite,
+)
+from pubsub.records import Header, TopicPartition, decode_headers, encode_headers
 
 __all__ = ["FileSink", "FileSource", "file_id"]
+
+#: An origin header value that needs no escaping in JSON (ids, topic names, numbers).
+_PLAIN_ORIGIN = re.compile(rb"[A-Za-z0-9._/+=-]*\Z")
+_ORIGIN_ONLY = f'[["{ORIGIN_HEADER}","'
+
+
+def _encode(headers: tuple[Header, ...] | None) -> str | None:
+    """Headers as stored; the common case (the origin header alone) without json.dumps."""
+    if headers is None:
+        return None
+    if len(headers) == 1:
+        name, value = headers[0]
+        if name == ORIGIN_HEADER and value is not None and _PLAIN_ORIGIN.match(value):
+            return _ORIGIN_ONLY + value.decode("ascii") + '"]]'
+    return encode_headers(headers)
 
 
 def file_id(broker: Broker) -> str:
@@ -231,10 +255,16 @@ class FileSink:
     def write(self, writes: Sequence[TopicWrite]) -> None:
         writer = self.broker.services.writer
         for write in writes:
-            messages = [
-                Message(r.value, r.key, r.headers, r.partition, r.timestamp) for r in write.records
-            ]
-            writer.produce_batch(write.topic, messages, inside=partial(self._put, write.positions))
+            records = write.records
+            writer.produce_encoded(
+                write.topic,
+                values=[r.value for r in records],
+                keys=[r.key for r in records],
+                headers=[_encode(r.headers) for r in records],
+                partitions=[r.partition for r in records],
+                timestamps=[r.timestamp for r in records],
+                inside=partial(self._put, write.positions),
+            )
 
     def _put(self, positions: Sequence[Position], conn: sqlite3.Connection) -> None:
         now = self.broker.now()
