@@ -138,7 +138,10 @@ class KafkaSource:
                     "enable.partition.eof": True,
                     "auto.offset.reset": "earliest",
                     "isolation.level": "read_committed",
-                    "queued.max.messages.kbytes": _QUEUE_KBYTES,
+                    # librdkafka prefetches up to these per partition; each message costs
+                    # a few hundred bytes beyond its payload, so both bounds matter.
+                    "queued.max.messages.kbytes": _QUEUE_KBYTES // 2,
+                    "queued.min.messages": 20_000,
                     "fetch.max.bytes": 8 * 1024 * 1024,
                 }
             )
