@@ -38,6 +38,7 @@ from pubsub.errors import (
     InvalidArgumentError,
     PubsubError,
     StorageError,
+    StorageFullError,
     TopicNotFoundError,
 )
 from pubsub.mirror.model import (
@@ -528,11 +529,11 @@ class Mirror:
             except RETRIABLE as exc:
                 recover = True
                 if attempt == 0:
-                    self._event(
-                        "destination_unreachable",
-                        f"destination unreachable: {exc.message}; retrying",
-                        error=exc.message,
-                    )
+                    if isinstance(exc, StorageFullError):
+                        event, what = "destination_full", "destination full"
+                    else:
+                        event, what = "destination_unreachable", "destination unreachable"
+                    self._event(event, f"{what}: {exc.message}; retrying", error=exc.message)
                 attempt += 1
                 if not self._sleep(_backoff(attempt)):
                     return False
