@@ -140,9 +140,9 @@ class KafkaSource:
                     "isolation.level": "read_committed",
                     # librdkafka prefetches up to these per partition; each message costs
                     # a few hundred bytes beyond its payload, so both bounds matter.
-                    "queued.max.messages.kbytes": _QUEUE_KBYTES // 2,
-                    "queued.min.messages": 20_000,
-                    "fetch.max.bytes": 8 * 1024 * 1024,
+                    "queued.max.messages.kbytes": _QUEUE_KBYTES // 4,
+                    "queued.min.messages": 10_000,
+                    "fetch.max.bytes": 4 * 1024 * 1024,
                 }
             )
         )

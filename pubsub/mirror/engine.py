@@ -85,8 +85,8 @@ class MirrorOptions:
     repartition: bool = False
     origin: bool = True
     compression: str = "none"
-    max_batch_records: int = 50_000
-    max_batch_bytes: int = 8 * 1024 * 1024
+    max_batch_records: int = 10_000
+    max_batch_bytes: int = 4 * 1024 * 1024
     kafka_config_file: str | None = None
     kafka_timeout: float = 10.0
     sync: str = "full"
