@@ -338,6 +338,12 @@ TOPIC_CONFIGS: dict[str, ConfigKey] = {
             "delete records every group subscribed to the topic has committed past",
         ),
         ConfigKey(
+            "retention.hold.mirrors",
+            "false",
+            _bool,
+            "never delete a record a named mirror (pubsub mirror) has not forwarded yet",
+        ),
+        ConfigKey(
             "cleanup.policy",
             "delete",
             _parse_policy,

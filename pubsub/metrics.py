@@ -7,7 +7,7 @@ for counters. See ``docs/metrics.md`` for the list.
 """
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from pubsub.stats import Stats
 
@@ -149,6 +149,32 @@ def exposition(stats: Stats) -> str:
         lines.append(f"# HELP {name} {text}")
         lines.append(f"# TYPE {name} {kind}")
         lines.extend(samples)
+    return "\n".join(lines) + "\n"
+
+
+#: The lag of the mirrors reading a file (``pubsub mirror``), from its mirror_progress rows.
+MIRROR_METRICS: dict[str, tuple[str, str]] = {
+    "pubsub_mirror_lag_records": ("gauge", "Records of the partition a mirror has not forwarded."),
+    "pubsub_mirror_lag_seconds": (
+        "gauge",
+        "Age of the oldest record of the partition a mirror has not forwarded (0: caught up).",
+    ),
+}
+
+
+def mirror_exposition(rows: Iterable[tuple[str, str, int, int, float]]) -> str:
+    """Mirror lag as Prometheus text: ``rows`` are (mirror, topic, partition, lag records,
+    lag seconds); empty when there is none."""
+    rows = list(rows)
+    if not rows:
+        return ""
+    lines: list[str] = []
+    for index, (name, (kind, text)) in enumerate(MIRROR_METRICS.items()):
+        lines.append(f"# HELP {name} {text}")
+        lines.append(f"# TYPE {name} {kind}")
+        for mirror, topic, partition, records, seconds in rows:
+            labels = _labels(mirror=mirror, topic=topic, partition=partition)
+            lines.append(f"{name}{labels} {_number(records if index == 0 else seconds)}")
     return "\n".join(lines) + "\n"
 
 

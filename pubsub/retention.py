@@ -91,6 +91,8 @@ class RetentionReport(NamedTuple):
     reserve_released: bool = False
     #: The file system had less free space than the reserve's size when the sweep started.
     disk_full: bool = False
+    #: What ``retention.hold.mirrors`` kept: one sentence per partition held back.
+    held: tuple[str, ...] = ()
 
     @property
     def deleted_records(self) -> int:
@@ -231,6 +233,7 @@ class Sweeper:
             {"host": socket.gethostname(), "pid": os.getpid(), "run": secrets.token_hex(4)}
         )
         self._batcher = _Batcher()
+        self._held: list[str] = []
 
     # -- the lease ---------------------------------------------------------------------------
 
@@ -275,8 +278,13 @@ class Sweeper:
         full, checkpoints that fit, transactions sized to the room left, a vacuum at the end,
         and the reserve put back as soon as there is room for it.
         """
+        report = self._run(topics)
+        return report._replace(held=tuple(self._held)) if self._held else report
+
+    def _run(self, topics: Iterable[str] | None) -> RetentionReport:
         store = self.store
         started = store.now()
+        self._held = []
         plan = self._plan(topics)
         self._total = float(len(plan))
         if self.dry_run:
@@ -541,7 +549,21 @@ class Sweeper:
             if consumed is not None:
                 candidates.append((min(consumed, end), "retention.consumed"))
         target = max([start, *(offset for offset, _ in candidates)])
-        return target, [reason for offset, reason in candidates if offset > start]
+        reasons = [reason for offset, reason in candidates if offset > start]
+        if target > start and config.get("retention.hold.mirrors") == "true":
+            from pubsub.db.mirrors import mirror_progress_min_by_partition
+
+            hold = mirror_progress_min_by_partition(conn, topic_id, partition)
+            if hold is not None and hold[0] < target:
+                kept_from = max(start, hold[0])
+                self._held.append(
+                    f"{topic}[{partition}]: kept offsets {kept_from} to {target - 1} "
+                    f"({target - kept_from} records) that mirror {hold[1]!r} has not "
+                    "forwarded yet (retention.hold.mirrors)"
+                )
+                target = kept_from
+                reasons = reasons if target > start else []
+        return target, reasons
 
     def _bytes_target(self, topic_id: int, partition: int, start: int, excess: int) -> int:
         conn = self.store.connection

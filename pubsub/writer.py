@@ -553,6 +553,35 @@ class Writer:
                 inside(conn)
         return Appended(meta.topic_id, bases)
 
+    def produce_encoded(
+        self,
+        topic: str,
+        *,
+        values: list[bytes | None],
+        keys: list[bytes | None],
+        headers: list[str | None],
+        partitions: list[int],
+        timestamps: list[int],
+        inside: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> ProduceResult:
+        """:meth:`produce_batch` from columns, with every record's partition and timestamp
+        given and its headers already encoded (:func:`~pubsub.records.encode_headers`): the
+        path of records copied from another log (``pubsub mirror``), which skips building
+        and re-encoding a Message per record. One transaction, ``inside`` in it."""
+        batch = _Batch()
+        batch.values = values
+        batch.keys = keys
+        batch.headers = headers
+        batch.partitions = cast(list[int | None], partitions)
+        batch.timestamps = timestamps
+        batch.sizes = [
+            (len(v) if v is not None else 0)
+            + (len(k) if k is not None else 0)
+            + (len(h.encode("utf-8")) if h is not None else 0)
+            for v, k, h in zip(values, keys, headers, strict=True)
+        ]
+        return self._append(topic, batch, inside)
+
     def _normalise_mixed(
         self,
         batch: _Batch,

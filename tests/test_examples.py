@@ -15,13 +15,16 @@ pytestmark = pytest.mark.examples
 
 
 def test_every_example_has_a_test() -> None:
-    # The scripts run below; crontab and systemd units run in tests/cli/test_maintenance_cli.py.
+    # The scripts run below; crontab and systemd units run in tests/cli/test_maintenance_cli.py
+    # and (the mirror's) in tests/mirror/test_mirror_examples.py.
     found = sorted(str(p.relative_to(EXAMPLES)) for p in EXAMPLES.rglob("*") if p.is_file())
     assert found == [
         "consumer.py",
         "crontab",
+        "crontab-mirror",
         "producer.py",
         "quickstart.sh",
+        "systemd/pubsub-mirror.service",
         "systemd/pubsub-retention.service",
         "systemd/pubsub-retention.timer",
     ]

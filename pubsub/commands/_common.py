@@ -317,3 +317,15 @@ def commit_or_warn(consumer: LogConsumer, offsets: dict[TopicPartition, int] | N
         warn(f"{exc.message}; continuing with the partitions this member still owns")
         return False
     return True
+
+
+def mirror_lag_rows(client: object) -> list[Any]:
+    """The ``pubsub mirror`` rows of a file that mirrors read (empty for a cluster, or a file
+    no mirror reads): for stats, metrics and top."""
+    from pubsub.broker import Broker
+
+    if not isinstance(client, Broker):
+        return []
+    from pubsub.mirror.status import mirror_status
+
+    return [row for row in mirror_status(client) if row.role == "source"]

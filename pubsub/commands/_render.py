@@ -89,6 +89,16 @@ class Progress:
             self._bar.stop()
             self._bar = None
 
+    def note(self, line: str) -> None:
+        """Print a line on stderr above the bar (or alone while there is none)."""
+        if self._bar is not None:
+            self._bar.console.print(line, markup=False, highlight=False)
+        else:
+            import sys
+
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+
     def advance(self, amount: float) -> None:
         """Count ``amount`` more units done."""
         self.update(self._completed + amount)
@@ -155,6 +165,25 @@ class Progress:
             self._description, total=self._total, completed=self._completed
         )
         self._bar.start()
+
+
+class MirrorProgress:
+    """The progress bar of ``pubsub mirror``: records forwarded out of forwarded + lag."""
+
+    def __init__(self) -> None:
+        self._bar = Progress("forwarding", unit="records")
+
+    def update(self, forwarded: int, lag: int) -> None:
+        """A batch was committed: ``forwarded`` so far, ``lag`` records still to forward."""
+        self._bar.update(forwarded, total=forwarded + lag)
+
+    def note(self, line: str) -> None:
+        """A state change, printed above the bar."""
+        self._bar.note(line)
+
+    def close(self) -> None:
+        """Remove the bar."""
+        self._bar.close()
 
 
 def live() -> Any:
@@ -229,6 +258,25 @@ def dashboard(
             f"{share.archived:,}",
         )
     return Group(header, topics, groups, shares)
+
+
+def with_mirrors(renderable: Any, rows: Sequence[Any]) -> Any:
+    """``renderable`` with a table of mirror lag below it (``pubsub top``), if there are any
+    mirrors reading the file."""
+    if not rows:
+        return renderable
+    from rich.console import Group
+    from rich.table import Table
+
+    grid = Table(title="mirrors", title_justify="left", highlight=False)
+    for name, justify in (("mirror", "left"), ("partition", "left"), ("lag", "right"),
+                          ("lag s", "right"), ("state", "left")):  # fmt: skip
+        grid.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        grid.add_row(
+            r.mirror, f"{r.topic}[{r.partition}]", f"{r.lag:,}", f"{r.lag_seconds:.1f}", r.state
+        )
+    return Group(renderable, grid)
 
 
 class KeyReader:

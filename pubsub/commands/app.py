@@ -51,6 +51,7 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "top": ("pubsub.commands.top", "top", False),
     "db": ("pubsub.commands.db", "app", True),
     "serve": ("pubsub.commands.serve", "app", True),
+    "mirror": ("pubsub.commands.mirror", "mirror", False),
 }
 
 #: The commands that exist only for a database file, by command path (a group, or a group

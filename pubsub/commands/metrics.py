@@ -27,10 +27,14 @@ def metrics(
       pubsub metrics
       pubsub metrics --textfile /var/lib/node_exporter/textfile/pubsub.prom
     """
-    from pubsub.metrics import exposition, write_textfile
+    from pubsub.commands._common import mirror_lag_rows
+    from pubsub.metrics import exposition, mirror_exposition, write_textfile
 
     with state(ctx).client() as client:
         text = exposition(client.stats())
+        text += mirror_exposition(
+            (r.mirror, r.topic, r.partition, r.lag, r.lag_seconds) for r in mirror_lag_rows(client)
+        )
     if textfile is None:
         sys.stdout.write(text)
         sys.stdout.flush()

@@ -34,6 +34,7 @@ def _report_json(report: "RetentionReport") -> dict[str, Any]:
         "partitions_checked": len(report.partitions),
         "vacuumed_pages": report.vacuumed_pages,
         "wal_checkpointed": report.wal_checkpointed,
+        "held": list(report.held),
         "reserve_released": report.reserve_released,
         "disk_full": report.disk_full,
         "started_ms": report.started_ms,
@@ -135,6 +136,8 @@ def retention_run(
         )
     if emit([_report_json(report)], as_json=as_json, render=lambda: _render_report(report)):
         note(summary(report))
+    for line in report.held:
+        note(f"held back: {line}")
     hint = full_disk_hint(report)
     if hint:
         note(hint)

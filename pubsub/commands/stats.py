@@ -163,6 +163,36 @@ def stats(
       pubsub stats
       pubsub stats orders --json | jq '.groups[] | select(.lag > 0)'
     """
+    from pubsub.commands._common import mirror_lag_rows
+
     with state(ctx).client() as client:
         snapshot = client.stats(topics or None)
-    emit([stats_json(snapshot)], as_json=as_json, render=lambda: render(snapshot))
+        mirrors = mirror_lag_rows(client)
+    document = stats_json(snapshot)
+    if mirrors:
+        document["mirrors"] = [
+            {k: v for k, v in r._asdict().items() if k not in ("role",)} for r in mirrors
+        ]
+
+    def draw() -> None:
+        render(snapshot)
+        render_mirrors(mirrors)
+
+    emit([document], as_json=as_json, render=draw)
+
+
+def render_mirrors(rows: list[Any]) -> None:
+    """The lag of the mirrors reading this file (``pubsub mirror``), if any."""
+    if not rows:
+        return
+    from pubsub.commands import _render
+
+    _render.table(
+        ("mirror", "partition", "forwarded to", "lag", "lag s", "state"),
+        [
+            (r.mirror, f"{r.topic}[{r.partition}]", r.forwarded, f"{r.lag:,}",
+             f"{r.lag_seconds:.1f}", r.state)
+            for r in rows
+        ],
+        numeric=(2, 3, 4),
+    )  # fmt: skip

@@ -106,14 +106,22 @@ def top(
 
 def _snapshot(client: "LogClient") -> "Iterator[dict[str, Any]]":
     """One snapshot as 'pubsub stats' prints it (taken only if JSON is printed)."""
+    from pubsub.commands._common import mirror_lag_rows
     from pubsub.commands.stats import stats_json
 
-    yield stats_json(client.stats())
+    document = stats_json(client.stats())
+    mirrors = mirror_lag_rows(client)
+    if mirrors:
+        document["mirrors"] = [
+            {k: v for k, v in r._asdict().items() if k != "role"} for r in mirrors
+        ]
+    yield document
 
 
 def _dashboard(client: "LogClient", target: str, interval: float, iterations: int | None) -> None:
     """Redraw until q, Ctrl-C or ``iterations`` refreshes."""
     from pubsub.commands import _render
+    from pubsub.commands._common import mirror_lag_rows
 
     rates = Rates()
     settled = Settled()
@@ -126,12 +134,15 @@ def _dashboard(client: "LogClient", target: str, interval: float, iterations: in
                 now = time.monotonic()
                 current = rates.update(snapshot, now)
                 screen.update(
-                    _render.dashboard(
-                        snapshot,
-                        current,
-                        {name: sparkline(list(h)) for name, h in rates.history.items()},
-                        target,
-                        settled.update(snapshot, now),
+                    _render.with_mirrors(
+                        _render.dashboard(
+                            snapshot,
+                            current,
+                            {name: sparkline(list(h)) for name, h in rates.history.items()},
+                            target,
+                            settled.update(snapshot, now),
+                        ),
+                        mirror_lag_rows(client),
                     ),
                     refresh=True,
                 )

@@ -9,7 +9,7 @@ import sqlite3
 __all__ = ["SCHEMA_VERSION", "user_version"]
 
 #: The schema version this code writes and expects. A test checks it against the files.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 def user_version(conn: sqlite3.Connection) -> int:

@@ -147,6 +147,9 @@ _NO_KAFKA_EQUIVALENT = {
         "Kafka has no record ids: its idempotent producer de-duplicates a producer's own"
         " retries only"
     ),
+    "retention.hold.mirrors": (
+        "a cluster's retention does not know pubsub's mirrors: give them enough retention.ms"
+    ),
 }
 
 
@@ -1916,6 +1919,7 @@ class KafkaConsumer:
                 "heartbeat.interval.ms": max(100, int(session_timeout * 1000) // 5),
                 "max.poll.interval.ms": int(max(max_poll_interval, session_timeout) * 1000),
                 "isolation.level": "read_committed",
+                "enable.partition.eof": True,
                 "on_commit": self._on_commit,
             }
         )
@@ -2262,6 +2266,7 @@ class KafkaConsumer:
                 error = message.error()
                 if error is not None:
                     if error.code() == _EOF:
+                        self._reached_end(message)
                         continue
                     raise self._cluster._link.error(error, "consuming", topic=message.topic())
                 # A plain (topic, partition) tuple finds the TopicPartition keys: equal hashes.
@@ -2304,6 +2309,19 @@ class KafkaConsumer:
             if now >= deadline and not (self._waiting_for_known_records() and now < patience):
                 break
         return records
+
+    def _reached_end(self, message: _RawMessage) -> None:
+        """The end of a partition: the position moves to it. After a transaction the end
+        is past its commit marker, which a consumer never receives as a record, so without
+        this a partition written by a transactional producer never reaches its stop."""
+        tp = TopicPartition(message.topic(), message.partition())  # type: ignore[arg-type]
+        end = message.offset()
+        position = self._positions.get(tp)
+        if position is not None and end is not None and end > position:
+            self._positions[tp] = end
+            if self._consumed.get(tp) == position:
+                self._consumed[tp] = end
+            self._apply_stops()
 
     def _take(
         self, messages: list[_RawMessage], records: list[Record], budget: int | None

@@ -70,6 +70,10 @@ NOUNS = frozenset(
         # producer state: producer ids and the batches producers wrote (idempotence)
         "producer_ids",
         "producer_state",
+        # mirrors: the file's id, a destination's positions, a source's progress
+        "identity",
+        "mirror_positions",
+        "mirror_progress",
     }
 )
 

@@ -1,0 +1,544 @@
+"""A Kafka cluster as a mirror's source or destination (see :mod:`pubsub.mirror.engine`).
+
+As a destination, exactly once follows the pattern of Kafka Connect's exactly-once source
+connectors (KIP-618): a transactional producer whose ``transactional.id`` is derived from the
+mirror's name writes each batch's records *and* the source positions they reach, as records
+of the compacted topic ``__pubsub_mirror_offsets`` (key: the mirror, source topic and
+partition), in one Kafka transaction. At start-up (and after any failure) a new producer
+calls ``init_transactions``, which fences an earlier process of the same mirror and settles
+its open transaction, and the positions are read back with ``isolation.level=read_committed``.
+A consumer reading the destination with ``read_committed`` sees every record once.
+
+With ``exactly_once=False`` the producer is only idempotent: positions are written after the
+batch's records were acknowledged, so a crash can repeat the batch that was in flight.
+
+As a source, partitions are assigned (no group, nothing committed to Kafka) and read with
+``read_committed``; the end of a partition is the event librdkafka sends when it gets there,
+which is past the transaction markers that follow the last record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import TopicPartition as _KTP
+
+from pubsub.errors import (
+    FencedError,
+    InvalidArgumentError,
+    PubsubError,
+    TopicNotFoundError,
+    UnavailableError,
+)
+from pubsub.kafka.cluster import LOGGER_NAME, KafkaCluster
+from pubsub.kafka.url import client_config, describe_target, scrub
+from pubsub.mirror.model import COPIED_CONFIG, Chunk, Row, TopicSpec, TopicWrite
+from pubsub.records import TopicPartition
+
+__all__ = ["OFFSETS_TOPIC", "KafkaSink", "KafkaSource"]
+
+#: Where mirrors into a cluster keep their source positions (compacted, one partition).
+OFFSETS_TOPIC = "__pubsub_mirror_offsets"
+#: The librdkafka buffers are bounded so that a mirror's memory is, whatever the backlog.
+_QUEUE_KBYTES = 16 * 1024
+_logger = logging.getLogger(LOGGER_NAME)
+_EOF = KafkaError._PARTITION_EOF
+_FENCED = {
+    KafkaError._FENCED,
+    KafkaError.PRODUCER_FENCED,
+    KafkaError.INVALID_PRODUCER_EPOCH,
+    KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+}
+
+
+def _kafka_error(exc: KafkaException) -> KafkaError | None:
+    return exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+
+
+class _Errors:
+    """librdkafka's error callback: remembers the last error, reports changes once."""
+
+    def __init__(self, shown: str, config: dict[str, str], on_log: Callable[[str], None]) -> None:
+        self.shown = shown
+        self.config = config
+        self.on_log = on_log
+        self.last: str | None = None
+
+    def __call__(self, error: KafkaError) -> None:
+        text = scrub(error.str(), self.config)
+        if text != self.last:
+            self.last = text
+            self.on_log(f"kafka {self.shown}: {text}")
+
+    def ok(self) -> None:
+        if self.last is not None:
+            self.last = None
+
+    def settings(self, extra: dict[str, Any]) -> dict[str, Any]:
+        merged: dict[str, Any] = dict(extra)
+        merged.update(self.config)
+        merged["logger"] = _logger
+        merged["error_cb"] = self
+        return merged
+
+    def unavailable(self, what: str, exc: KafkaException | None = None) -> UnavailableError:
+        error = None if exc is None else _kafka_error(exc)
+        detail = scrub(error.str(), self.config) if error is not None else self.last
+        return UnavailableError(
+            f"the Kafka cluster at {self.shown}: {what} failed" + (f" ({detail})" if detail else "")
+        )
+
+
+def _cluster_id(client: Consumer | Producer, errors: _Errors, timeout: float) -> str:
+    try:
+        metadata = client.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise errors.unavailable("a metadata request", exc) from None
+    cluster_id = metadata.cluster_id
+    if not cluster_id:
+        raise errors.unavailable("a metadata request (no cluster id)")
+    return str(cluster_id)
+
+
+def _spec(cluster: KafkaCluster, topic: str) -> TopicSpec:
+    info = cluster.describe_topic(topic)
+    config = dict(info.config)
+    config.update(info.overrides)
+    return TopicSpec(topic, info.partitions, {k: config[k] for k in COPIED_CONFIG if config.get(k)})
+
+
+class KafkaSource:
+    """Reads assigned partitions of a cluster from given offsets (``read_committed``)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        mirror: str,
+        config_file: str | None = None,
+        timeout: float = 10.0,
+        on_log: Callable[[str], None] = lambda line: None,
+    ) -> None:
+        self.shown = describe_target(url)
+        self.timeout = timeout
+        config = client_config(url, config_file=config_file)
+        self._errors = _Errors(self.shown, config, on_log)
+        self.cluster = KafkaCluster(url, config_file=config_file, timeout=timeout)
+        self._consumer = Consumer(
+            self._errors.settings(
+                {
+                    "group.id": f"pubsub-mirror-{mirror}",
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "enable.partition.eof": True,
+                    "auto.offset.reset": "earliest",
+                    "isolation.level": "read_committed",
+                    # librdkafka prefetches up to these per partition; each message costs
+                    # a few hundred bytes beyond its payload, so both bounds matter.
+                    "queued.max.messages.kbytes": _QUEUE_KBYTES // 4,
+                    "queued.min.messages": 10_000,
+                    "fetch.max.bytes": 4 * 1024 * 1024,
+                }
+            )
+        )
+        try:
+            self.source_id = _cluster_id(self._consumer, self._errors, timeout)
+        except BaseException:
+            self._consumer.close()
+            raise
+        self._positions: dict[TopicPartition, int] = {}
+        self._ends: dict[TopicPartition, int] = {}
+        self._buffer: list[Any] = []
+
+    def topics(self) -> list[str]:
+        return [info.name for info in self.cluster.list_topics()]
+
+    def spec(self, topic: str) -> TopicSpec:
+        return _spec(self.cluster, topic)
+
+    def assign(self, positions: dict[TopicPartition, int | None]) -> list[Chunk]:
+        gaps: list[Chunk] = []
+        marks: dict[str, dict[int, tuple[int, int]]] = {}
+        for tp, wanted in positions.items():
+            offset = wanted
+            if tp.topic not in marks:
+                marks[tp.topic] = self.cluster.watermarks(tp.topic)
+            start, end = marks[tp.topic][tp.partition]
+            if offset is None:
+                offset = start
+            skipped = 0
+            if offset < start:
+                skipped = start - offset
+                offset = start
+            self._positions[tp] = offset
+            gaps.append(Chunk(tp.topic, tp.partition, [], offset, end, skipped))
+        self._buffer = []
+        try:
+            self._consumer.assign(
+                [_KTP(tp.topic, tp.partition, o) for tp, o in self._positions.items()]
+            )
+        except KafkaException as exc:
+            raise self._errors.unavailable("assigning partitions", exc) from None
+        return gaps
+
+    def ends(self) -> dict[TopicPartition, int]:
+        out: dict[TopicPartition, int] = {}
+        for topic in dict.fromkeys(tp.topic for tp in self._positions):
+            for partition, (_, end) in self.cluster.settled_watermarks(topic).items():
+                tp = TopicPartition(topic, partition)
+                if tp in self._positions:
+                    # The stable end is past the last marker; a position at the last record's
+                    # next offset is caught up when the end event said so.
+                    out[tp] = min(end, max(self._ends.get(tp, end), self._positions[tp]))
+        return out
+
+    def poll(self, timeout: float, max_records: int, max_bytes: int) -> list[Chunk]:
+        if self._buffer:
+            messages, self._buffer = self._buffer, []
+        else:
+            try:
+                messages = self._consumer.consume(num_messages=max_records, timeout=timeout)
+            except KafkaException as exc:
+                raise self._errors.unavailable("consuming", exc) from None
+        positions = self._positions
+        rows_of: dict[TopicPartition, list[Row]] = {}
+        ended: dict[TopicPartition, int] = {}
+        new = tuple.__new__
+        size = 0
+        for index, message in enumerate(messages):
+            # A plain (topic, partition) tuple finds the TopicPartition keys: equal hashes.
+            tp: Any = (message.topic(), message.partition())
+            position = positions.get(tp)
+            if position is None:
+                continue
+            error = message.error()
+            if error is not None:
+                if error.code() == _EOF:
+                    tp = TopicPartition(*tp)
+                    offset = message.offset()
+                    self._ends[tp] = offset
+                    if offset > position:
+                        positions[tp] = offset
+                        ended[tp] = offset
+                    continue
+                if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    raise TopicNotFoundError(tp[0])
+                raise self._errors.unavailable("consuming", KafkaException(error))
+            offset = message.offset()
+            if offset < position:
+                continue
+            key, value = message.key(), message.value()
+            size += (len(key) if key else 0) + (len(value) if value else 0)
+            if size > max_bytes and rows_of:
+                self._buffer = messages[index:]
+                break
+            rows = rows_of.get(tp)
+            if rows is None:
+                rows = rows_of[tp] = []
+            headers = message.headers()
+            rows.append(
+                new(
+                    Row,
+                    (
+                        offset,
+                        message.timestamp()[1],
+                        key,
+                        value,
+                        tuple(headers) if headers else None,
+                    ),
+                )
+            )
+            positions[tp] = offset + 1
+        chunks: list[Chunk] = []
+        for seen in {**rows_of, **ended}:
+            tp = TopicPartition(*seen)
+            at = positions[tp]
+            end = max(self._ends.get(tp, 0), at)
+            chunks.append(Chunk(tp.topic, tp.partition, rows_of.get(tp, []), at, end, 0))
+        self._errors.ok()
+        return chunks
+
+    def close(self) -> None:
+        try:
+            self._consumer.close()
+        finally:
+            self.cluster.close()
+
+
+class KafkaSink:
+    """Writes forwarded records and positions to a cluster, in one transaction per batch."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        mirror: str,
+        source_id: str,
+        source: str,
+        exactly_once: bool = True,
+        compression: str = "none",
+        config_file: str | None = None,
+        timeout: float = 10.0,
+        on_log: Callable[[str], None] = lambda line: None,
+    ) -> None:
+        self.shown = describe_target(url)
+        self.mirror = mirror
+        self.source_id = source_id
+        self.source = source
+        self.exactly_once = exactly_once
+        self.compression = compression
+        self.timeout = timeout
+        self._config = client_config(url, config_file=config_file)
+        self._errors = _Errors(self.shown, self._config, on_log)
+        self.cluster = KafkaCluster(url, config_file=config_file, timeout=timeout)
+        self._producer: Producer | None = None
+        self._failed: list[str] = []
+        probe = Consumer(self._errors.settings({"group.id": f"pubsub-mirror-{mirror}"}))
+        try:
+            self.dest_id = _cluster_id(probe, self._errors, timeout)
+        finally:
+            probe.close()
+
+    # -- the producer ----------------------------------------------------------------------
+
+    def _delivered(self, error: KafkaError | None, message: Any) -> None:
+        if error is not None:
+            self._failed.append(scrub(error.str(), self._config))
+
+    def _new_producer(self) -> Producer:
+        settings: dict[str, Any] = {
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "compression.type": self.compression,
+            "queue.buffering.max.kbytes": _QUEUE_KBYTES,
+            "message.timeout.ms": max(30_000, int(self.timeout * 1000)),
+        }
+        if self.exactly_once:
+            settings["transactional.id"] = f"pubsub-mirror-{self.mirror}"
+            settings["transaction.timeout.ms"] = 60_000
+        else:
+            settings["on_delivery"] = self._delivered
+        producer = Producer(self._errors.settings(settings))
+        if self.exactly_once:
+            try:
+                producer.init_transactions(self.timeout)
+            except KafkaException as exc:
+                raise self._failure("starting the transactional producer", exc) from None
+        return producer
+
+    def _failure(self, what: str, exc: KafkaException) -> PubsubError:
+        error = _kafka_error(exc)
+        if error is not None and error.code() in _FENCED:
+            return FencedError(
+                f"mirror {self.mirror!r}: another process of the same mirror took over "
+                f"{self.shown} ({scrub(error.str(), self._config)})",
+                hint="run one process per mirror name",
+            )
+        return self._errors.unavailable(what, exc)
+
+    def _drop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.purge()
+                producer.flush(0)
+            except (KafkaException, RuntimeError):
+                pass
+
+    # -- positions -------------------------------------------------------------------------
+
+    def load_positions(self) -> dict[TopicPartition, int]:
+        if self._producer is None:
+            self._producer = self._new_producer()
+        self.cluster.create_topic(
+            OFFSETS_TOPIC, 1, {"cleanup.policy": "compact"}, if_not_exists=True
+        )
+        return self._read_positions()
+
+    def _read_positions(self) -> dict[TopicPartition, int]:
+        consumer = Consumer(
+            self._errors.settings(
+                {
+                    "group.id": f"pubsub-mirror-{self.mirror}",
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                    "isolation.level": "read_committed",
+                    "auto.offset.reset": "earliest",
+                }
+            )
+        )
+        found: dict[TopicPartition, int] = {}
+        sources: dict[str, str] = {}
+        prefix = json.dumps([self.mirror])[:-1] + ","
+        try:
+            consumer.assign([_KTP(OFFSETS_TOPIC, 0, -2)])  # from the beginning
+            deadline = time.monotonic() + self.timeout
+            while True:
+                # consume() waits for its whole timeout unless the count is reached
+                messages = consumer.consume(num_messages=1000, timeout=0.05)
+                done = False
+                for message in messages:
+                    error = message.error()
+                    if error is not None:
+                        if error.code() == _EOF:
+                            done = True
+                            continue
+                        raise self._errors.unavailable(
+                            "reading the mirror positions", KafkaException(error)
+                        )
+                    key = message.key()
+                    if not key or not key.decode("utf-8", "replace").startswith(prefix):
+                        continue
+                    _, topic, partition = json.loads(key)
+                    value = message.value()
+                    tp = TopicPartition(topic, int(partition))
+                    if value is None:
+                        found.pop(tp, None)
+                        continue
+                    entry = json.loads(value)
+                    found[tp] = int(entry["next_offset"])
+                    sources[entry["source_id"]] = str(entry.get("source", ""))
+                if done:
+                    break
+                if time.monotonic() > deadline:
+                    raise self._errors.unavailable("reading the mirror positions")
+        except KafkaException as exc:
+            raise self._errors.unavailable("reading the mirror positions", exc) from None
+        finally:
+            consumer.close()
+        other = {s: shown for s, shown in sources.items() if s != self.source_id}
+        if other:
+            source_id, shown = next(iter(other.items()))
+            raise InvalidArgumentError(
+                f"mirror {self.mirror!r} at {self.shown} forwards from another source "
+                f"({shown}, id {source_id})",
+                hint="give this mirror another --name",
+            )
+        return found
+
+    def recover(self) -> dict[TopicPartition, int]:
+        self._drop_producer()
+        return self.load_positions()
+
+    # -- topics ----------------------------------------------------------------------------
+
+    def topic_partitions(self, topic: str) -> int | None:
+        try:
+            return self.cluster.describe_topic(topic).partitions
+        except TopicNotFoundError:
+            return None
+
+    def create_topic(self, spec: TopicSpec) -> None:
+        self.cluster.create_topic(spec.name, spec.partitions, spec.config, if_not_exists=True)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def write(self, writes: Sequence[TopicWrite]) -> None:
+        if self._producer is None:
+            self._producer = self._new_producer()
+        producer = self._producer
+        try:
+            if self.exactly_once:
+                producer.begin_transaction()
+            for write in writes:
+                self._send(producer, write)
+            if not self.exactly_once:
+                self._flush(producer, "delivering records")
+            now = int(time.time() * 1000)
+            for write in writes:
+                for p in write.positions:
+                    key = json.dumps([self.mirror, p.topic, p.partition]).encode()
+                    value = json.dumps(
+                        {
+                            "next_offset": p.next_offset,
+                            "source_end": p.source_end,
+                            "skipped": p.skipped,
+                            "source_id": self.source_id,
+                            "source": self.source,
+                            "updated_ms": now,
+                        }
+                    ).encode()
+                    self._produce(producer, OFFSETS_TOPIC, value, key, 0, None, None)
+            if self.exactly_once:
+                producer.commit_transaction(self.timeout)
+            else:
+                self._flush(producer, "delivering positions")
+        except KafkaException as exc:
+            self._drop_producer()
+            raise self._failure("committing a batch", exc) from None
+        except UnavailableError:
+            self._drop_producer()
+            raise
+        self._errors.ok()
+
+    def _send(self, producer: Producer, write: TopicWrite) -> None:
+        topic = write.topic
+        produce = producer.produce
+        for record in write.records:
+            headers: list[tuple[str, str | bytes | None]] | None = (
+                list(record.headers) if record.headers else None
+            )
+            try:
+                produce(
+                    topic,
+                    record.value,
+                    record.key,
+                    record.partition,
+                    timestamp=record.timestamp if record.timestamp > 0 else 0,
+                    headers=headers,
+                )
+            except BufferError:
+                self._produce(
+                    producer,
+                    topic,
+                    record.value,
+                    record.key,
+                    record.partition,
+                    record.timestamp,
+                    headers,
+                )
+
+    def _produce(
+        self,
+        producer: Producer,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        partition: int,
+        timestamp: int | None,
+        headers: list[tuple[str, str | bytes | None]] | None,
+    ) -> None:
+        """Produce, waiting while librdkafka's bounded queue is full."""
+        deadline = time.monotonic() + max(30.0, self.timeout)
+        while True:
+            try:
+                producer.produce(
+                    topic,
+                    value,
+                    key,
+                    partition,
+                    timestamp=timestamp if timestamp is not None and timestamp > 0 else 0,
+                    headers=headers,
+                )
+                return
+            except BufferError:
+                producer.poll(0.05)
+                if time.monotonic() > deadline:
+                    raise self._errors.unavailable("producing (the queue stayed full)") from None
+
+    def _flush(self, producer: Producer, what: str) -> None:
+        left = producer.flush(self.timeout)
+        if left or self._failed:
+            detail = self._failed[0] if self._failed else f"{left} records not acknowledged"
+            self._failed = []
+            raise UnavailableError(f"the Kafka cluster at {self.shown}: {what} failed ({detail})")
+
+    def close(self) -> None:
+        self._drop_producer()
+        self.cluster.close()

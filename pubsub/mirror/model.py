@@ -1,0 +1,148 @@
+"""The values a mirror moves between its two ends, and what each end must offer.
+
+A source yields :class:`Chunk` objects (records of one partition and the position after
+them); the engine turns them into :class:`TopicWrite` objects (records for one destination
+topic and the source positions they reach), which a sink commits atomically: the records and
+the positions together or neither. Both ends are Protocols so the engine does not care whether
+an end is a file or a Kafka cluster.
+"""
+
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
+
+from pubsub.records import Header, TopicPartition
+
+__all__ = [
+    "COPIED_CONFIG",
+    "ORIGIN_HEADER",
+    "Chunk",
+    "Outgoing",
+    "Position",
+    "Row",
+    "Sink",
+    "Source",
+    "TopicSpec",
+    "TopicWrite",
+]
+
+#: The header every forwarded record gains: ``<source-id>/<topic>/<partition>/<offset>``.
+ORIGIN_HEADER = "pubsub-origin"
+#: Topic configuration a destination topic created by a mirror takes from its source.
+COPIED_CONFIG = ("retention.ms", "retention.bytes", "cleanup.policy", "max.message.bytes")
+
+
+class Row(NamedTuple):
+    """One source record: offset, timestamp, key, value and headers (None when none)."""
+
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[Header, ...] | None
+
+
+class Chunk(NamedTuple):
+    """Records of one source partition, oldest first.
+
+    ``next_offset`` is where reading goes on (past the last row, or further: transaction
+    markers, compaction holes); ``skipped`` counts records that were deleted at the source
+    before they could be read (a retention gap, reported, never silent); ``end`` is the
+    source's log end when the chunk was read.
+    """
+
+    topic: str
+    partition: int
+    rows: list[Row]
+    next_offset: int
+    end: int
+    skipped: int
+
+
+class Outgoing(NamedTuple):
+    """A record to write to the destination."""
+
+    partition: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[Header, ...] | None
+
+
+class Position(NamedTuple):
+    """How far a mirror has read one source partition (committed with the records)."""
+
+    topic: str
+    partition: int
+    next_offset: int
+    source_end: int
+    skipped: int
+
+
+class TopicWrite(NamedTuple):
+    """Records for one destination topic and the source positions they take the mirror to."""
+
+    topic: str
+    records: list[Outgoing]
+    positions: list[Position]
+
+
+class TopicSpec(NamedTuple):
+    """What a destination topic is created with: the source's partitions and configuration."""
+
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+class Source(Protocol):
+    """Where a mirror reads."""
+
+    #: A stable id of the source (a file's id, a cluster's id): origin headers name it.
+    source_id: str
+    #: The source as shown to people (no secrets).
+    shown: str
+
+    def topics(self) -> list[str]:
+        """The names of the source's topics."""
+
+    def spec(self, topic: str) -> TopicSpec:
+        """Partitions and configuration of a source topic."""
+
+    def assign(self, positions: dict[TopicPartition, int | None]) -> list[Chunk]:
+        """Read these partitions from these offsets (None: the log start) from now on;
+        returns an empty chunk per partition with the offset reading starts at (``skipped``
+        says how many records were deleted already below it: a gap)."""
+
+    def poll(self, timeout: float, max_records: int, max_bytes: int) -> list[Chunk]:
+        """The next records of the assigned partitions, waiting up to ``timeout`` s."""
+
+    def ends(self) -> dict[TopicPartition, int]:
+        """The log end (past every committed record) of each assigned partition, now."""
+
+    def close(self) -> None: ...
+
+
+class Sink(Protocol):
+    """Where a mirror writes: records and positions committed together."""
+
+    #: A stable id of the destination: a record whose origin is this is not forwarded.
+    dest_id: str
+    shown: str
+
+    def load_positions(self) -> dict[TopicPartition, int]:
+        """The positions this mirror committed at the destination (fencing a predecessor
+        of the same name where the destination can)."""
+
+    def topic_partitions(self, topic: str) -> int | None:
+        """A destination topic's partition count, None when it does not exist."""
+
+    def create_topic(self, spec: TopicSpec) -> None: ...
+
+    def write(self, writes: Sequence[TopicWrite]) -> None:
+        """Commit records and positions; raises and commits nothing (or everything: then
+        :meth:`load_positions` tells) on a failure."""
+
+    def recover(self) -> dict[TopicPartition, int]:
+        """After a failed :meth:`write`: a fresh connection and the committed positions."""
+
+    def close(self) -> None: ...
