@@ -38,7 +38,7 @@ types: $(EXTRAS)
 # when bytecode writing is off (PYTHONDONTWRITEBYTECODE).
 unit: $(EXTRAS)
 	$(BIN)/python -m compileall -q pubsub
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 test: lint types unit
 
