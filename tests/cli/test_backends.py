@@ -77,7 +77,7 @@ def test_the_tables_cover_every_command() -> None:
         FILE_ONLY_LEAVES
     )
     assert {"bench cli", "config set", "config unset"} <= set(FILE_ONLY_LEAVES)
-    assert OWN_TARGETS <= set(every)
+    assert set(every) >= OWN_TARGETS
     others = [p for p in every if not is_file_only(p) and p not in OWN_TARGETS]
     assert sorted(ANY_BACKEND) == sorted(others), (
         "a new command: add it to ANY_BACKEND, or to FILE_ONLY in pubsub/commands/app.py"
