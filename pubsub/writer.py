@@ -206,16 +206,7 @@ class Writer:
         meta = self.topics.meta(topic)
         for _attempt in range(5):
             try:
-                if size > meta.max_message_bytes:
-                    raise _too_large(meta, 0, size)
-                if meta.compacted and key_b is None:
-                    raise _needs_key(meta, 0)
-                if partition is not None:
-                    chosen = check_partition_range(partition, meta.partitions, 0)
-                elif key_b is not None:
-                    chosen = partition_for_key(key_b, meta.partitions)
-                else:
-                    chosen = self._round_robin.next(meta.partitions)
+                chosen = self._place(meta, size, key_b, partition)
             except InvalidRecordError:
                 if not cached:  # the record may be valid under newer metadata
                     raise
@@ -236,6 +227,18 @@ class Writer:
             self.topics.forget(topic)
             meta = self.topics.meta(topic)
         raise PubsubError(f"topic {topic!r} kept changing while producing; retry")
+
+    def _place(self, meta: TopicMeta, size: int, key_b: bytes | None, partition: int | None) -> int:
+        """The partition of one record under ``meta``, after its size and key checks."""
+        if size > meta.max_message_bytes:
+            raise _too_large(meta, 0, size)
+        if meta.compacted and key_b is None:
+            raise _needs_key(meta, 0)
+        if partition is not None:
+            return check_partition_range(partition, meta.partitions, 0)
+        if key_b is not None:
+            return partition_for_key(key_b, meta.partitions)
+        return self._round_robin.next(meta.partitions)
 
     def _produce_with_id(
         self,
@@ -261,16 +264,7 @@ class Writer:
         meta = self.topics.meta(topic)
         for _attempt in range(5):
             try:
-                if size > meta.max_message_bytes:
-                    raise _too_large(meta, 0, size)
-                if meta.compacted and key_b is None:
-                    raise _needs_key(meta, 0)
-                if partition is not None:
-                    chosen = check_partition_range(partition, meta.partitions, 0)
-                elif key_b is not None:
-                    chosen = partition_for_key(key_b, meta.partitions)
-                else:
-                    chosen = self._round_robin.next(meta.partitions)
+                chosen = self._place(meta, size, key_b, partition)
             except InvalidRecordError:
                 if not cached:
                     raise
