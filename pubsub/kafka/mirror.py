@@ -37,7 +37,14 @@ from pubsub.errors import (
 )
 from pubsub.kafka.cluster import LOGGER_NAME, KafkaCluster
 from pubsub.kafka.url import client_config, describe_target, scrub
-from pubsub.mirror.model import COPIED_CONFIG, Chunk, Row, TopicSpec, TopicWrite
+from pubsub.mirror.model import (
+    COPIED_CONFIG,
+    Chunk,
+    Row,
+    TopicSpec,
+    TopicWrite,
+    start_positions,
+)
 from pubsub.records import TopicPartition
 
 __all__ = ["OFFSETS_TOPIC", "KafkaSink", "KafkaSource"]
@@ -162,21 +169,8 @@ class KafkaSource:
         return _spec(self.cluster, topic)
 
     def assign(self, positions: dict[TopicPartition, int | None]) -> list[Chunk]:
-        gaps: list[Chunk] = []
-        marks: dict[str, dict[int, tuple[int, int]]] = {}
-        for tp, wanted in positions.items():
-            offset = wanted
-            if tp.topic not in marks:
-                marks[tp.topic] = self.cluster.watermarks(tp.topic)
-            start, end = marks[tp.topic][tp.partition]
-            if offset is None:
-                offset = start
-            skipped = 0
-            if offset < start:
-                skipped = start - offset
-                offset = start
-            self._positions[tp] = offset
-            gaps.append(Chunk(tp.topic, tp.partition, [], offset, end, skipped))
+        starts, gaps = start_positions(positions, self.cluster.watermarks, clamp_to_end=False)
+        self._positions.update(starts)
         self._buffer = []
         try:
             self._consumer.assign(

@@ -31,6 +31,7 @@ from pubsub.mirror.model import (
     Row,
     TopicSpec,
     TopicWrite,
+    start_positions,
 )
 from pubsub.records import Header, TopicPartition, decode_headers, encode_headers
 
@@ -81,21 +82,8 @@ class FileSource:
         )
 
     def assign(self, positions: dict[TopicPartition, int | None]) -> list[Chunk]:
-        gaps: list[Chunk] = []
-        marks: dict[str, dict[int, tuple[int, int]]] = {}
-        for tp, wanted in positions.items():
-            offset = wanted
-            if tp.topic not in marks:
-                marks[tp.topic] = self.broker.watermarks(tp.topic)
-            start, end = marks[tp.topic][tp.partition]
-            if offset is None:
-                offset = start
-            skipped = 0
-            if offset < start:
-                skipped = start - offset
-                offset = start
-            self._positions[tp] = offset = min(offset, end)
-            gaps.append(Chunk(tp.topic, tp.partition, [], offset, end, skipped))
+        starts, gaps = start_positions(positions, self.broker.watermarks, clamp_to_end=True)
+        self._positions.update(starts)
         return gaps
 
     def ends(self) -> dict[TopicPartition, int]:

@@ -7,7 +7,7 @@ the positions together or neither. Both ends are Protocols so the engine does no
 an end is a file or a Kafka cluster.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 from pubsub.records import Header, TopicPartition
@@ -23,6 +23,7 @@ __all__ = [
     "Source",
     "TopicSpec",
     "TopicWrite",
+    "start_positions",
 ]
 
 #: The header every forwarded record gains: ``<source-id>/<topic>/<partition>/<offset>``.
@@ -146,3 +147,34 @@ class Sink(Protocol):
         """After a failed :meth:`write`: a fresh connection and the committed positions."""
 
     def close(self) -> None: ...
+
+
+def start_positions(
+    positions: Mapping[TopicPartition, int | None],
+    watermarks: Callable[[str], Mapping[int, tuple[int, int]]],
+    *,
+    clamp_to_end: bool,
+) -> tuple[dict[TopicPartition, int], list[Chunk]]:
+    """Where a source starts reading each partition, and one empty chunk per partition that
+    reports its end and the records retention removed before the mirror got to them.
+
+    A partition with no recorded position starts at its log start; one whose position fell
+    below the log start starts there (the gap is the chunk's ``skipped``). ``watermarks``
+    gives a topic's (log start, end) per partition; it is asked once per topic."""
+    starts: dict[TopicPartition, int] = {}
+    gaps: list[Chunk] = []
+    marks: dict[str, Mapping[int, tuple[int, int]]] = {}
+    for tp, wanted in positions.items():
+        if tp.topic not in marks:
+            marks[tp.topic] = watermarks(tp.topic)
+        start, end = marks[tp.topic][tp.partition]
+        offset = start if wanted is None else wanted
+        skipped = 0
+        if offset < start:
+            skipped = start - offset
+            offset = start
+        if clamp_to_end:
+            offset = min(offset, end)
+        starts[tp] = offset
+        gaps.append(Chunk(tp.topic, tp.partition, [], offset, end, skipped))
+    return starts, gaps
