@@ -220,6 +220,8 @@ class PartitionOutcome(NamedTuple):
     base_offset: int = -1
     message: str | None = None
     record_errors: tuple[tuple[int, str | None], ...] = ()
+    #: The partition's first stored offset after the append (Kafka's ``log_start_offset``).
+    log_start: int = -1
 
 
 class ProduceOutcome(NamedTuple):
@@ -322,7 +324,21 @@ def _produce_topic(
                 if not done[index].error:
                     written += len(columns.values)
     order = [data.index for data in partition_data]
-    return [done[index] for index in dict.fromkeys(order)], written
+    answered = [done[index] for index in dict.fromkeys(order)]
+    if any(not p.error for p in answered):
+        # Kafka answers each appended partition with its log start (clients expose it, as
+        # aiokafka's RecordMetadata does): read after the commit, so it is never stale.
+        try:
+            _, extents = broker.services.reader.extents(name)
+        except (TopicNotFoundError, InvalidArgumentError):
+            extents = {}
+        answered = [
+            p._replace(log_start=extents[p.partition][0])
+            if not p.error and p.partition in extents
+            else p
+            for p in answered
+        ]
+    return answered, written
 
 
 #: Kafka's answer to each verdict of an idempotent batch (a retry is a success: Kafka
@@ -576,7 +592,7 @@ def produce_response(outcome: ProduceOutcome) -> Any:
                         error_code=int(p.error),
                         base_offset=p.base_offset,
                         log_append_time_ms=-1,
-                        log_start_offset=-1,
+                        log_start_offset=p.log_start,
                         record_errors=[
                             error_cls(batch_index=i, batch_index_error_message=m)
                             for i, m in p.record_errors

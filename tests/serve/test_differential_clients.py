@@ -110,3 +110,36 @@ def test_a_live_group_is_described_the_same_on_kafka_and_on_pubsub_serve(
     assert on_pubsub == on_kafka
     # Kafka names a member's host as Java prints an address: with a slash.
     assert on_kafka[-1] == [("described-client", "/127.0.0.1", [0])]
+
+
+def log_starts_seen_by_a_producer(bootstrap: str, topic: str) -> list[int]:
+    """aiokafka's ``RecordMetadata.log_start_offset`` of a record produced before and one
+    after DeleteRecords moved the partition's start to 3."""
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+    from confluent_kafka import TopicPartition
+
+    async def produce(values: list[bytes]) -> list[int]:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await producer.start()
+        try:
+            return [(await producer.send_and_wait(topic, v)).log_start_offset for v in values]
+        finally:
+            await producer.stop()
+
+    seen = asyncio.run(produce([b"a", b"b", b"c", b"d", b"e"]))
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    [future] = admin.delete_records([TopicPartition(topic, 0, 3)]).values()
+    future.result(60)
+    return seen + asyncio.run(produce([b"f"]))
+
+
+def test_produce_answers_the_partitions_log_start_as_kafka_does(
+    kafka_broker: KafkaTarget, serve: ServeProcess
+) -> None:
+    topic = create_on_both(kafka_broker, serve)
+    on_kafka = log_starts_seen_by_a_producer(kafka_broker.bootstrap, topic)
+    on_pubsub = log_starts_seen_by_a_producer(serve.bootstrap, topic)
+    assert on_kafka == [0, 0, 0, 0, 0, 3]
+    assert on_pubsub == on_kafka
