@@ -75,8 +75,9 @@ class WalWatch:
 
 
 def test_everything_at_once(tmp_path: Path, record_summary) -> None:  # type: ignore[no-untyped-def]
-    window = scale(60, 600)
-    invocations = scale(1000, 5000)
+    # make test: 400 CLI calls (40 of each kind) over at least 30 s; make soak: 5000 over 10 min.
+    window = scale(30, 600)
+    invocations = scale(400, 5000)
     db = tmp_path / "contention.db"
     with Broker(db) as broker:
         broker.create_topic(TOPIC, partitions=PARTITIONS)
