@@ -546,8 +546,11 @@ def test_kcat(
     [
         ("sasl_ssl", "SASL_SSL", "SCRAM-SHA-256", "scram.ScramLoginModule"),
         ("sasl_ssl", "SASL_SSL", "PLAIN", "plain.PlainLoginModule"),
+        ("sasl_ssl", "SASL_SSL", "SCRAM-SHA-512", "scram.ScramLoginModule"),
         ("sasl_plaintext", "SASL_PLAINTEXT", "PLAIN", "plain.PlainLoginModule"),
+        ("sasl_plaintext", "SASL_PLAINTEXT", "SCRAM-SHA-256", "scram.ScramLoginModule"),
         ("sasl_plaintext", "SASL_PLAINTEXT", "SCRAM-SHA-512", "scram.ScramLoginModule"),
+        ("mtls", "SSL", None, None),
     ],
 )
 def test_java_console_producer(
@@ -556,22 +559,26 @@ def test_java_console_producer(
     tmp_path: Path,
     listener: str,
     protocol: str,
-    mechanism: str,
-    module: str,
+    mechanism: str | None,
+    module: str | None,
 ) -> None:
     from tests.support.kafka_jars import java_command
 
     server: ServeProcess = request.getfixturevalue(listener)
     properties = tmp_path / "client.properties"
-    lines = [
-        f"security.protocol={protocol}",
-        f"sasl.mechanism={mechanism}",
-        f"sasl.jaas.config=org.apache.kafka.common.security.{module} required "
-        f'username="alice" password="{PASSWORD}";',
-        "enable.idempotence=false",
-    ]
-    if protocol == "SASL_SSL":
+    lines = [f"security.protocol={protocol}", "enable.idempotence=false"]
+    if mechanism is not None:
+        lines += [
+            f"sasl.mechanism={mechanism}",
+            f"sasl.jaas.config=org.apache.kafka.common.security.{module} required "
+            f'username="alice" password="{PASSWORD}";',
+        ]
+    if protocol in ("SASL_SSL", "SSL"):
         lines += ["ssl.truststore.type=PEM", f"ssl.truststore.location={certs.ca}"]
+    if protocol == "SSL":  # the client certificate: a PEM key store, key then certificate
+        keystore = tmp_path / "client-keystore.pem"
+        keystore.write_bytes(certs.client.key.read_bytes() + certs.client.cert.read_bytes())
+        lines += ["ssl.keystore.type=PEM", f"ssl.keystore.location={keystore}"]
     properties.write_text("\n".join(lines) + "\n")
     value = f"from-java-{listener}".encode()
     produced = subprocess.run(
