@@ -21,8 +21,7 @@ from tests.helpers import PUBSUB, cli_env
 from tests.serve.admin_script import alter_configs
 from tests.serve.certs import Certificates, make_certificates
 from tests.serve.secured import PASSWORD, add_users, librdkafka_config
-from tests.serve.support import ServeProcess, connect, request
-from tests.serve.test_share_wire import call
+from tests.serve.support import ServeProcess, call, connect, request
 
 RULES = """\
 # principal            resource  prefix    operations
@@ -291,6 +290,20 @@ def cli_list(db: Path, what: str) -> dict[str, Any]:
     return {e["name"]: e for e in entries}
 
 
+def settled_log(server: ServeProcess, quiet: float = 0.3, timeout: float = 10.0) -> str:
+    """The server's log once it has not grown for ``quiet`` seconds (a thread reads it, so a
+    line written before the answer may not be in yet)."""
+    deadline = time.monotonic() + timeout
+    text = server.errors()
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        again = server.errors()
+        if again == text:
+            break
+        text = again
+    return text
+
+
 TOPIC_DENIED = KafkaError.TOPIC_AUTHORIZATION_FAILED
 GROUP_DENIED = KafkaError.GROUP_AUTHORIZATION_FAILED
 CLUSTER_DENIED = KafkaError.CLUSTER_AUTHORIZATION_FAILED
@@ -313,7 +326,7 @@ def test_create_topics_needs_create_on_the_topic_or_the_cluster(
     assert "elsewhere.new" not in listed
     assert (
         "denied 'carol' from 127.0.0.1 create on topic 'elsewhere.new' (CreateTopics)"
-        in admin_server.errors()
+        in settled_log(admin_server)
     )
 
 
@@ -357,7 +370,7 @@ def test_delete_topics_needs_delete_on_the_topic(admin_server: ServeProcess) -> 
     assert codes(deleted) == {"ops.gone": 0, "secret": TOPIC_DENIED}
     listed = cli_list(admin_server.db, "topic")
     assert "ops.gone" not in listed and listed["secret"]["records"] == 5
-    assert "delete on topic 'secret' (DeleteTopics)" in admin_server.errors()
+    assert "delete on topic 'secret' (DeleteTopics)" in settled_log(admin_server)
 
 
 def test_delete_records_needs_delete_on_the_topic(admin_server: ServeProcess) -> None:
@@ -394,7 +407,7 @@ def test_delete_records_needs_delete_on_the_topic(admin_server: ServeProcess) ->
         assert broker.watermarks("ops.trim")[0] == (4, 5)
         assert broker.watermarks("secret")[0] == (0, 5)  # nothing deleted
     assert "denied 'carol' from 127.0.0.1 delete on topic 'secret' (DeleteRecords)" in (
-        admin_server.errors()
+        settled_log(admin_server)
     )
 
 
@@ -410,7 +423,7 @@ def test_create_partitions_needs_alter_on_the_topic(admin_server: ServeProcess) 
     assert codes(again) == {"ops.grow": TOPIC_DENIED}
     listed = cli_list(admin_server.db, "topic")
     assert (listed["ops.grow"]["partitions"], listed["secret"]["partitions"]) == (3, 1)
-    lines = admin_server.errors()
+    lines = settled_log(admin_server)
     assert "denied 'carol' from 127.0.0.1 alter on topic 'secret' (CreatePartitions)" in lines
     assert "denied 'dave' from 127.0.0.1 alter on topic 'ops.grow' (CreatePartitions)" in lines
 
@@ -437,7 +450,7 @@ def test_describe_configs_needs_describe_on_the_topic_or_the_cluster(
     assert "retention.ms" in allowed.result(10)
     by_root = admin_client(admin_server, "root").describe_configs(resources())
     assert set(codes(by_root).values()) == {0}
-    lines = admin_server.errors()
+    lines = settled_log(admin_server)
     assert "denied 'dave' from 127.0.0.1 describe on topic 'secret' (DescribeConfigs)" in lines
     assert "describe on cluster 'kafka-cluster' (DescribeConfigs)" in lines
 
@@ -472,7 +485,7 @@ def test_alter_configs_needs_alter_on_the_topic(admin_server: ServeProcess) -> N
     with Broker(admin_server.db) as broker:
         assert broker.describe_topic("ops.conf").overrides["retention.ms"] == "120000"
         assert "retention.ms" not in broker.describe_topic("secret").overrides
-    lines = admin_server.errors()
+    lines = settled_log(admin_server)
     assert "denied 'carol' from 127.0.0.1 alter on topic 'secret' (IncrementalAlterConfigs)" in (
         lines
     )
@@ -490,7 +503,7 @@ def test_delete_groups_needs_delete_on_the_group(admin_server: ServeProcess) -> 
     # librdkafka asks for the group's coordinator first, which needs describe on the group
     # (delete implies it): refused there, as Kafka refuses it.
     assert "denied 'carol' from 127.0.0.1 describe on group 'other-done' (FindCoordinator)" in (
-        admin_server.errors()
+        settled_log(admin_server)
     )
     with connect(admin_server.bootstrap) as sock:
         login(sock, "carol")
@@ -501,7 +514,7 @@ def test_delete_groups_needs_delete_on_the_group(admin_server: ServeProcess) -> 
     }
     assert "other-done" in cli_list(admin_server.db, "group")
     assert "denied 'carol' from 127.0.0.1 delete on group 'other-done' (DeleteGroups)" in (
-        admin_server.errors()
+        settled_log(admin_server)
     )
 
 
@@ -529,7 +542,7 @@ def test_describe_cluster_lists_the_cluster_operations_of_the_rules(
     assert bits(root.authorized_operations) == {5, 7, 8, 9, 10, 11, 12}
     assert bits(dave.authorized_operations) == set()
     assert "denied 'dave' from 127.0.0.1 describe on cluster 'kafka-cluster' (DescribeCluster)" in (
-        admin_server.errors()
+        settled_log(admin_server)
     )
 
 
@@ -630,7 +643,7 @@ def test_share_group_apis_need_read_on_the_group_and_on_each_topic(
         info = broker.describe_share_group("ops-s")
         assert [(p.topic, p.accepted) for p in info.partitions] == [("ops.share", 3)]
         assert "other-s" not in {g.name for g in broker.list_share_groups()}
-    lines = admin_server.errors()
+    lines = settled_log(admin_server)
     assert "denied 'dave' from 127.0.0.1 read on group 'other-s' (ShareGroupHeartbeat)" in lines
     assert "denied 'dave' from 127.0.0.1 describe on topic 'secret' (ShareGroupHeartbeat)" in lines
     assert "denied 'dave' from 127.0.0.1 describe on group 'other-s' (ShareGroupDescribe)" in lines
