@@ -16,18 +16,32 @@ Kafka's broker checks for each API (KafkaApis):
 | JoinGroup, SyncGroup, Heartbeat, LeaveGroup | read on the group |
 | ListGroups | lists only the groups the principal may describe |
 | DeleteGroups | delete on the group |
+| CreateTopics | create on the cluster or on the topic (configs shown with describe) |
+| DeleteTopics, DeleteRecords | delete on the topic |
+| CreatePartitions | alter on the topic |
+| DescribeConfigs | describe on the topic; describe on the cluster for the broker |
+| AlterConfigs, IncrementalAlterConfigs | alter on the topic; alter on the cluster for the broker |
+| DescribeCluster | nothing; its authorized operations are those of the cluster's rules |
+| ShareGroupHeartbeat | read on the group and describe on each subscribed topic |
+| ShareGroupDescribe | describe on the group |
+| ShareFetch, ShareAcknowledge | read on the group, and read on each topic (by the handler) |
 
-A Metadata request for every topic lists only those the principal may describe, and
-auto-creation needs create on the topic or on the cluster.
+Kafka's DESCRIBE_CONFIGS and ALTER_CONFIGS are the file's describe and alter. A broker
+resource refused gets CLUSTER_AUTHORIZATION_FAILED. A Metadata request for every topic lists
+only those the principal may describe, and auto-creation needs create on the topic or on the
+cluster. A name that appears twice in one admin request is left to the handler, which refuses
+it as Kafka does (INVALID_REQUEST) whatever the ACLs say.
 
-An API without a gate here (one added later, such as the admin APIs) needs ``alter`` on the
-cluster, or its handler checks for itself with :meth:`Connection.may
+ShareFetch and ShareAcknowledge name topics by id: the share coordinator resolves them and
+asks :meth:`Guard.refuse` for read on each topic. An API without a gate here (one added later)
+needs ``alter`` on the cluster, or its handler checks for itself with :meth:`Connection.may
 <pubsub.serve.connection.Connection.may>` and lists its key in :data:`SELF_CHECKED`. A
 denied request is one line in the server's log.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
@@ -40,6 +54,28 @@ __all__ = ["SELF_CHECKED", "Guard"]
 
 _TOPIC: Final = int(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
 _GROUP: Final = int(ErrorCode.GROUP_AUTHORIZATION_FAILED)
+_CLUSTER: Final = int(ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
+_CLUSTER_NAME: Final = "kafka-cluster"
+#: ConfigResource types (Kafka's ``ConfigResource.Type``) and what each is authorized as.
+_CONFIG_RESOURCES: Final = {
+    2: ("topic", _TOPIC),  # TOPIC
+    4: ("cluster", _CLUSTER),  # BROKER
+    8: ("cluster", _CLUSTER),  # BROKER_LOGGER
+    16: ("cluster", _CLUSTER),  # CLIENT_METRICS
+    32: ("group", _GROUP),  # GROUP
+}
+#: DescribeCluster's authorized operations (AclOperation codes) and the rule operation each
+#: needs on the cluster: CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS,
+#: ALTER_CONFIGS; IDEMPOTENT_WRITE needs nothing here (see InitProducerId).
+_CLUSTER_OPERATIONS: Final = (
+    (5, "create"),
+    (7, "alter"),
+    (8, "describe"),
+    (9, "alter"),
+    (10, "describe"),
+    (11, "alter"),
+)
+_IDEMPOTENT_WRITE: Final = 12
 #: What never needs a permission: the handshake and authentication.
 _OPEN: Final = frozenset({ApiKey.API_VERSIONS, ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE})
 #: API keys whose handlers call ``conn.may`` themselves (none yet).
@@ -75,6 +111,18 @@ class Guard:
             # A producer id alone grants nothing: each Produce is still checked for write on
             # its topics (Kafka asks for IDEMPOTENT_WRITE on the cluster or write on any topic).
             ApiKey.INIT_PRODUCER_ID: lambda header, request, conn: (request, None, None),
+            ApiKey.CREATE_TOPICS: self._create_topics,
+            ApiKey.DELETE_TOPICS: self._delete_topics,
+            ApiKey.DELETE_RECORDS: self._delete_records,
+            ApiKey.CREATE_PARTITIONS: self._create_partitions,
+            ApiKey.DESCRIBE_CONFIGS: self._describe_configs,
+            ApiKey.ALTER_CONFIGS: self._alter_configs,
+            ApiKey.INCREMENTAL_ALTER_CONFIGS: self._alter_configs,
+            ApiKey.DESCRIBE_CLUSTER: self._describe_cluster,
+            ApiKey.SHARE_GROUP_HEARTBEAT: self._share_heartbeat,
+            ApiKey.SHARE_GROUP_DESCRIBE: self._share_describe,
+            ApiKey.SHARE_FETCH: self._share_group_call,
+            ApiKey.SHARE_ACKNOWLEDGE: self._share_group_call,
         }
 
     def check(self, header: RequestHeader, request: Any, conn: Connection) -> Decision:
@@ -103,6 +151,14 @@ class Guard:
         if denied:
             self._denied(conn, operation, kind, denied, api)
         return denied
+
+    def refuse(
+        self, conn: Connection, operation: str, kind: str, names: Iterable[str], api: str
+    ) -> set[str]:
+        """The names of ``names`` the principal may not ``operation``, logged as every
+        denial is: for a handler that learns the names itself (share requests name topics by
+        id)."""
+        return self._split(conn, operation, kind, names, api)
 
     def _may(self, conn: Connection, operation: str, kind: str, names: list[str], api: str) -> bool:
         return not self._split(conn, operation, kind, names, api)
@@ -459,3 +515,283 @@ class Guard:
             return response
 
         return request, None, after
+
+    # -- admin -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _rest(
+        request: Any, field: str, kept: list[Any], api_key: int, answer: str, entries: list[Any]
+    ) -> Decision:
+        """Run the handler on what is ``kept`` of the request's ``field`` and add the refused
+        ``entries`` to its answer's ``answer`` list; answer them alone when nothing is kept."""
+        setattr(request, field, kept)
+        if not kept:
+            return None, response_class(api_key)(throttle_time_ms=0, **{answer: entries}), None
+
+        def after(response: Any) -> Any:
+            setattr(response, answer, [*getattr(response, answer), *entries])
+            return response
+
+        return request, None, after
+
+    @staticmethod
+    def _once(names: Iterable[str]) -> list[str]:
+        """The names given once (a repeated one is the handler's INVALID_REQUEST)."""
+        counts = Counter(names)
+        return [n for n, c in counts.items() if c == 1]
+
+    def _create_topics(self, header: RequestHeader, request: Any, conn: Connection) -> Decision:
+        authorize = self.authorizer.authorize
+        principal = conn.principal
+        names = self._once(t.name for t in request.topics)
+        if authorize(principal, "create", "cluster", _CLUSTER_NAME):
+            denied: set[str] = set()
+        else:
+            denied = self._split(conn, "create", "topic", names, "CreateTopics")
+        # Kafka shows a new topic's configs and partitions only with DESCRIBE_CONFIGS on it.
+        hidden = {n for n in names if not authorize(principal, "describe", "topic", n)}
+        cls = response_class(ApiKey.CREATE_TOPICS)
+        entries = [
+            cls.CreatableTopicResult(
+                name=t.name,
+                topic_id=None,
+                error_code=_TOPIC,
+                error_message="Authorization failed.",
+                topic_config_error_code=_TOPIC if t.name in hidden else 0,
+                num_partitions=-1,
+                replication_factor=-1,
+                configs=[],
+            )
+            for t in request.topics
+            if t.name in denied
+        ]
+
+        def conceal(response: Any) -> Any:
+            for result in response.topics:
+                if result.name in hidden and result.error_code == 0:
+                    result.configs = []
+                    result.num_partitions = -1
+                    result.replication_factor = -1
+                    result.topic_config_error_code = _TOPIC
+            return response
+
+        if not denied:
+            return request, None, conceal if hidden else None
+        kept = [t for t in request.topics if t.name not in denied]
+        run, answer, after = self._rest(
+            request, "topics", kept, ApiKey.CREATE_TOPICS, "topics", entries
+        )
+        if after is None:
+            return run, answer, None
+        return run, None, lambda response: conceal(after(response))
+
+    def _delete_topics(self, header: RequestHeader, request: Any, conn: Connection) -> Decision:
+        names = list(request.topic_names or [])
+        denied = self._split(conn, "delete", "topic", self._once(names), "DeleteTopics")
+        if not denied:
+            return request, None, None
+        cls = response_class(ApiKey.DELETE_TOPICS)
+        entries = [
+            cls.DeletableTopicResult(name=n, error_code=_TOPIC, error_message=None)
+            for n in names
+            if n in denied
+        ]
+        kept = [n for n in names if n not in denied]
+        return self._rest(request, "topic_names", kept, ApiKey.DELETE_TOPICS, "responses", entries)
+
+    def _delete_records(self, header: RequestHeader, request: Any, conn: Connection) -> Decision:
+        names = (t.name for t in request.topics)
+        denied = self._split(conn, "delete", "topic", names, "DeleteRecords")
+        if not denied:
+            return request, None, None
+        cls = response_class(ApiKey.DELETE_RECORDS)
+        result = cls.DeleteRecordsTopicResult
+        entries = [
+            result(
+                name=t.name,
+                partitions=[
+                    result.DeleteRecordsPartitionResult(
+                        partition_index=p.partition_index, low_watermark=-1, error_code=_TOPIC
+                    )
+                    for p in t.partitions
+                ],
+            )
+            for t in request.topics
+            if t.name in denied
+        ]
+        kept = [t for t in request.topics if t.name not in denied]
+        return self._rest(request, "topics", kept, ApiKey.DELETE_RECORDS, "topics", entries)
+
+    def _create_partitions(self, header: RequestHeader, request: Any, conn: Connection) -> Decision:
+        names = self._once(t.name for t in request.topics)
+        denied = self._split(conn, "alter", "topic", names, "CreatePartitions")
+        if not denied:
+            return request, None, None
+        cls = response_class(ApiKey.CREATE_PARTITIONS)
+        entries = [
+            cls.CreatePartitionsTopicResult(
+                name=t.name,
+                error_code=_TOPIC,
+                error_message="The topic authorization is failed.",
+            )
+            for t in request.topics
+            if t.name in denied
+        ]
+        kept = [t for t in request.topics if t.name not in denied]
+        return self._rest(request, "topics", kept, ApiKey.CREATE_PARTITIONS, "results", entries)
+
+    def _refused_resources(
+        self, conn: Connection, operation: str, resources: list[Any], api: str, *, once: bool
+    ) -> dict[int, int]:
+        """Config resources the principal may not ``operation``: their positions in
+        ``resources`` and the error each gets. A resource type pubsub does not know is the
+        handler's; with ``once`` so is a resource named twice."""
+        counts = Counter((r.resource_type, r.resource_name) for r in resources)
+        wanted: dict[str, list[str]] = {}
+        for r in resources:
+            kind = _CONFIG_RESOURCES.get(r.resource_type)
+            if kind is not None and not (once and counts[(r.resource_type, r.resource_name)] > 1):
+                name = _CLUSTER_NAME if kind[0] == "cluster" else r.resource_name
+                wanted.setdefault(kind[0], []).append(name)
+        denied = {
+            kind: self._split(conn, operation, kind, names, api) for kind, names in wanted.items()
+        }
+        refused: dict[int, int] = {}
+        for i, r in enumerate(resources):
+            kind = _CONFIG_RESOURCES.get(r.resource_type)
+            if kind is None or (once and counts[(r.resource_type, r.resource_name)] > 1):
+                continue
+            name = _CLUSTER_NAME if kind[0] == "cluster" else r.resource_name
+            if name in denied.get(kind[0], ()):
+                refused[i] = kind[1]
+        return refused
+
+    def _describe_configs(self, header: RequestHeader, request: Any, conn: Connection) -> Decision:
+        resources = list(request.resources)
+        refused = self._refused_resources(
+            conn, "describe", resources, "DescribeConfigs", once=False
+        )
+        if not refused:
+            return request, None, None
+        cls = response_class(ApiKey.DESCRIBE_CONFIGS)
+        entries = [
+            cls.DescribeConfigsResult(
+                error_code=code,
+                error_message=None,
+                resource_type=resources[i].resource_type,
+                resource_name=resources[i].resource_name,
+                configs=[],
+            )
+            for i, code in refused.items()
+        ]
+        kept = [r for i, r in enumerate(resources) if i not in refused]
+        return self._rest(request, "resources", kept, ApiKey.DESCRIBE_CONFIGS, "results", entries)
+
+    def _alter_configs(self, header: RequestHeader, request: Any, conn: Connection) -> Decision:
+        key = header.api_key
+        api = "AlterConfigs" if key == ApiKey.ALTER_CONFIGS else "IncrementalAlterConfigs"
+        resources = list(request.resources)
+        refused = self._refused_resources(conn, "alter", resources, api, once=True)
+        if not refused:
+            return request, None, None
+        cls = response_class(key)
+        entries = [
+            cls.AlterConfigsResourceResponse(
+                error_code=code,
+                error_message=None,
+                resource_type=resources[i].resource_type,
+                resource_name=resources[i].resource_name,
+            )
+            for i, code in refused.items()
+        ]
+        kept = [r for i, r in enumerate(resources) if i not in refused]
+        return self._rest(request, "resources", kept, key, "responses", entries)
+
+    def _describe_cluster(self, header: RequestHeader, request: Any, conn: Connection) -> Decision:
+        # Kafka answers DescribeCluster to anyone; what it lists as the principal's cluster
+        # operations needs describe on the cluster (none without it).
+        if not request.include_cluster_authorized_operations:
+            return request, None, None
+        authorize = self.authorizer.authorize
+        principal = conn.principal
+        if self._may(conn, "describe", "cluster", [_CLUSTER_NAME], "DescribeCluster"):
+            allowed = {
+                code
+                for code, operation in _CLUSTER_OPERATIONS
+                if authorize(principal, operation, "cluster", _CLUSTER_NAME)
+            } | {_IDEMPOTENT_WRITE}
+        else:
+            allowed = set()
+
+        def after(response: Any) -> Any:
+            if response.authorized_operations is not None:
+                response.authorized_operations = allowed
+            return response
+
+        return request, None, after
+
+    # -- share groups ----------------------------------------------------------------------
+
+    def _share_heartbeat(self, header: RequestHeader, request: Any, conn: Connection) -> Decision:
+        def answer(code: int, message: str | None) -> dict[str, Any]:
+            return {
+                "throttle_time_ms": 0,
+                "error_code": code,
+                "error_message": message,
+                "member_id": None,
+                "member_epoch": 0,
+                "heartbeat_interval_ms": 0,
+                "assignment": None,
+            }
+
+        if not self._may(conn, "read", "group", [request["group_id"]], "ShareGroupHeartbeat"):
+            return None, answer(_GROUP, None), None
+        # As Kafka: a subscription to a topic the member may not describe is refused whole.
+        names = request["subscribed_topic_names"] or []
+        denied = self._split(conn, "describe", "topic", names, "ShareGroupHeartbeat")
+        if denied:
+            listed = ", ".join(sorted(denied))
+            return None, answer(_TOPIC, f"The following topics are unauthorized: {listed}"), None
+        return request, None, None
+
+    def _share_describe(self, header: RequestHeader, request: Any, conn: Connection) -> Decision:
+        names = list(request["group_ids"])
+        denied = self._split(conn, "describe", "group", names, "ShareGroupDescribe")
+        if not denied:
+            return request, None, None
+        entries = [
+            {
+                "error_code": _GROUP,
+                "error_message": None,
+                "group_id": g,
+                "group_state": "",
+                "assignor_name": "",
+                "members": [],
+                "authorized_operations": -(2**31),
+            }
+            for g in names
+            if g in denied
+        ]
+        request["group_ids"] = [g for g in names if g not in denied]
+        if not request["group_ids"]:
+            return None, {"throttle_time_ms": 0, "groups": entries}, None
+
+        def after(response: Any) -> Any:
+            response["groups"] = [*response["groups"], *entries]
+            return response
+
+        return request, None, after
+
+    def _share_group_call(self, header: RequestHeader, request: Any, conn: Connection) -> Decision:
+        api = ApiKey(header.api_key).name.title().replace("_", "")
+        if self._may(conn, "read", "group", [request["group_id"]], api):
+            return request, None, None  # the topics are checked by the handler (by id)
+        answer: dict[str, Any] = {
+            "throttle_time_ms": 0,
+            "error_code": _GROUP,
+            "error_message": None,
+            "acquisition_lock_timeout_ms": 0,
+            "responses": [],
+            "node_endpoints": [],
+        }
+        return None, answer, None

@@ -168,6 +168,8 @@ class Server:
         }
         self._handlers.update(self.coordinator.handlers())
         self.shares = ShareCoordinator(self.workers, lambda: self.advertised)
+        if self._guard is not None:
+            self.shares.refuse = self._guard.refuse
         self._handlers.update(self.shares.handlers())
         admin = Admin(self.workers, lambda: self.advertised, auto_create_topics=auto_create_topics)
         self._handlers.update(admin.handlers())

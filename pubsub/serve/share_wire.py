@@ -49,6 +49,9 @@ if TYPE_CHECKING:
 
 __all__ = ["HEARTBEAT_INTERVAL_MS", "LOCK_TIMEOUT_MS", "SESSION_TIMEOUT_MS", "ShareCoordinator"]
 
+#: (connection, operation, resource type, names, API name) -> the names refused.
+Refuse = Callable[[Connection, str, str, Iterable[str], str], set[str]]
+
 #: Kafka's group.share.heartbeat.interval.ms is 5 s; a member learns of new partitions at its
 #: next heartbeat, so shorter here.
 HEARTBEAT_INTERVAL_MS = 1000
@@ -155,6 +158,9 @@ class ShareCoordinator:
         #: lock ran out are forgotten: (monotonic seconds, key, offset, delivery count).
         self._taken: dict[tuple[str, str], deque[tuple[float, _Key, int, int]]] = {}
         self._reaper: asyncio.Task[None] | None = None
+        #: With ``--acl``: the names of those topics the connection may not read, logged
+        #: (:meth:`pubsub.serve.guard.Guard.refuse`); the guard checked the group already.
+        self.refuse: Refuse | None = None
 
     def handlers(self) -> dict[int, Handler]:
         """The API keys this coordinator answers."""
@@ -206,6 +212,16 @@ class ShareCoordinator:
             return _Topics(by_id, by_name)
 
         return await self.workers.read(work)
+
+    def _unreadable(
+        self, conn: Connection, topics: _Topics, ids: Iterable[uuid.UUID], api: str
+    ) -> set[uuid.UUID]:
+        """The topic ids of ``ids`` the connection may not read (Kafka's READ on the topic for
+        ShareFetch and ShareAcknowledge); an unknown id is left to its UNKNOWN_TOPIC_ID."""
+        if self.refuse is None:
+            return set()
+        names = {topics.by_id[t][0]: t for t in ids if t in topics.by_id}
+        return {names[n] for n in self.refuse(conn, "read", "topic", names, api)}
 
     # -- ShareGroupHeartbeat ---------------------------------------------------------------
 
@@ -537,16 +553,26 @@ class ShareCoordinator:
         if session is None:
             return top(error, message)
         topics = await self._topics()
+        # A partition of a topic the member may not read is answered, never added.
+        denied = self._unreadable(conn, topics, {t for t, _, _ in entries}, "ShareFetch")
         if epoch != -1:
             for forgotten in request["forgotten_topics_data"]:
                 for partition in forgotten["partitions"]:
                     session.partitions.pop((forgotten["topic_id"], partition), None)
             for topic_id, partition, _ in entries:
-                session.partitions[(topic_id, partition)] = None
-        acks, renew, ack_errors = self._acks(group, member_id, topics, entries)
+                if topic_id not in denied:
+                    session.partitions[(topic_id, partition)] = None
+        allowed = [e for e in entries if e[0] not in denied]
+        acks, renew, ack_errors = self._acks(group, member_id, topics, allowed)
         fetching = epoch != -1 and not request["is_renew_ack"]
         wanted: list[TopicPartition] = []
         fetch_errors: dict[tuple[uuid.UUID, int], int] = {}
+        for topic_id, partition, batches in entries:
+            if topic_id in denied:
+                if batches:
+                    ack_errors[(topic_id, partition)] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+                if fetching:
+                    fetch_errors[(topic_id, partition)] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
         if fetching:
             for topic_id, partition in session.partitions:
                 found = topics.by_id.get(topic_id)
@@ -662,7 +688,12 @@ class ShareCoordinator:
             for p in t["partitions"]
         ]
         topics = await self._topics()
-        acks, renew, ack_errors = self._acks(group, member_id, topics, entries)
+        denied = self._unreadable(conn, topics, {t for t, _, _ in entries}, "ShareAcknowledge")
+        allowed = [e for e in entries if e[0] not in denied]
+        acks, renew, ack_errors = self._acks(group, member_id, topics, allowed)
+        for topic_id, partition, batches in entries:
+            if topic_id in denied and batches:
+                ack_errors[(topic_id, partition)] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
         refused: list[ShareRecord] = []
         if renew:
             refused += await self._renew(group, member_id, renew)

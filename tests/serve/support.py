@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pubsub.kafka.wire import share
 from pubsub.kafka.wire.codec import (
     RequestHeader,
     encode_request,
@@ -151,3 +152,16 @@ def closed_by_server(sock: socket.socket, timeout: float = 10.0) -> bool:
         return True
     except TimeoutError:
         return False
+
+
+def call(sock: socket.socket, key: int, version: int, body: dict[str, Any], cid: int = 1) -> Any:
+    """Send a share-group request (a dict, see :mod:`pubsub.kafka.wire.share`); the decoded
+    response, a dict."""
+    sock.sendall(encode_request(RequestHeader(key, version, cid, "raw"), body))
+    size, correlation = read_response_head(sock)
+    assert correlation == cid
+    data = read_exactly(sock, size - 4)
+    assert data[0] == 0  # the response header's tagged fields
+    message, end = share.decode_body(key, version, False, data, 1)
+    assert end == len(data)
+    return message

@@ -19,8 +19,10 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
 from pubsub import Broker
 from pubsub.kafka.wire.codec import ApiKey, request_class
@@ -546,8 +548,11 @@ def test_kcat(
     [
         ("sasl_ssl", "SASL_SSL", "SCRAM-SHA-256", "scram.ScramLoginModule"),
         ("sasl_ssl", "SASL_SSL", "PLAIN", "plain.PlainLoginModule"),
+        ("sasl_ssl", "SASL_SSL", "SCRAM-SHA-512", "scram.ScramLoginModule"),
         ("sasl_plaintext", "SASL_PLAINTEXT", "PLAIN", "plain.PlainLoginModule"),
+        ("sasl_plaintext", "SASL_PLAINTEXT", "SCRAM-SHA-256", "scram.ScramLoginModule"),
         ("sasl_plaintext", "SASL_PLAINTEXT", "SCRAM-SHA-512", "scram.ScramLoginModule"),
+        ("mtls", "SSL", None, None),
     ],
 )
 def test_java_console_producer(
@@ -556,22 +561,26 @@ def test_java_console_producer(
     tmp_path: Path,
     listener: str,
     protocol: str,
-    mechanism: str,
-    module: str,
+    mechanism: str | None,
+    module: str | None,
 ) -> None:
     from tests.support.kafka_jars import java_command
 
     server: ServeProcess = request.getfixturevalue(listener)
     properties = tmp_path / "client.properties"
-    lines = [
-        f"security.protocol={protocol}",
-        f"sasl.mechanism={mechanism}",
-        f"sasl.jaas.config=org.apache.kafka.common.security.{module} required "
-        f'username="alice" password="{PASSWORD}";',
-        "enable.idempotence=false",
-    ]
-    if protocol == "SASL_SSL":
+    lines = [f"security.protocol={protocol}", "enable.idempotence=false"]
+    if mechanism is not None:
+        lines += [
+            f"sasl.mechanism={mechanism}",
+            f"sasl.jaas.config=org.apache.kafka.common.security.{module} required "
+            f'username="alice" password="{PASSWORD}";',
+        ]
+    if protocol in ("SASL_SSL", "SSL"):
         lines += ["ssl.truststore.type=PEM", f"ssl.truststore.location={certs.ca}"]
+    if protocol == "SSL":  # the client certificate: a PEM key store, key then certificate
+        keystore = tmp_path / "client-keystore.pem"
+        keystore.write_bytes(certs.client.key.read_bytes() + certs.client.cert.read_bytes())
+        lines += ["ssl.keystore.type=PEM", f"ssl.keystore.location={keystore}"]
     properties.write_text("\n".join(lines) + "\n")
     value = f"from-java-{listener}".encode()
     produced = subprocess.run(
@@ -636,3 +645,95 @@ def test_requested_client_auth_takes_a_certificate_but_does_not_require_one(
     finally:
         server.kill()
     assert "denied 'ANONYMOUS' from 127.0.0.1 describe on topic 't'" in server.errors()
+
+
+# -- share groups over TLS and SASL ------------------------------------------------------------
+
+
+def test_a_share_consumer_over_sasl_ssl_with_acls(
+    tmp_path: Path, users_file: Path, certs: Certificates
+) -> None:
+    from confluent_kafka import AcknowledgeType, ShareConsumer
+
+    rules = tmp_path / "acl.txt"
+    rules.write_text(
+        "alice topic jobs read\nalice group work read\nbob topic jobs read\n"
+        "bob group work describe\n"
+    )
+    server = _server(
+        tmp_path,
+        "--users",
+        str(users_file),
+        "--tls-cert",
+        str(certs.server.cert),
+        "--tls-key",
+        str(certs.server.key),
+        "--acl",
+        str(rules),
+    )
+    with Broker(server.db) as broker:
+        broker.create_topic("jobs", 2)
+
+    def consumer(user: str, group: str, **extra: Any) -> Any:
+        config = librdkafka_config(
+            server.bootstrap, "SASL_SSL", "SCRAM-SHA-512", user=user, certs=certs
+        )
+        return ShareConsumer(
+            {**config, "group.id": group, "share.acknowledgement.mode": "explicit", **extra}
+        )
+
+    texts = [f"job-{i}" for i in range(20)]
+    got: list[str] = []
+    alice = consumer("alice", "work")
+    try:
+        alice.subscribe(["jobs"])
+        deadline = time.monotonic() + 120
+        while not _share_group_ready(server.db, "work", 2):
+            alice.poll(0.2)
+            assert time.monotonic() < deadline, "the member never joined"
+        with Broker(server.db) as broker:
+            for i, text in enumerate(texts):
+                broker.produce("jobs", text.encode(), partition=i % 2)
+        while len(got) < len(texts):
+            assert time.monotonic() < deadline, f"got {len(got)} of {len(texts)}"
+            for message in alice.poll(0.5):
+                if message.error():
+                    continue
+                got.append(message.value().decode())
+                alice.acknowledge(message, AcknowledgeType.ACCEPT)
+            alice.commit_sync(30)
+    finally:
+        alice.close()
+    assert sorted(got) == sorted(texts)
+    with Broker(server.db) as broker:
+        info = broker.describe_share_group("work")
+    assert sum(p.accepted for p in info.partitions) == len(texts)
+    # bob may read the topic and find the group's coordinator (describe), but not read the
+    # group: its heartbeat gets Kafka's GROUP_AUTHORIZATION_FAILED.
+    errors: list[Any] = []
+    bob = consumer("bob", "work", error_cb=errors.append)
+    try:
+        bob.subscribe(["jobs"])
+        deadline = time.monotonic() + 30
+        while not errors and time.monotonic() < deadline:
+            try:
+                for message in bob.poll(0.5):
+                    if message.error():
+                        errors.append(message.error())
+            except KafkaException as exc:
+                errors.append(exc.args[0])
+    finally:
+        bob.close()
+        server.kill()
+    assert errors and errors[0].code() == KafkaError.GROUP_AUTHORIZATION_FAILED, errors
+    assert "denied 'bob' from 127.0.0.1 read on group 'work' (ShareGroupHeartbeat)" in (
+        server.errors()
+    )
+
+
+def _share_group_ready(db: Path, group: str, partitions: int) -> bool:
+    with Broker(db) as broker:
+        try:
+            return len(broker.describe_share_group(group).partitions) == partitions
+        except Exception:
+            return False

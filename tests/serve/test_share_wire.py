@@ -24,8 +24,6 @@ from typing import Any
 import pytest
 
 from pubsub import Broker
-from pubsub.kafka.wire import share
-from pubsub.kafka.wire.codec import RequestHeader, encode_request
 from pubsub.serve.share_wire import (
     FENCED_MEMBER_EPOCH,
     INVALID_RECORD_STATE,
@@ -33,7 +31,7 @@ from pubsub.serve.share_wire import (
     SHARE_SESSION_NOT_FOUND,
 )
 from tests.helpers import PUBSUB, cli_env
-from tests.serve.support import ServeProcess, connect, read_exactly, read_response_head
+from tests.serve.support import ServeProcess, call, connect
 from tests.support.cache import cache_root, digest, fetch_once
 from tests.support.kafka import TOOLS_LOG4J, KafkaTarget
 from tests.support.kafka_jars import java_executable, kafka_libs
@@ -345,17 +343,6 @@ def test_confluent_share_consumer_accepts_releases_and_rejects(serve: ServeProce
 
 
 # -- the share-session rules on raw requests ---------------------------------------------------
-
-
-def call(sock: socket.socket, key: int, version: int, body: dict[str, Any], cid: int = 1) -> Any:
-    sock.sendall(encode_request(RequestHeader(key, version, cid, "raw"), body))
-    size, correlation = read_response_head(sock)
-    assert correlation == cid
-    data = read_exactly(sock, size - 4)
-    assert data[0] == 0  # the response header's tagged fields
-    message, end = share.decode_body(key, version, False, data, 1)
-    assert end == len(data)
-    return message
 
 
 def fetch_body(epoch: int, topic_id: uuid.UUID, acks: list[dict[str, Any]] | None = None) -> Any:

@@ -65,6 +65,12 @@ def _requests() -> dict[int, Any]:
     commit = rc(ApiKey.OFFSET_COMMIT)
     fetched = rc(ApiKey.OFFSET_FETCH)
     produce = rc(ApiKey.PRODUCE)
+    created = rc(ApiKey.CREATE_TOPICS)
+    trimmed = rc(ApiKey.DELETE_RECORDS)
+    grown = rc(ApiKey.CREATE_PARTITIONS)
+    described = rc(ApiKey.DESCRIBE_CONFIGS)
+    altered = rc(ApiKey.ALTER_CONFIGS)
+    incremental = rc(ApiKey.INCREMENTAL_ALTER_CONFIGS)
     return {
         ApiKey.PRODUCE: lambda: produce(
             acks=1,
@@ -121,6 +127,65 @@ def _requests() -> dict[int, Any]:
         ApiKey.SYNC_GROUP: lambda: rc(ApiKey.SYNC_GROUP)(group_id="g"),
         ApiKey.DESCRIBE_GROUPS: lambda: rc(ApiKey.DESCRIBE_GROUPS)(groups=["g"]),
         ApiKey.DELETE_GROUPS: lambda: rc(ApiKey.DELETE_GROUPS)(groups_names=["g"]),
+        ApiKey.CREATE_TOPICS: lambda: created(
+            topics=[
+                created.CreatableTopic(
+                    name="t", num_partitions=1, replication_factor=1, assignments=[], configs=[]
+                )
+            ],
+            timeout_ms=1000,
+            validate_only=False,
+        ),
+        ApiKey.DELETE_TOPICS: lambda: rc(ApiKey.DELETE_TOPICS)(topic_names=["t"]),
+        ApiKey.DELETE_RECORDS: lambda: trimmed(
+            topics=[
+                trimmed.DeleteRecordsTopic(
+                    name="t",
+                    partitions=[
+                        trimmed.DeleteRecordsTopic.DeleteRecordsPartition(
+                            partition_index=0, offset=1
+                        )
+                    ],
+                )
+            ],
+            timeout_ms=1000,
+        ),
+        ApiKey.CREATE_PARTITIONS: lambda: grown(
+            topics=[grown.CreatePartitionsTopic(name="t", count=2, assignments=None)],
+            timeout_ms=1000,
+            validate_only=False,
+        ),
+        ApiKey.DESCRIBE_CONFIGS: lambda: described(
+            resources=[
+                described.DescribeConfigsResource(
+                    resource_type=2, resource_name="t", configuration_keys=None
+                ),
+                described.DescribeConfigsResource(
+                    resource_type=4, resource_name="1", configuration_keys=None
+                ),
+            ]
+        ),
+        ApiKey.ALTER_CONFIGS: lambda: altered(
+            resources=[
+                altered.AlterConfigsResource(resource_type=2, resource_name="t", configs=[])
+            ],
+            validate_only=False,
+        ),
+        ApiKey.INCREMENTAL_ALTER_CONFIGS: lambda: incremental(
+            resources=[
+                incremental.AlterConfigsResource(resource_type=2, resource_name="t", configs=[])
+            ],
+            validate_only=False,
+        ),
+        ApiKey.SHARE_GROUP_HEARTBEAT: lambda: {
+            "group_id": "g",
+            "member_id": "m",
+            "member_epoch": 0,
+            "subscribed_topic_names": ["t"],
+        },
+        ApiKey.SHARE_GROUP_DESCRIBE: lambda: {"group_ids": ["g"]},
+        ApiKey.SHARE_FETCH: lambda: {"group_id": "g", "member_id": "m", "topics": []},
+        ApiKey.SHARE_ACKNOWLEDGE: lambda: {"group_id": "g", "member_id": "m", "topics": []},
     }
 
 
@@ -145,7 +210,7 @@ def test_every_refusal_the_guard_answers_itself_encodes_at_every_version() -> No
 
 def test_an_api_without_a_gate_needs_alter_on_the_cluster() -> None:
     guard = Guard(parse_acl("root cluster * alter"), lambda line: None)
-    header = RequestHeader(ApiKey.CREATE_TOPICS, 5, 1, None)
+    header = RequestHeader(29, 3, 1, None)  # DescribeAcls: not served, so without a gate
     assert guard.check(header, object(), Connection("h", principal="root"))[0] is not None
     with pytest.raises(PermissionError):
         guard.check(header, object(), Connection("h", principal="eve"))
