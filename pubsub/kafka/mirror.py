@@ -396,7 +396,8 @@ class KafkaSink:
                         raise self._errors.unavailable(
                             "reading the mirror positions", KafkaException(error)
                         )
-                    if message.offset() >= end - 1:
+                    offset = message.offset()
+                    if offset is not None and offset >= end - 1:
                         done = True  # the last record below the stable end
                     key = message.key()
                     if not key or not key.decode("utf-8", "replace").startswith(prefix):
