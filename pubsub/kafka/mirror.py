@@ -23,6 +23,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
@@ -39,10 +40,11 @@ from pubsub.kafka.cluster import LOGGER_NAME, KafkaCluster
 from pubsub.kafka.url import client_config, describe_target, scrub
 from pubsub.mirror.model import (
     COPIED_CONFIG,
+    ORIGIN_HEADER,
     Chunk,
-    Row,
     TopicSpec,
     TopicWrite,
+    empty_chunk,
     start_positions,
 )
 from pubsub.records import TopicPartition
@@ -61,6 +63,13 @@ _FENCED = {
     KafkaError.INVALID_PRODUCER_EPOCH,
     KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
 }
+
+
+_Headers = list[tuple[str, str | bytes | None]]
+
+
+def _total(column: list[bytes | None]) -> int:
+    return sum(map(len, filter(None, column)))
 
 
 def _kafka_error(exc: KafkaException) -> KafkaError | None:
@@ -201,11 +210,9 @@ class KafkaSource:
             except KafkaException as exc:
                 raise self._errors.unavailable("consuming", exc) from None
         positions = self._positions
-        rows_of: dict[TopicPartition, list[Row]] = {}
+        taken: dict[Any, tuple[list[Any], list[int]]] = {}
         ended: dict[TopicPartition, int] = {}
-        new = tuple.__new__
-        size = 0
-        for index, message in enumerate(messages):
+        for message in messages:
             # A plain (topic, partition) tuple finds the TopicPartition keys: equal hashes.
             tp: Any = (message.topic(), message.partition())
             position = positions.get(tp)
@@ -227,36 +234,80 @@ class KafkaSource:
             offset = message.offset()
             if offset < position:
                 continue
-            key, value = message.key(), message.value()
-            size += (len(key) if key else 0) + (len(value) if value else 0)
-            if size > max_bytes and rows_of:
-                self._buffer = messages[index:]
-                break
-            rows = rows_of.get(tp)
-            if rows is None:
-                rows = rows_of[tp] = []
-            headers = message.headers()
-            rows.append(
-                new(
-                    Row,
-                    (
-                        offset,
-                        message.timestamp()[1],
-                        key,
-                        value,
-                        tuple(headers) if headers else None,
-                    ),
-                )
-            )
+            found = taken.get(tp)
+            if found is None:
+                found = taken[tp] = ([], [])
+            found[0].append(message)
+            found[1].append(offset)
             positions[tp] = offset + 1
+        columns = {
+            tp: ([m.key() for m in got[0]], [m.value() for m in got[0]])
+            for tp, got in taken.items()
+        }
+        size = sum(_total(keys) + _total(values) for keys, values in columns.values())
+        if size > max_bytes and self._cut(messages, taken, max_bytes):
+            columns = {
+                tp: ([m.key() for m in got[0]], [m.value() for m in got[0]])
+                for tp, got in taken.items()
+            }
         chunks: list[Chunk] = []
-        for seen in {**rows_of, **ended}:
+        for seen in {**taken, **ended}:
             tp = TopicPartition(*seen)
             at = positions[tp]
             end = max(self._ends.get(tp, 0), at)
-            chunks.append(Chunk(tp.topic, tp.partition, rows_of.get(tp, []), at, end, 0))
+            if seen not in taken:
+                chunks.append(empty_chunk(tp.topic, tp.partition, at, end, 0))
+                continue
+            batch, offsets = taken[seen]
+            keys, values = columns[seen]
+            raw_headers = [m.headers() for m in batch]
+            chunks.append(
+                Chunk(
+                    tp.topic,
+                    tp.partition,
+                    offsets,
+                    [m.timestamp()[1] for m in batch],
+                    keys,
+                    values,
+                    [tuple(h) if h else None for h in raw_headers] if any(raw_headers) else None,
+                    at,
+                    end,
+                    0,
+                )
+            )
         self._errors.ok()
         return chunks
+
+    def _cut(
+        self, messages: list[Any], taken: dict[Any, tuple[list[Any], list[int]]], max_bytes: int
+    ) -> bool:
+        """Keep the records of ``taken`` up to the one past ``max_bytes`` (at least one);
+        the rest of ``messages`` waits in the buffer for the next poll, positions put back.
+        False when nothing was cut."""
+        size = 0
+        kept = 0
+        rest: list[Any] = []
+        for index, message in enumerate(messages):
+            if message.error() is not None:
+                continue
+            key, value = message.key(), message.value()
+            size += (len(key) if key else 0) + (len(value) if value else 0)
+            if size > max_bytes and kept:
+                rest = messages[index:]
+                break
+            kept += 1
+        if not rest:
+            return False
+        self._buffer = rest
+        dropped = {id(m) for m in rest}
+        for tp, (batch, offsets) in list(taken.items()):
+            count = sum(1 for m in batch if id(m) not in dropped)
+            if count < len(batch):
+                self._positions[TopicPartition(*tp)] = offsets[count]
+                del batch[count:], offsets[count:]
+            if not batch:
+                del taken[tp]
+        return True
 
     def close(self) -> None:
         try:
@@ -487,29 +538,42 @@ class KafkaSink:
     def _send(self, producer: Producer, write: TopicWrite) -> None:
         topic = write.topic
         produce = producer.produce
-        for record in write.records:
-            headers: list[tuple[str, str | bytes | None]] | None = (
-                list(record.headers) if record.headers else None
-            )
-            try:
-                produce(
-                    topic,
-                    record.value,
-                    record.key,
-                    record.partition,
-                    timestamp=record.timestamp if record.timestamp > 0 else 0,
-                    headers=headers,
-                )
-            except BufferError:
-                self._produce(
-                    producer,
-                    topic,
-                    record.value,
-                    record.key,
-                    record.partition,
-                    record.timestamp,
-                    headers,
-                )
+        for part in write.parts:
+            origin = part.origin
+            if (
+                part.headers is None
+                and origin is not None
+                and part.partitions is None
+                and (not part.timestamps or min(part.timestamps) > 0)
+            ):
+                # The common case in one tight loop: one partition, the origin header only.
+                partition = part.partition
+                for offset, timestamp, key, value in zip(
+                    part.offsets, part.timestamps, part.keys, part.values, strict=True
+                ):
+                    only: _Headers = [(ORIGIN_HEADER, f"{origin}{offset}")]
+                    try:
+                        produce(topic, value, key, partition, timestamp=timestamp, headers=only)
+                    except BufferError:
+                        self._produce(producer, topic, value, key, partition, timestamp, only)
+                continue
+            partitions = part.partitions or repeat(part.partition)
+            given = part.headers if part.headers is not None else repeat(None)
+            for offset, timestamp, key, value, target, own in zip(
+                part.offsets,
+                part.timestamps,
+                part.keys,
+                part.values,
+                partitions,
+                given,
+                strict=False,
+            ):
+                headers: _Headers | None = None
+                if own is not None:
+                    headers = list(own)
+                elif origin is not None:
+                    headers = [(ORIGIN_HEADER, f"{origin}{offset}")]
+                self._produce(producer, topic, value, key, target, timestamp, headers)
 
     def _produce(
         self,
@@ -519,7 +583,7 @@ class KafkaSink:
         key: bytes | None,
         partition: int,
         timestamp: int | None,
-        headers: list[tuple[str, str | bytes | None]] | None,
+        headers: _Headers | None,
     ) -> None:
         """Produce, waiting while librdkafka's bounded queue is full."""
         deadline = time.monotonic() + max(30.0, self.timeout)

@@ -44,7 +44,7 @@ from pubsub.errors import (
 from pubsub.mirror.model import (
     ORIGIN_HEADER,
     Chunk,
-    Outgoing,
+    Part,
     Position,
     Sink,
     Source,
@@ -457,34 +457,57 @@ class Mirror:
         self._positions[tp] = chunk.next_offset
         self._ends[tp] = max(chunk.end, self._ends.get(tp, 0))
 
-    def _transform(self, chunk: Chunk) -> list[Outgoing]:
+    def _part(self, chunk: Chunk) -> Part:
+        """The chunk's records as the destination gets them: with their origin header,
+        routed, without the records that came from the destination (a loop)."""
         assert self.source is not None and self.sink is not None
-        dest_id = self.sink.dest_id.encode()
-        loop_prefix = dest_id + b"/"
-        origin = self.options.origin
-        prefix = f"{self.source.source_id}/{chunk.topic}/{chunk.partition}/"
-        route = None if not self.options.repartition else self._route_of(chunk)
-        partition = chunk.partition
-        prefix_b = prefix.encode()
-        new = tuple.__new__
-        out: list[Outgoing] = []
-        append = out.append
-        # Rows are (offset, timestamp, key, value, headers): unpacked, not read by name.
-        for offset, timestamp, key, value, given in chunk.rows:
-            headers = given
-            if headers:
-                found = _origin_of(headers)
+        origin = f"{self.source.source_id}/{chunk.topic}/{chunk.partition}/"
+        offsets, timestamps, keys, values = (
+            chunk.offsets,
+            chunk.timestamps,
+            chunk.keys,
+            chunk.values,
+        )
+        headers: list[tuple[Header, ...] | None] | None = None
+        if chunk.headers is not None:
+            loop_prefix = self.sink.dest_id.encode() + b"/"
+            add = self.options.origin
+            origin_b = origin.encode()
+            headers = []
+            kept: list[int] = []
+            for index, (offset, given) in enumerate(zip(offsets, chunk.headers, strict=True)):
+                found = _origin_of(given) if given else None
                 if found is not None:
                     if found.startswith(loop_prefix):
                         self.dropped_loops += 1
                         continue
-                elif origin:
-                    headers = (*headers, (ORIGIN_HEADER, prefix_b + str(offset).encode()))
-            elif origin:
-                headers = ((ORIGIN_HEADER, prefix_b + str(offset).encode()),)
-            target = partition if route is None else route(key)
-            append(new(Outgoing, (target, timestamp, key, value, headers)))
-        return out
+                    final = given
+                elif add:
+                    extra = (ORIGIN_HEADER, origin_b + str(offset).encode())
+                    final = (*given, extra) if given else (extra,)
+                else:
+                    final = given or None
+                kept.append(index)
+                headers.append(final)
+            if len(kept) < len(offsets):
+                offsets = [offsets[i] for i in kept]
+                timestamps = [timestamps[i] for i in kept]
+                keys = [keys[i] for i in kept]
+                values = [values[i] for i in kept]
+        partitions = None
+        if self.options.repartition:
+            route = self._route_of(chunk)
+            partitions = [route(key) for key in keys]
+        return Part(
+            chunk.partition,
+            partitions,
+            offsets,
+            timestamps,
+            keys,
+            values,
+            headers,
+            origin if self.options.origin else None,
+        )
 
     def _route_of(self, chunk: Chunk) -> Callable[[bytes | None], int]:
         """Where ``--repartition`` sends a record: murmur2 of its key, or (keyless) the
@@ -502,7 +525,8 @@ class Mirror:
             write = by_topic.get(dest)
             if write is None:
                 write = by_topic[dest] = TopicWrite(dest, [], [])
-            write.records.extend(self._transform(chunk))
+            if chunk.offsets:
+                write.parts.append(self._part(chunk))
             self._note_position(chunk)
         pending, self._pending = self._pending, {}
         for tp, position in pending.items():
@@ -539,7 +563,7 @@ class Mirror:
                     return False
         if attempt:
             self._event("resumed", f"destination reachable again after {attempt} retries")
-        count = sum(len(w.records) for w in writes)
+        count = sum(len(p.offsets) for w in writes for p in w.parts)
         self.forwarded += count
         positions = [p for w in writes for p in w.positions]
         self._progress(positions, "following" if not self.options.once else "running")
