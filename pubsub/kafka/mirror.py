@@ -19,10 +19,12 @@ which is past the transaction markers that follow the last record.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import repeat
 from typing import Any
 
@@ -342,13 +344,31 @@ class KafkaSink:
         self._config = client_config(url, config_file=config_file)
         self._errors = _Errors(self.shown, self._config, on_log)
         self.cluster = KafkaCluster(url, config_file=config_file, timeout=timeout)
-        self._producer: Producer | None = None
         self._failed: list[str] = []
-        probe = Consumer(self._errors.settings({"group.id": f"pubsub-mirror-{mirror}"}))
+        # The producer the first batch uses answers the cluster id (a client's first request
+        # costs tens of milliseconds: one client, not a probe and then the producer).
+        # The consumer that reads the positions back connects meanwhile.
+        self._reader = Consumer(
+            self._errors.settings(
+                {
+                    "group.id": f"pubsub-mirror-{mirror}",
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                    "isolation.level": "read_committed",
+                    "auto.offset.reset": "earliest",
+                    # the end is reached when a fetch comes back empty: do not wait for one
+                    "fetch.wait.max.ms": 10,
+                }
+            )
+        )
+        self._producer: Producer | None = self._client()
         try:
-            self.dest_id = _cluster_id(probe, self._errors, timeout)
-        finally:
-            probe.close()
+            self.dest_id = _cluster_id(self._producer, self._errors, timeout)
+        except BaseException:
+            self._drop_producer()
+            self._reader.close()
+            raise
+        self._initialised = False
 
     # -- the producer ----------------------------------------------------------------------
 
@@ -357,6 +377,28 @@ class KafkaSink:
             self._failed.append(scrub(error.str(), self._config))
 
     def _new_producer(self) -> Producer:
+        """The producer, transactions initialised (this fences an earlier process)."""
+        producer = self._client()
+        self._init(producer)
+        return producer
+
+    def _ready(self) -> Producer:
+        """The producer to write with: the one made at the start, or a new one."""
+        if self._producer is None:
+            self._producer = self._new_producer()
+        elif not self._initialised:
+            self._init(self._producer)
+        self._initialised = True
+        return self._producer
+
+    def _init(self, producer: Producer) -> None:
+        if self.exactly_once:
+            try:
+                producer.init_transactions(self.timeout)
+            except KafkaException as exc:
+                raise self._failure("starting the transactional producer", exc) from None
+
+    def _client(self) -> Producer:
         settings: dict[str, Any] = {
             "acks": "all",
             "enable.idempotence": True,
@@ -370,13 +412,7 @@ class KafkaSink:
             settings["transaction.timeout.ms"] = 60_000
         else:
             settings["on_delivery"] = self._delivered
-        producer = Producer(self._errors.settings(settings))
-        if self.exactly_once:
-            try:
-                producer.init_transactions(self.timeout)
-            except KafkaException as exc:
-                raise self._failure("starting the transactional producer", exc) from None
-        return producer
+        return Producer(self._errors.settings(settings))
 
     def _failure(self, what: str, exc: KafkaException) -> PubsubError:
         error = _kafka_error(exc)
@@ -400,8 +436,7 @@ class KafkaSink:
     # -- positions -------------------------------------------------------------------------
 
     def load_positions(self) -> dict[TopicPartition, int]:
-        if self._producer is None:
-            self._producer = self._new_producer()
+        self._ready()
         self.cluster.create_topic(
             OFFSETS_TOPIC, 1, {"cleanup.policy": "compact"}, if_not_exists=True
         )
@@ -414,29 +449,20 @@ class KafkaSink:
         start, end = self.cluster.settled_watermarks(OFFSETS_TOPIC)[0]
         if start >= end:
             return found
-        consumer = Consumer(
-            self._errors.settings(
-                {
-                    "group.id": f"pubsub-mirror-{self.mirror}",
-                    "enable.auto.commit": False,
-                    "enable.partition.eof": True,
-                    "isolation.level": "read_committed",
-                    "auto.offset.reset": "earliest",
-                    # the end is reached when a fetch comes back empty: do not wait for one
-                    "fetch.wait.max.ms": 10,
-                }
-            )
-        )
+        consumer = self._reader
         sources: dict[str, str] = {}
         prefix = json.dumps([self.mirror])[:-1] + ","
         try:
             # An absolute offset: a logical one (the beginning) costs librdkafka's offset
             # query timer (half a second) before the first fetch.
             consumer.assign([_KTP(OFFSETS_TOPIC, 0, start)])
+            # The leader is learnt now, not at librdkafka's next metadata refresh (up to a
+            # second later) when the consumer connected before the topic was assigned.
+            consumer.list_topics(OFFSETS_TOPIC, timeout=self.timeout)
             deadline = time.monotonic() + self.timeout
             while True:
                 # consume() waits for its whole timeout unless the count is reached
-                messages = consumer.consume(num_messages=1000, timeout=0.05)
+                messages = consumer.consume(num_messages=1000, timeout=0.005)
                 done = False
                 for message in messages:
                     error = message.error()
@@ -469,7 +495,8 @@ class KafkaSink:
         except KafkaException as exc:
             raise self._errors.unavailable("reading the mirror positions", exc) from None
         finally:
-            consumer.close()
+            with contextlib.suppress(KafkaException, RuntimeError):
+                consumer.unassign()
         other = {s: shown for s, shown in sources.items() if s != self.source_id}
         if other:
             source_id, shown = next(iter(other.items()))
@@ -498,42 +525,61 @@ class KafkaSink:
     # -- writing ---------------------------------------------------------------------------
 
     def write(self, writes: Sequence[TopicWrite]) -> None:
-        if self._producer is None:
-            self._producer = self._new_producer()
-        producer = self._producer
-        try:
+        self.write_begin(writes)()
+
+    def write_begin(self, writes: Sequence[TopicWrite]) -> Callable[[], None]:
+        """Send a batch (records, and in a transaction its positions); returns what commits
+        it, which blocks until the cluster has it and may run in another thread while the
+        mirror reads the next batch (nothing else uses the producer until it returned)."""
+        producer = self._ready()
+        with self._failing():
             if self.exactly_once:
                 producer.begin_transaction()
             for write in writes:
                 self._send(producer, write)
-            if not self.exactly_once:
-                self._flush(producer, "delivering records")
-            now = int(time.time() * 1000)
-            for write in writes:
-                for p in write.positions:
-                    key = json.dumps([self.mirror, p.topic, p.partition]).encode()
-                    value = json.dumps(
-                        {
-                            "next_offset": p.next_offset,
-                            "source_end": p.source_end,
-                            "skipped": p.skipped,
-                            "source_id": self.source_id,
-                            "source": self.source,
-                            "updated_ms": now,
-                        }
-                    ).encode()
-                    self._produce(producer, OFFSETS_TOPIC, value, key, 0, None, None)
+            if self.exactly_once:
+                self._send_positions(producer, writes)
+        return functools.partial(self._finish, producer, writes)
+
+    def _finish(self, producer: Producer, writes: Sequence[TopicWrite]) -> None:
+        with self._failing():
             if self.exactly_once:
                 producer.commit_transaction(self.timeout)
             else:
+                # At least once: the positions only after every record was acknowledged.
+                self._flush(producer, "delivering records")
+                self._send_positions(producer, writes)
                 self._flush(producer, "delivering positions")
+        self._errors.ok()
+
+    @contextlib.contextmanager
+    def _failing(self) -> Iterator[None]:
+        """A failure drops the producer (a new one fences and settles what was open)."""
+        try:
+            yield
         except KafkaException as exc:
             self._drop_producer()
             raise self._failure("committing a batch", exc) from None
         except UnavailableError:
             self._drop_producer()
             raise
-        self._errors.ok()
+
+    def _send_positions(self, producer: Producer, writes: Sequence[TopicWrite]) -> None:
+        now = int(time.time() * 1000)
+        for write in writes:
+            for p in write.positions:
+                key = json.dumps([self.mirror, p.topic, p.partition]).encode()
+                value = json.dumps(
+                    {
+                        "next_offset": p.next_offset,
+                        "source_end": p.source_end,
+                        "skipped": p.skipped,
+                        "source_id": self.source_id,
+                        "source": self.source,
+                        "updated_ms": now,
+                    }
+                ).encode()
+                self._produce(producer, OFFSETS_TOPIC, value, key, 0, None, None)
 
     def _send(self, producer: Producer, write: TopicWrite) -> None:
         topic = write.topic
@@ -612,4 +658,6 @@ class KafkaSink:
 
     def close(self) -> None:
         self._drop_producer()
+        with contextlib.suppress(KafkaException, RuntimeError):
+            self._reader.close()
         self.cluster.close()
