@@ -126,7 +126,7 @@ def mirror(
     batch_records: Annotated[
         int,
         typer.Option("--batch-records", min=1, metavar="N", help="Most records per batch."),
-    ] = 10_000,
+    ] = 25_000,
     batch_bytes: Annotated[
         int,
         typer.Option(
@@ -135,7 +135,7 @@ def mirror(
             metavar="N",
             help="Most bytes of keys and values per batch (bounds the memory in flight).",
         ),
-    ] = 4 * 1024 * 1024,
+    ] = 8 * 1024 * 1024,
     as_json: Annotated[
         bool,
         typer.Option(

@@ -28,6 +28,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -85,8 +86,8 @@ class MirrorOptions:
     repartition: bool = False
     origin: bool = True
     compression: str = "none"
-    max_batch_records: int = 10_000
-    max_batch_bytes: int = 4 * 1024 * 1024
+    max_batch_records: int = 25_000
+    max_batch_bytes: int = 8 * 1024 * 1024
     kafka_config_file: str | None = None
     kafka_timeout: float = 10.0
     sync: str = "full"
@@ -173,6 +174,8 @@ class Mirror:
         self._pending: dict[TopicPartition, Position] = {}
         self._caught_up = False
         self._last_discovery = 0.0
+        self._executor: ThreadPoolExecutor | None = None
+        self._in_flight: tuple[list[TopicWrite], Future[None]] | None = None
 
     # -- events ----------------------------------------------------------------------------
 
@@ -369,14 +372,17 @@ class Mirror:
             self.close()
 
     def _loop(self, stops: dict[TopicPartition, int] | None) -> None:
+        # A Kafka source reports the end of a partition a moment after its last record.
+        self._follow(stops, 0.25 if stops is None else 0.1)
+        self._settle()  # the batch in flight commits before the mirror stops
+
+    def _follow(self, stops: dict[TopicPartition, int] | None, timeout: float) -> None:
         assert self.source is not None
         source = self.source
         options = self.options
-        # A Kafka source reports the end of a partition a moment after its last record.
-        timeout = 0.25 if stops is None else 0.1
         while not self.should_stop():
             if stops is not None and self._reached(stops):
-                self._flush_positions()
+                self._flush_positions()  # settles the batch in flight first
                 self._caught_up_event()
                 return
             if stops is None and time.monotonic() - self._last_discovery > DISCOVER_SECONDS:
@@ -532,44 +538,89 @@ class Mirror:
         for tp, position in pending.items():
             by_topic[self._routes[tp.topic]].positions.append(position)
         writes = list(by_topic.values())
-        return self._commit(writes)
+        # The batch before this one may still be committing (read while it did): it is
+        # settled first, so that transactions follow one another in order.
+        if not self._settle():
+            return False
+        return self._commit(writes, overlap=True)
 
-    def _commit(self, writes: list[TopicWrite]) -> bool:
+    def _commit(self, writes: list[TopicWrite], *, overlap: bool = False) -> bool:
+        """Commit ``writes`` at the destination, retrying until it does (False: asked to
+        stop meanwhile). With ``overlap``, a sink that can finish a commit in the background
+        (a Kafka transaction) is left committing: :meth:`_settle` waits for it."""
         assert self.sink is not None
-        attempt = 0
-        recover = False
-        while True:
+        begin = getattr(self.sink, "write_begin", None) if overlap else None
+        if begin is not None and writes:
             try:
-                if recover:
-                    # The failure may have hidden a commit: write only what the positions
-                    # committed at the destination say is missing.
-                    writes = _trim(writes, self.sink.recover())
-                    recover = False
+                finish = begin(writes)
+            except FencedError:
+                raise
+            except RETRIABLE as exc:
+                return self._retry(writes, exc)
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="pubsub-mirror-commit")
+            self._in_flight = (writes, self._executor.submit(finish))
+            return True
+        try:
+            if writes:
+                self.sink.write(writes)
+        except FencedError:
+            raise
+        except RETRIABLE as exc:
+            return self._retry(writes, exc)
+        self._committed(writes)
+        return True
+
+    def _settle(self) -> bool:
+        """Wait for the commit left in flight, if any; on its failure write that batch again
+        (trimmed to what the destination lacks). False: asked to stop meanwhile."""
+        if self._in_flight is None:
+            return True
+        writes, future = self._in_flight
+        self._in_flight = None
+        try:
+            future.result()
+        except FencedError:
+            raise
+        except RETRIABLE as exc:
+            return self._retry(writes, exc)
+        self._committed(writes)
+        return True
+
+    def _retry(self, writes: list[TopicWrite], exc: PubsubError) -> bool:
+        assert self.sink is not None
+        if isinstance(exc, StorageFullError):
+            event, what = "destination_full", "destination full"
+        else:
+            event, what = "destination_unreachable", "destination unreachable"
+        self._event(event, f"{what}: {exc.message}; retrying", error=exc.message)
+        attempt = 1
+        while True:
+            if not self._sleep(_backoff(attempt)):
+                return False
+            try:
+                # The failure may have hidden a commit: write only what the positions
+                # committed at the destination say is missing.
+                writes = _trim(writes, self.sink.recover())
                 if writes:
                     self.sink.write(writes)
                 break
             except FencedError:
                 raise
-            except RETRIABLE as exc:
-                recover = True
-                if attempt == 0:
-                    if isinstance(exc, StorageFullError):
-                        event, what = "destination_full", "destination full"
-                    else:
-                        event, what = "destination_unreachable", "destination unreachable"
-                    self._event(event, f"{what}: {exc.message}; retrying", error=exc.message)
+            except RETRIABLE:
                 attempt += 1
-                if not self._sleep(_backoff(attempt)):
-                    return False
-        if attempt:
-            self._event("resumed", f"destination reachable again after {attempt} retries")
+        self._event("resumed", f"destination reachable again after {attempt} retries")
+        self._committed(writes)
+        return True
+
+    def _committed(self, writes: list[TopicWrite]) -> None:
+        """What follows a commit: counts, the source's record of progress, the callback."""
         count = sum(len(p.offsets) for w in writes for p in w.parts)
         self.forwarded += count
         positions = [p for w in writes for p in w.positions]
         self._progress(positions, "following" if not self.options.once else "running")
         lag = sum(max(0, self._ends.get(tp, 0) - p) for tp, p in self._positions.items())
         self.on_progress(self.forwarded, lag)
-        return True
 
     def _progress(self, positions: Sequence[Position], state: str) -> None:
         source = self.source
@@ -581,7 +632,7 @@ class Mirror:
 
     def _flush_positions(self) -> None:
         """Commit positions that moved without records (transaction markers, a gap)."""
-        if not self._pending or self.sink is None:
+        if not self._settle() or not self._pending or self.sink is None:
             return
         by_topic: dict[str, TopicWrite] = {}
         for tp, position in self._pending.items():
@@ -598,6 +649,15 @@ class Mirror:
 
     def close(self) -> None:
         """Record that the mirror stopped and close both ends. Idempotent."""
+        if self._in_flight is not None:
+            # Failed or not, the commit ends before the ends close (a restart reads the
+            # positions the destination has).
+            with contextlib.suppress(Exception):
+                self._in_flight[1].result()
+            self._in_flight = None
+        if self._executor is not None:
+            self._executor.shutdown()
+            self._executor = None
         if self.source is not None and self.sink is not None:
             self._record_state("stopped")
         for end in (self.source, self.sink):
