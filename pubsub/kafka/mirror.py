@@ -24,6 +24,7 @@ import functools
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from itertools import repeat
 from typing import Any
@@ -51,7 +52,7 @@ from pubsub.mirror.model import (
 )
 from pubsub.records import TopicPartition
 
-__all__ = ["OFFSETS_TOPIC", "KafkaSink", "KafkaSource"]
+__all__ = ["OFFSETS_TOPIC", "KafkaSink", "KafkaSource", "read_mirror_offsets"]
 
 #: Where mirrors into a cluster keep their source positions (compacted, one partition).
 OFFSETS_TOPIC = "__pubsub_mirror_offsets"
@@ -348,19 +349,7 @@ class KafkaSink:
         # The producer the first batch uses answers the cluster id (a client's first request
         # costs tens of milliseconds: one client, not a probe and then the producer).
         # The consumer that reads the positions back connects meanwhile.
-        self._reader = Consumer(
-            self._errors.settings(
-                {
-                    "group.id": f"pubsub-mirror-{mirror}",
-                    "enable.auto.commit": False,
-                    "enable.partition.eof": True,
-                    "isolation.level": "read_committed",
-                    "auto.offset.reset": "earliest",
-                    # the end is reached when a fetch comes back empty: do not wait for one
-                    "fetch.wait.max.ms": 10,
-                }
-            )
-        )
+        self._reader = _offsets_reader(self._errors, f"pubsub-mirror-{mirror}")
         self._producer: Producer | None = self._client()
         try:
             self.dest_id = _cluster_id(self._producer, self._errors, timeout)
@@ -443,60 +432,12 @@ class KafkaSink:
         return self._read_positions()
 
     def _read_positions(self) -> dict[TopicPartition, int]:
+        entries = _read_offsets(self.cluster, self._reader, self._errors, self.timeout, self.mirror)
         found: dict[TopicPartition, int] = {}
-        # After init_transactions no transaction of this mirror is open: the stable end is
-        # past every position it committed. An empty topic needs no consumer.
-        start, end = self.cluster.settled_watermarks(OFFSETS_TOPIC)[0]
-        if start >= end:
-            return found
-        consumer = self._reader
         sources: dict[str, str] = {}
-        prefix = json.dumps([self.mirror])[:-1] + ","
-        try:
-            # An absolute offset: a logical one (the beginning) costs librdkafka's offset
-            # query timer (half a second) before the first fetch.
-            consumer.assign([_KTP(OFFSETS_TOPIC, 0, start)])
-            # The leader is learnt now, not at librdkafka's next metadata refresh (up to a
-            # second later) when the consumer connected before the topic was assigned.
-            consumer.list_topics(OFFSETS_TOPIC, timeout=self.timeout)
-            deadline = time.monotonic() + self.timeout
-            while True:
-                # consume() waits for its whole timeout unless the count is reached
-                messages = consumer.consume(num_messages=1000, timeout=0.005)
-                done = False
-                for message in messages:
-                    error = message.error()
-                    if error is not None:
-                        if error.code() == _EOF:
-                            done = True
-                            continue
-                        raise self._errors.unavailable(
-                            "reading the mirror positions", KafkaException(error)
-                        )
-                    offset = message.offset()
-                    if offset is not None and offset >= end - 1:
-                        done = True  # the last record below the stable end
-                    key = message.key()
-                    if not key or not key.decode("utf-8", "replace").startswith(prefix):
-                        continue
-                    _, topic, partition = json.loads(key)
-                    value = message.value()
-                    tp = TopicPartition(topic, int(partition))
-                    if value is None:
-                        found.pop(tp, None)
-                        continue
-                    entry = json.loads(value)
-                    found[tp] = int(entry["next_offset"])
-                    sources[entry["source_id"]] = str(entry.get("source", ""))
-                if done:
-                    break
-                if time.monotonic() > deadline:
-                    raise self._errors.unavailable("reading the mirror positions")
-        except KafkaException as exc:
-            raise self._errors.unavailable("reading the mirror positions", exc) from None
-        finally:
-            with contextlib.suppress(KafkaException, RuntimeError):
-                consumer.unassign()
+        for (_, topic, partition), entry in entries.items():
+            found[TopicPartition(topic, partition)] = int(entry["next_offset"])
+            sources[entry["source_id"]] = str(entry.get("source", ""))
         other = {s: shown for s, shown in sources.items() if s != self.source_id}
         if other:
             source_id, shown = next(iter(other.items()))
@@ -661,3 +602,105 @@ class KafkaSink:
         with contextlib.suppress(KafkaException, RuntimeError):
             self._reader.close()
         self.cluster.close()
+
+
+def _offsets_reader(errors: _Errors, group: str) -> Consumer:
+    """A consumer for ``__pubsub_mirror_offsets`` (read_committed, the end reported)."""
+    return Consumer(
+        errors.settings(
+            {
+                "group.id": group,
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "isolation.level": "read_committed",
+                "auto.offset.reset": "earliest",
+                # the end is reached when a fetch comes back empty: do not wait for one
+                "fetch.wait.max.ms": 10,
+            }
+        )
+    )
+
+
+def _read_offsets(
+    cluster: KafkaCluster,
+    consumer: Consumer,
+    errors: _Errors,
+    timeout: float,
+    mirror: str | None,
+) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """The committed positions in ``__pubsub_mirror_offsets`` (of ``mirror`` only, if
+    given): per (mirror, source topic, partition), the last entry.
+
+    After init_transactions no transaction of the mirror is open: the stable end is past
+    every position it committed. An empty topic needs no fetch."""
+    found: dict[tuple[str, str, int], dict[str, Any]] = {}
+    start, end = cluster.settled_watermarks(OFFSETS_TOPIC)[0]
+    if start >= end:
+        return found
+    prefix = json.dumps([mirror])[:-1] + "," if mirror is not None else "["
+    try:
+        # An absolute offset: a logical one (the beginning) costs librdkafka's offset
+        # query timer (half a second) before the first fetch.
+        consumer.assign([_KTP(OFFSETS_TOPIC, 0, start)])
+        # The leader is learnt now, not at librdkafka's next metadata refresh (up to a
+        # second later) when the consumer connected before the topic was assigned.
+        consumer.list_topics(OFFSETS_TOPIC, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            # consume() waits for its whole timeout unless the count is reached
+            messages = consumer.consume(num_messages=1000, timeout=0.005)
+            done = False
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    if error.code() == _EOF:
+                        done = True
+                        continue
+                    raise errors.unavailable("reading the mirror positions", KafkaException(error))
+                offset = message.offset()
+                if offset is not None and offset >= end - 1:
+                    done = True  # the last record below the stable end
+                key = message.key()
+                if not key or not key.decode("utf-8", "replace").startswith(prefix):
+                    continue
+                name, topic, partition = json.loads(key)
+                value = message.value()
+                at = (str(name), str(topic), int(partition))
+                if value is None:
+                    found.pop(at, None)
+                    continue
+                found[at] = json.loads(value)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                raise errors.unavailable("reading the mirror positions")
+    except KafkaException as exc:
+        raise errors.unavailable("reading the mirror positions", exc) from None
+    finally:
+        with contextlib.suppress(KafkaException, RuntimeError):
+            consumer.unassign()
+    return found
+
+
+def read_mirror_offsets(
+    url: str,
+    mirror: str | None = None,
+    *,
+    config_file: str | None = None,
+    timeout: float = 10.0,
+) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """What the mirrors into the cluster at ``url`` committed (read_committed): per
+    (mirror, source topic, partition), the entry with ``next_offset``, ``source_end``,
+    ``skipped``, ``source_id``, ``source`` and ``updated_ms``. Empty when no mirror wrote."""
+    shown = describe_target(url)
+    errors = _Errors(shown, client_config(url, config_file=config_file), lambda line: None)
+    with KafkaCluster(url, config_file=config_file, timeout=timeout) as cluster:
+        try:
+            cluster.describe_topic(OFFSETS_TOPIC)
+        except TopicNotFoundError:
+            return {}
+        consumer = _offsets_reader(errors, f"pubsub-mirror-status-{uuid.uuid4().hex[:8]}")
+        try:
+            return _read_offsets(cluster, consumer, errors, timeout, mirror)
+        finally:
+            consumer.close()
