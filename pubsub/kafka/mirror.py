@@ -99,7 +99,11 @@ class _Errors:
             self.last = None
 
     def settings(self, extra: dict[str, Any]) -> dict[str, Any]:
-        merged: dict[str, Any] = dict(extra)
+        # librdkafka spaces its first connections by half this backoff (50 ms by default):
+        # every client of a mirror paid that before its first answer. Backing off still
+        # doubles up to reconnect.backoff.max.ms while a broker stays away.
+        merged: dict[str, Any] = {"reconnect.backoff.ms": 10}
+        merged.update(extra)
         merged.update(self.config)
         merged["logger"] = _logger
         merged["error_cb"] = self
