@@ -14,6 +14,11 @@ given):
    to what the destination had not committed yet, if the failure hid a commit);
 4. a file source gets the progress too (``pubsub mirror status``, ``retention.hold.mirrors``).
 
+A sink that can finish a commit apart from sending the batch (a Kafka transaction:
+``write_begin``) commits in a background thread while the next batch is read; that commit is
+settled (waited for, retried on failure) before the next batch is sent and before the mirror
+stops, and nothing counts as forwarded until it is settled.
+
 A stop request (SIGTERM, SIGINT) is honoured between batches: the batch in flight is
 committed first. During an outage the batch that cannot be committed is dropped and read
 again next time.
