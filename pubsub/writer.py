@@ -65,6 +65,12 @@ def _headers_size(raw: str | None) -> int:
     return len(raw.encode("utf-8")) if raw is not None else 0
 
 
+def _lengths(column: Sequence[bytes | None]) -> tuple[int, int]:
+    """The total and the largest length of a column's bytes (None counts 0): C-level."""
+    lengths = list(map(len, filter(None, column)))
+    return sum(lengths), max(lengths, default=0)
+
+
 class _Batch:
     """A produce call normalised: per-record columns, or constants shared by every record."""
 
@@ -840,17 +846,22 @@ def _columns_bytes(meta: TopicMeta, part: Columns, first: int, limit: int) -> in
     """The bytes of a part's records (keys, values, headers), after checking that none is
     larger than ``limit``; C-level scans unless some record may be too large."""
     values = part.values
-    nulls = None in values
-    total = (
-        sum(len(v) for v in values if v is not None)
-        if nulls
-        else sum(map(len, cast(list[bytes], values)))
-    )
+    total, largest = _lengths(values)
     if part.keys is not None:
-        total += sum(len(k) for k in part.keys if k is not None)
+        keys_total, keys_largest = _lengths(part.keys)
+        total += keys_total
+        largest += keys_largest
     if part.headers is not None:
-        total += sum(_headers_size(h) for h in part.headers)
-    if total > limit:
+        present = list(filter(None, part.headers))
+        joined = "".join(present)
+        if joined.isascii():  # one byte a character: the lengths are the sizes
+            total += len(joined)
+            largest += max(map(len, present), default=0)
+        else:
+            sizes = [_headers_size(h) for h in present]
+            total += sum(sizes)
+            largest += max(sizes, default=0)
+    if largest > limit:  # the largest value, key and headers together: maybe one record is
         keys = part.keys if part.keys is not None else repeat(None)
         headers = part.headers if part.headers is not None else repeat(None)
         for index, (v, k, h) in enumerate(zip(values, keys, headers, strict=False)):

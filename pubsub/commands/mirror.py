@@ -1,7 +1,8 @@
 """``pubsub mirror``: forward records between files and Kafka clusters, exactly once.
 
 ``pubsub mirror SOURCE DEST [TOPIC …]`` runs a mirror; ``pubsub mirror status [FILE]``
-reports the mirrors a file knows of (as their source, or as their destination).
+reports the mirrors a file knows of (as their source, or as their destination), and
+``pubsub mirror status kafka://…`` the mirrors into a cluster.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def mirror(
         str | None,
         typer.Argument(
             metavar="DEST",
-            help="A database path or a kafka:// URL to write to (for status: the file to "
-            "report on, default --db).",
+            help="A database path or a kafka:// URL to write to (for status: the file or "
+            "the kafka:// destination to report on, default --db).",
             show_default=False,
         ),
     ] = None,
@@ -126,7 +127,7 @@ def mirror(
     batch_records: Annotated[
         int,
         typer.Option("--batch-records", min=1, metavar="N", help="Most records per batch."),
-    ] = 10_000,
+    ] = 25_000,
     batch_bytes: Annotated[
         int,
         typer.Option(
@@ -135,7 +136,7 @@ def mirror(
             metavar="N",
             help="Most bytes of keys and values per batch (bounds the memory in flight).",
         ),
-    ] = 4 * 1024 * 1024,
+    ] = 8 * 1024 * 1024,
     as_json: Annotated[
         bool,
         typer.Option(
@@ -154,8 +155,9 @@ def mirror(
     lost or repeated. Without --once it follows new records until SIGTERM or Ctrl-C, which
     finish the batch in flight and exit 0; an unreachable destination is retried forever.
 
-    'pubsub mirror status [FILE]' shows per partition how far each mirror of the file has
-    forwarded, and its lag.
+    'pubsub mirror status [FILE | kafka://…]' shows per partition how far each mirror of the
+    file (as its source or its destination), or each mirror into the cluster, has forwarded,
+    and its lag.
 
     Examples:
 
@@ -166,8 +168,11 @@ def mirror(
     settings = state(ctx)
     if source == "status":
         if topics:
-            fail("mirror status takes at most one FILE", "pubsub mirror status [FILE] [--name N]")
-        _status(dest or settings.db, name, as_json)
+            fail(
+                "mirror status takes at most one FILE or URL",
+                "pubsub mirror status [FILE | kafka://…] [--name N]",
+            )
+        _status(dest or settings.db, name, as_json, settings.kafka_config, settings.kafka_timeout)
         return
     if dest is None:
         fail("missing DEST", "pubsub mirror SOURCE DEST [TOPIC]...")
@@ -262,25 +267,40 @@ def _progress_bar() -> Any:
     return MirrorProgress()
 
 
-def _status(target: str, name: str | None, as_json: bool) -> None:
+def _status(
+    target: str,
+    name: str | None,
+    as_json: bool,
+    kafka_config: str | None = None,
+    kafka_timeout: float = 5.0,
+) -> None:
+    import time
+
     from pubsub.client import is_file
-
-    if not is_file(target):
-        fail(
-            f"mirror status reads a database file, not {target}",
-            "give the file a mirror reads from or writes to (--db or FILE)",
-        )
-    from pubsub.broker import Broker
     from pubsub.commands._output import emit
-    from pubsub.mirror.status import mirror_status
 
-    with Broker(target, create=False) as broker:
-        rows = mirror_status(broker, name)
+    if is_file(target):
+        from pubsub.broker import Broker
+        from pubsub.mirror.status import mirror_status
+
+        with Broker(target, create=False) as broker:
+            rows = mirror_status(broker, name)
+            now = broker.now()
+        shown = target
+    else:
+        from pubsub.kafka.url import describe_target
+        from pubsub.mirror.status import kafka_mirror_status
+
+        now = int(time.time() * 1000)
+        rows = kafka_mirror_status(
+            target, name, config_file=kafka_config, timeout=kafka_timeout, now_ms=now
+        )
+        shown = describe_target(target)
     if name is not None and not rows:
         from pubsub.errors import NotFoundError
 
         raise NotFoundError(
-            f"no mirror named {name!r} in {target}",
+            f"no mirror named {name!r} in {shown}",
             hint="list the mirrors with 'pubsub mirror status'",
         )
 
@@ -288,7 +308,6 @@ def _status(target: str, name: str | None, as_json: bool) -> None:
         from pubsub.commands._common import human_age
         from pubsub.commands._render import table
 
-        now = broker.now()
         table(
             (
                 "mirror",

@@ -19,10 +19,14 @@ which is past the transaction markers that follow the last record.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from itertools import repeat
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
@@ -39,15 +43,16 @@ from pubsub.kafka.cluster import LOGGER_NAME, KafkaCluster
 from pubsub.kafka.url import client_config, describe_target, scrub
 from pubsub.mirror.model import (
     COPIED_CONFIG,
+    ORIGIN_HEADER,
     Chunk,
-    Row,
     TopicSpec,
     TopicWrite,
+    empty_chunk,
     start_positions,
 )
 from pubsub.records import TopicPartition
 
-__all__ = ["OFFSETS_TOPIC", "KafkaSink", "KafkaSource"]
+__all__ = ["OFFSETS_TOPIC", "KafkaSink", "KafkaSource", "read_mirror_offsets"]
 
 #: Where mirrors into a cluster keep their source positions (compacted, one partition).
 OFFSETS_TOPIC = "__pubsub_mirror_offsets"
@@ -61,6 +66,13 @@ _FENCED = {
     KafkaError.INVALID_PRODUCER_EPOCH,
     KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
 }
+
+
+_Headers = list[tuple[str, str | bytes | None]]
+
+
+def _total(column: list[bytes | None]) -> int:
+    return sum(map(len, filter(None, column)))
 
 
 def _kafka_error(exc: KafkaException) -> KafkaError | None:
@@ -87,7 +99,11 @@ class _Errors:
             self.last = None
 
     def settings(self, extra: dict[str, Any]) -> dict[str, Any]:
-        merged: dict[str, Any] = dict(extra)
+        # librdkafka spaces its first connections by half this backoff (50 ms by default):
+        # every client of a mirror paid that before its first answer. Backing off still
+        # doubles up to reconnect.backoff.max.ms while a broker stays away.
+        merged: dict[str, Any] = {"reconnect.backoff.ms": 10}
+        merged.update(extra)
         merged.update(self.config)
         merged["logger"] = _logger
         merged["error_cb"] = self
@@ -150,6 +166,7 @@ class KafkaSource:
                     "queued.max.messages.kbytes": _QUEUE_KBYTES // 4,
                     "queued.min.messages": 10_000,
                     "fetch.max.bytes": 4 * 1024 * 1024,
+                    "fetch.queue.backoff.ms": 10,
                 }
             )
         )
@@ -200,11 +217,9 @@ class KafkaSource:
             except KafkaException as exc:
                 raise self._errors.unavailable("consuming", exc) from None
         positions = self._positions
-        rows_of: dict[TopicPartition, list[Row]] = {}
+        taken: dict[Any, tuple[list[Any], list[int]]] = {}
         ended: dict[TopicPartition, int] = {}
-        new = tuple.__new__
-        size = 0
-        for index, message in enumerate(messages):
+        for message in messages:
             # A plain (topic, partition) tuple finds the TopicPartition keys: equal hashes.
             tp: Any = (message.topic(), message.partition())
             position = positions.get(tp)
@@ -226,36 +241,80 @@ class KafkaSource:
             offset = message.offset()
             if offset < position:
                 continue
-            key, value = message.key(), message.value()
-            size += (len(key) if key else 0) + (len(value) if value else 0)
-            if size > max_bytes and rows_of:
-                self._buffer = messages[index:]
-                break
-            rows = rows_of.get(tp)
-            if rows is None:
-                rows = rows_of[tp] = []
-            headers = message.headers()
-            rows.append(
-                new(
-                    Row,
-                    (
-                        offset,
-                        message.timestamp()[1],
-                        key,
-                        value,
-                        tuple(headers) if headers else None,
-                    ),
-                )
-            )
+            found = taken.get(tp)
+            if found is None:
+                found = taken[tp] = ([], [])
+            found[0].append(message)
+            found[1].append(offset)
             positions[tp] = offset + 1
+        columns = {
+            tp: ([m.key() for m in got[0]], [m.value() for m in got[0]])
+            for tp, got in taken.items()
+        }
+        size = sum(_total(keys) + _total(values) for keys, values in columns.values())
+        if size > max_bytes and self._cut(messages, taken, max_bytes):
+            columns = {
+                tp: ([m.key() for m in got[0]], [m.value() for m in got[0]])
+                for tp, got in taken.items()
+            }
         chunks: list[Chunk] = []
-        for seen in {**rows_of, **ended}:
+        for seen in {**taken, **ended}:
             tp = TopicPartition(*seen)
             at = positions[tp]
             end = max(self._ends.get(tp, 0), at)
-            chunks.append(Chunk(tp.topic, tp.partition, rows_of.get(tp, []), at, end, 0))
+            if seen not in taken:
+                chunks.append(empty_chunk(tp.topic, tp.partition, at, end, 0))
+                continue
+            batch, offsets = taken[seen]
+            keys, values = columns[seen]
+            raw_headers = [m.headers() for m in batch]
+            chunks.append(
+                Chunk(
+                    tp.topic,
+                    tp.partition,
+                    offsets,
+                    [m.timestamp()[1] for m in batch],
+                    keys,
+                    values,
+                    [tuple(h) if h else None for h in raw_headers] if any(raw_headers) else None,
+                    at,
+                    end,
+                    0,
+                )
+            )
         self._errors.ok()
         return chunks
+
+    def _cut(
+        self, messages: list[Any], taken: dict[Any, tuple[list[Any], list[int]]], max_bytes: int
+    ) -> bool:
+        """Keep the records of ``taken`` up to the one past ``max_bytes`` (at least one);
+        the rest of ``messages`` waits in the buffer for the next poll, positions put back.
+        False when nothing was cut."""
+        size = 0
+        kept = 0
+        rest: list[Any] = []
+        for index, message in enumerate(messages):
+            if message.error() is not None:
+                continue
+            key, value = message.key(), message.value()
+            size += (len(key) if key else 0) + (len(value) if value else 0)
+            if size > max_bytes and kept:
+                rest = messages[index:]
+                break
+            kept += 1
+        if not rest:
+            return False
+        self._buffer = rest
+        dropped = {id(m) for m in rest}
+        for tp, (batch, offsets) in list(taken.items()):
+            count = sum(1 for m in batch if id(m) not in dropped)
+            if count < len(batch):
+                self._positions[TopicPartition(*tp)] = offsets[count]
+                del batch[count:], offsets[count:]
+            if not batch:
+                del taken[tp]
+        return True
 
     def close(self) -> None:
         try:
@@ -290,13 +349,19 @@ class KafkaSink:
         self._config = client_config(url, config_file=config_file)
         self._errors = _Errors(self.shown, self._config, on_log)
         self.cluster = KafkaCluster(url, config_file=config_file, timeout=timeout)
-        self._producer: Producer | None = None
         self._failed: list[str] = []
-        probe = Consumer(self._errors.settings({"group.id": f"pubsub-mirror-{mirror}"}))
+        # The producer the first batch uses answers the cluster id (a client's first request
+        # costs tens of milliseconds: one client, not a probe and then the producer).
+        # The consumer that reads the positions back connects meanwhile.
+        self._reader = _offsets_reader(self._errors, f"pubsub-mirror-{mirror}")
+        self._producer: Producer | None = self._client()
         try:
-            self.dest_id = _cluster_id(probe, self._errors, timeout)
-        finally:
-            probe.close()
+            self.dest_id = _cluster_id(self._producer, self._errors, timeout)
+        except BaseException:
+            self._drop_producer()
+            self._reader.close()
+            raise
+        self._initialised = False
 
     # -- the producer ----------------------------------------------------------------------
 
@@ -305,6 +370,28 @@ class KafkaSink:
             self._failed.append(scrub(error.str(), self._config))
 
     def _new_producer(self) -> Producer:
+        """The producer, transactions initialised (this fences an earlier process)."""
+        producer = self._client()
+        self._init(producer)
+        return producer
+
+    def _ready(self) -> Producer:
+        """The producer to write with: the one made at the start, or a new one."""
+        if self._producer is None:
+            self._producer = self._new_producer()
+        elif not self._initialised:
+            self._init(self._producer)
+        self._initialised = True
+        return self._producer
+
+    def _init(self, producer: Producer) -> None:
+        if self.exactly_once:
+            try:
+                producer.init_transactions(self.timeout)
+            except KafkaException as exc:
+                raise self._failure("starting the transactional producer", exc) from None
+
+    def _client(self) -> Producer:
         settings: dict[str, Any] = {
             "acks": "all",
             "enable.idempotence": True,
@@ -318,13 +405,7 @@ class KafkaSink:
             settings["transaction.timeout.ms"] = 60_000
         else:
             settings["on_delivery"] = self._delivered
-        producer = Producer(self._errors.settings(settings))
-        if self.exactly_once:
-            try:
-                producer.init_transactions(self.timeout)
-            except KafkaException as exc:
-                raise self._failure("starting the transactional producer", exc) from None
-        return producer
+        return Producer(self._errors.settings(settings))
 
     def _failure(self, what: str, exc: KafkaException) -> PubsubError:
         error = _kafka_error(exc)
@@ -348,64 +429,19 @@ class KafkaSink:
     # -- positions -------------------------------------------------------------------------
 
     def load_positions(self) -> dict[TopicPartition, int]:
-        if self._producer is None:
-            self._producer = self._new_producer()
+        self._ready()
         self.cluster.create_topic(
             OFFSETS_TOPIC, 1, {"cleanup.policy": "compact"}, if_not_exists=True
         )
         return self._read_positions()
 
     def _read_positions(self) -> dict[TopicPartition, int]:
-        consumer = Consumer(
-            self._errors.settings(
-                {
-                    "group.id": f"pubsub-mirror-{self.mirror}",
-                    "enable.auto.commit": False,
-                    "enable.partition.eof": True,
-                    "isolation.level": "read_committed",
-                    "auto.offset.reset": "earliest",
-                }
-            )
-        )
+        entries = _read_offsets(self.cluster, self._reader, self._errors, self.timeout, self.mirror)
         found: dict[TopicPartition, int] = {}
         sources: dict[str, str] = {}
-        prefix = json.dumps([self.mirror])[:-1] + ","
-        try:
-            consumer.assign([_KTP(OFFSETS_TOPIC, 0, -2)])  # from the beginning
-            deadline = time.monotonic() + self.timeout
-            while True:
-                # consume() waits for its whole timeout unless the count is reached
-                messages = consumer.consume(num_messages=1000, timeout=0.05)
-                done = False
-                for message in messages:
-                    error = message.error()
-                    if error is not None:
-                        if error.code() == _EOF:
-                            done = True
-                            continue
-                        raise self._errors.unavailable(
-                            "reading the mirror positions", KafkaException(error)
-                        )
-                    key = message.key()
-                    if not key or not key.decode("utf-8", "replace").startswith(prefix):
-                        continue
-                    _, topic, partition = json.loads(key)
-                    value = message.value()
-                    tp = TopicPartition(topic, int(partition))
-                    if value is None:
-                        found.pop(tp, None)
-                        continue
-                    entry = json.loads(value)
-                    found[tp] = int(entry["next_offset"])
-                    sources[entry["source_id"]] = str(entry.get("source", ""))
-                if done:
-                    break
-                if time.monotonic() > deadline:
-                    raise self._errors.unavailable("reading the mirror positions")
-        except KafkaException as exc:
-            raise self._errors.unavailable("reading the mirror positions", exc) from None
-        finally:
-            consumer.close()
+        for (_, topic, partition), entry in entries.items():
+            found[TopicPartition(topic, partition)] = int(entry["next_offset"])
+            sources[entry["source_id"]] = str(entry.get("source", ""))
         other = {s: shown for s, shown in sources.items() if s != self.source_id}
         if other:
             source_id, shown = next(iter(other.items()))
@@ -434,69 +470,101 @@ class KafkaSink:
     # -- writing ---------------------------------------------------------------------------
 
     def write(self, writes: Sequence[TopicWrite]) -> None:
-        if self._producer is None:
-            self._producer = self._new_producer()
-        producer = self._producer
-        try:
+        self.write_begin(writes)()
+
+    def write_begin(self, writes: Sequence[TopicWrite]) -> Callable[[], None]:
+        """Send a batch (records, and in a transaction its positions); returns what commits
+        it, which blocks until the cluster has it and may run in another thread while the
+        mirror reads the next batch (nothing else uses the producer until it returned)."""
+        producer = self._ready()
+        with self._failing():
             if self.exactly_once:
                 producer.begin_transaction()
             for write in writes:
                 self._send(producer, write)
-            if not self.exactly_once:
-                self._flush(producer, "delivering records")
-            now = int(time.time() * 1000)
-            for write in writes:
-                for p in write.positions:
-                    key = json.dumps([self.mirror, p.topic, p.partition]).encode()
-                    value = json.dumps(
-                        {
-                            "next_offset": p.next_offset,
-                            "source_end": p.source_end,
-                            "skipped": p.skipped,
-                            "source_id": self.source_id,
-                            "source": self.source,
-                            "updated_ms": now,
-                        }
-                    ).encode()
-                    self._produce(producer, OFFSETS_TOPIC, value, key, 0, None, None)
+            if self.exactly_once:
+                self._send_positions(producer, writes)
+        return functools.partial(self._finish, producer, writes)
+
+    def _finish(self, producer: Producer, writes: Sequence[TopicWrite]) -> None:
+        with self._failing():
             if self.exactly_once:
                 producer.commit_transaction(self.timeout)
             else:
+                # At least once: the positions only after every record was acknowledged.
+                self._flush(producer, "delivering records")
+                self._send_positions(producer, writes)
                 self._flush(producer, "delivering positions")
+        self._errors.ok()
+
+    @contextlib.contextmanager
+    def _failing(self) -> Iterator[None]:
+        """A failure drops the producer (a new one fences and settles what was open)."""
+        try:
+            yield
         except KafkaException as exc:
             self._drop_producer()
             raise self._failure("committing a batch", exc) from None
         except UnavailableError:
             self._drop_producer()
             raise
-        self._errors.ok()
+
+    def _send_positions(self, producer: Producer, writes: Sequence[TopicWrite]) -> None:
+        now = int(time.time() * 1000)
+        for write in writes:
+            for p in write.positions:
+                key = json.dumps([self.mirror, p.topic, p.partition]).encode()
+                value = json.dumps(
+                    {
+                        "next_offset": p.next_offset,
+                        "source_end": p.source_end,
+                        "skipped": p.skipped,
+                        "source_id": self.source_id,
+                        "source": self.source,
+                        "updated_ms": now,
+                    }
+                ).encode()
+                self._produce(producer, OFFSETS_TOPIC, value, key, 0, None, None)
 
     def _send(self, producer: Producer, write: TopicWrite) -> None:
         topic = write.topic
         produce = producer.produce
-        for record in write.records:
-            headers: list[tuple[str, str | bytes | None]] | None = (
-                list(record.headers) if record.headers else None
-            )
-            try:
-                produce(
-                    topic,
-                    record.value,
-                    record.key,
-                    record.partition,
-                    timestamp=record.timestamp if record.timestamp > 0 else 0,
-                    headers=headers,
-                )
-            except BufferError:
-                self._produce(
-                    producer,
-                    topic,
-                    record.value,
-                    record.key,
-                    record.partition,
-                    record.timestamp,
-                    headers,
-                )
+        for part in write.parts:
+            origin = part.origin
+            if (
+                part.headers is None
+                and origin is not None
+                and part.partitions is None
+                and (not part.timestamps or min(part.timestamps) > 0)
+            ):
+                # The common case in one tight loop: one partition, the origin header only.
+                partition = part.partition
+                for offset, timestamp, key, value in zip(
+                    part.offsets, part.timestamps, part.keys, part.values, strict=True
+                ):
+                    only: _Headers = [(ORIGIN_HEADER, f"{origin}{offset}")]
+                    try:
+                        produce(topic, value, key, partition, timestamp=timestamp, headers=only)
+                    except BufferError:
+                        self._produce(producer, topic, value, key, partition, timestamp, only)
+                continue
+            partitions = part.partitions or repeat(part.partition)
+            given = part.headers if part.headers is not None else repeat(None)
+            for offset, timestamp, key, value, target, own in zip(
+                part.offsets,
+                part.timestamps,
+                part.keys,
+                part.values,
+                partitions,
+                given,
+                strict=False,
+            ):
+                headers: _Headers | None = None
+                if own is not None:
+                    headers = list(own)
+                elif origin is not None:
+                    headers = [(ORIGIN_HEADER, f"{origin}{offset}")]
+                self._produce(producer, topic, value, key, target, timestamp, headers)
 
     def _produce(
         self,
@@ -506,7 +574,7 @@ class KafkaSink:
         key: bytes | None,
         partition: int,
         timestamp: int | None,
-        headers: list[tuple[str, str | bytes | None]] | None,
+        headers: _Headers | None,
     ) -> None:
         """Produce, waiting while librdkafka's bounded queue is full."""
         deadline = time.monotonic() + max(30.0, self.timeout)
@@ -535,4 +603,108 @@ class KafkaSink:
 
     def close(self) -> None:
         self._drop_producer()
+        with contextlib.suppress(KafkaException, RuntimeError):
+            self._reader.close()
         self.cluster.close()
+
+
+def _offsets_reader(errors: _Errors, group: str) -> Consumer:
+    """A consumer for ``__pubsub_mirror_offsets`` (read_committed, the end reported)."""
+    return Consumer(
+        errors.settings(
+            {
+                "group.id": group,
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "isolation.level": "read_committed",
+                "auto.offset.reset": "earliest",
+                # the end is reached when a fetch comes back empty: do not wait for one
+                "fetch.wait.max.ms": 10,
+            }
+        )
+    )
+
+
+def _read_offsets(
+    cluster: KafkaCluster,
+    consumer: Consumer,
+    errors: _Errors,
+    timeout: float,
+    mirror: str | None,
+) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """The committed positions in ``__pubsub_mirror_offsets`` (of ``mirror`` only, if
+    given): per (mirror, source topic, partition), the last entry.
+
+    After init_transactions no transaction of the mirror is open: the stable end is past
+    every position it committed. An empty topic needs no fetch."""
+    found: dict[tuple[str, str, int], dict[str, Any]] = {}
+    start, end = cluster.settled_watermarks(OFFSETS_TOPIC)[0]
+    if start >= end:
+        return found
+    prefix = json.dumps([mirror])[:-1] + "," if mirror is not None else "["
+    try:
+        # An absolute offset: a logical one (the beginning) costs librdkafka's offset
+        # query timer (half a second) before the first fetch.
+        consumer.assign([_KTP(OFFSETS_TOPIC, 0, start)])
+        # The leader is learnt now, not at librdkafka's next metadata refresh (up to a
+        # second later) when the consumer connected before the topic was assigned.
+        consumer.list_topics(OFFSETS_TOPIC, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            # consume() waits for its whole timeout unless the count is reached
+            messages = consumer.consume(num_messages=1000, timeout=0.005)
+            done = False
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    if error.code() == _EOF:
+                        done = True
+                        continue
+                    raise errors.unavailable("reading the mirror positions", KafkaException(error))
+                offset = message.offset()
+                if offset is not None and offset >= end - 1:
+                    done = True  # the last record below the stable end
+                key = message.key()
+                if not key or not key.decode("utf-8", "replace").startswith(prefix):
+                    continue
+                name, topic, partition = json.loads(key)
+                value = message.value()
+                at = (str(name), str(topic), int(partition))
+                if value is None:
+                    found.pop(at, None)
+                    continue
+                found[at] = json.loads(value)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                raise errors.unavailable("reading the mirror positions")
+    except KafkaException as exc:
+        raise errors.unavailable("reading the mirror positions", exc) from None
+    finally:
+        with contextlib.suppress(KafkaException, RuntimeError):
+            consumer.unassign()
+    return found
+
+
+def read_mirror_offsets(
+    url: str,
+    mirror: str | None = None,
+    *,
+    config_file: str | None = None,
+    timeout: float = 10.0,
+) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """What the mirrors into the cluster at ``url`` committed (read_committed): per
+    (mirror, source topic, partition), the entry with ``next_offset``, ``source_end``,
+    ``skipped``, ``source_id``, ``source`` and ``updated_ms``. Empty when no mirror wrote."""
+    shown = describe_target(url)
+    errors = _Errors(shown, client_config(url, config_file=config_file), lambda line: None)
+    with KafkaCluster(url, config_file=config_file, timeout=timeout) as cluster:
+        try:
+            cluster.describe_topic(OFFSETS_TOPIC)
+        except TopicNotFoundError:
+            return {}
+        consumer = _offsets_reader(errors, f"pubsub-mirror-status-{uuid.uuid4().hex[:8]}")
+        try:
+            return _read_offsets(cluster, consumer, errors, timeout, mirror)
+        finally:
+            consumer.close()

@@ -14,6 +14,11 @@ given):
    to what the destination had not committed yet, if the failure hid a commit);
 4. a file source gets the progress too (``pubsub mirror status``, ``retention.hold.mirrors``).
 
+A sink that can finish a commit apart from sending the batch (a Kafka transaction:
+``write_begin``) commits in a background thread while the next batch is read; that commit is
+settled (waited for, retried on failure) before the next batch is sent and before the mirror
+stops, and nothing counts as forwarded until it is settled.
+
 A stop request (SIGTERM, SIGINT) is honoured between batches: the batch in flight is
 committed first. During an outage the batch that cannot be committed is dropped and read
 again next time.
@@ -28,6 +33,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +50,7 @@ from pubsub.errors import (
 from pubsub.mirror.model import (
     ORIGIN_HEADER,
     Chunk,
-    Outgoing,
+    Part,
     Position,
     Sink,
     Source,
@@ -85,8 +91,8 @@ class MirrorOptions:
     repartition: bool = False
     origin: bool = True
     compression: str = "none"
-    max_batch_records: int = 10_000
-    max_batch_bytes: int = 4 * 1024 * 1024
+    max_batch_records: int = 25_000
+    max_batch_bytes: int = 8 * 1024 * 1024
     kafka_config_file: str | None = None
     kafka_timeout: float = 10.0
     sync: str = "full"
@@ -173,6 +179,8 @@ class Mirror:
         self._pending: dict[TopicPartition, Position] = {}
         self._caught_up = False
         self._last_discovery = 0.0
+        self._executor: ThreadPoolExecutor | None = None
+        self._in_flight: tuple[list[TopicWrite], Future[None]] | None = None
 
     # -- events ----------------------------------------------------------------------------
 
@@ -369,14 +377,17 @@ class Mirror:
             self.close()
 
     def _loop(self, stops: dict[TopicPartition, int] | None) -> None:
+        # A Kafka source reports the end of a partition a moment after its last record.
+        self._follow(stops, 0.25 if stops is None else 0.1)
+        self._settle()  # the batch in flight commits before the mirror stops
+
+    def _follow(self, stops: dict[TopicPartition, int] | None, timeout: float) -> None:
         assert self.source is not None
         source = self.source
         options = self.options
-        # A Kafka source reports the end of a partition a moment after its last record.
-        timeout = 0.25 if stops is None else 0.1
         while not self.should_stop():
             if stops is not None and self._reached(stops):
-                self._flush_positions()
+                self._flush_positions()  # settles the batch in flight first
                 self._caught_up_event()
                 return
             if stops is None and time.monotonic() - self._last_discovery > DISCOVER_SECONDS:
@@ -457,34 +468,57 @@ class Mirror:
         self._positions[tp] = chunk.next_offset
         self._ends[tp] = max(chunk.end, self._ends.get(tp, 0))
 
-    def _transform(self, chunk: Chunk) -> list[Outgoing]:
+    def _part(self, chunk: Chunk) -> Part:
+        """The chunk's records as the destination gets them: with their origin header,
+        routed, without the records that came from the destination (a loop)."""
         assert self.source is not None and self.sink is not None
-        dest_id = self.sink.dest_id.encode()
-        loop_prefix = dest_id + b"/"
-        origin = self.options.origin
-        prefix = f"{self.source.source_id}/{chunk.topic}/{chunk.partition}/"
-        route = None if not self.options.repartition else self._route_of(chunk)
-        partition = chunk.partition
-        prefix_b = prefix.encode()
-        new = tuple.__new__
-        out: list[Outgoing] = []
-        append = out.append
-        # Rows are (offset, timestamp, key, value, headers): unpacked, not read by name.
-        for offset, timestamp, key, value, given in chunk.rows:
-            headers = given
-            if headers:
-                found = _origin_of(headers)
+        origin = f"{self.source.source_id}/{chunk.topic}/{chunk.partition}/"
+        offsets, timestamps, keys, values = (
+            chunk.offsets,
+            chunk.timestamps,
+            chunk.keys,
+            chunk.values,
+        )
+        headers: list[tuple[Header, ...] | None] | None = None
+        if chunk.headers is not None:
+            loop_prefix = self.sink.dest_id.encode() + b"/"
+            add = self.options.origin
+            origin_b = origin.encode()
+            headers = []
+            kept: list[int] = []
+            for index, (offset, given) in enumerate(zip(offsets, chunk.headers, strict=True)):
+                found = _origin_of(given) if given else None
                 if found is not None:
                     if found.startswith(loop_prefix):
                         self.dropped_loops += 1
                         continue
-                elif origin:
-                    headers = (*headers, (ORIGIN_HEADER, prefix_b + str(offset).encode()))
-            elif origin:
-                headers = ((ORIGIN_HEADER, prefix_b + str(offset).encode()),)
-            target = partition if route is None else route(key)
-            append(new(Outgoing, (target, timestamp, key, value, headers)))
-        return out
+                    final = given
+                elif add:
+                    extra = (ORIGIN_HEADER, origin_b + str(offset).encode())
+                    final = (*given, extra) if given else (extra,)
+                else:
+                    final = given or None
+                kept.append(index)
+                headers.append(final)
+            if len(kept) < len(offsets):
+                offsets = [offsets[i] for i in kept]
+                timestamps = [timestamps[i] for i in kept]
+                keys = [keys[i] for i in kept]
+                values = [values[i] for i in kept]
+        partitions = None
+        if self.options.repartition:
+            route = self._route_of(chunk)
+            partitions = [route(key) for key in keys]
+        return Part(
+            chunk.partition,
+            partitions,
+            offsets,
+            timestamps,
+            keys,
+            values,
+            headers,
+            origin if self.options.origin else None,
+        )
 
     def _route_of(self, chunk: Chunk) -> Callable[[bytes | None], int]:
         """Where ``--repartition`` sends a record: murmur2 of its key, or (keyless) the
@@ -502,50 +536,96 @@ class Mirror:
             write = by_topic.get(dest)
             if write is None:
                 write = by_topic[dest] = TopicWrite(dest, [], [])
-            write.records.extend(self._transform(chunk))
+            if chunk.offsets:
+                write.parts.append(self._part(chunk))
             self._note_position(chunk)
         pending, self._pending = self._pending, {}
         for tp, position in pending.items():
             by_topic[self._routes[tp.topic]].positions.append(position)
         writes = list(by_topic.values())
-        return self._commit(writes)
+        # The batch before this one may still be committing (read while it did): it is
+        # settled first, so that transactions follow one another in order.
+        if not self._settle():
+            return False
+        return self._commit(writes, overlap=True)
 
-    def _commit(self, writes: list[TopicWrite]) -> bool:
+    def _commit(self, writes: list[TopicWrite], *, overlap: bool = False) -> bool:
+        """Commit ``writes`` at the destination, retrying until it does (False: asked to
+        stop meanwhile). With ``overlap``, a sink that can finish a commit in the background
+        (a Kafka transaction) is left committing: :meth:`_settle` waits for it."""
         assert self.sink is not None
-        attempt = 0
-        recover = False
-        while True:
+        begin = getattr(self.sink, "write_begin", None) if overlap else None
+        if begin is not None and writes:
             try:
-                if recover:
-                    # The failure may have hidden a commit: write only what the positions
-                    # committed at the destination say is missing.
-                    writes = _trim(writes, self.sink.recover())
-                    recover = False
+                finish = begin(writes)
+            except FencedError:
+                raise
+            except RETRIABLE as exc:
+                return self._retry(writes, exc)
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="pubsub-mirror-commit")
+            self._in_flight = (writes, self._executor.submit(finish))
+            return True
+        try:
+            if writes:
+                self.sink.write(writes)
+        except FencedError:
+            raise
+        except RETRIABLE as exc:
+            return self._retry(writes, exc)
+        self._committed(writes)
+        return True
+
+    def _settle(self) -> bool:
+        """Wait for the commit left in flight, if any; on its failure write that batch again
+        (trimmed to what the destination lacks). False: asked to stop meanwhile."""
+        if self._in_flight is None:
+            return True
+        writes, future = self._in_flight
+        self._in_flight = None
+        try:
+            future.result()
+        except FencedError:
+            raise
+        except RETRIABLE as exc:
+            return self._retry(writes, exc)
+        self._committed(writes)
+        return True
+
+    def _retry(self, writes: list[TopicWrite], exc: PubsubError) -> bool:
+        assert self.sink is not None
+        if isinstance(exc, StorageFullError):
+            event, what = "destination_full", "destination full"
+        else:
+            event, what = "destination_unreachable", "destination unreachable"
+        self._event(event, f"{what}: {exc.message}; retrying", error=exc.message)
+        attempt = 1
+        while True:
+            if not self._sleep(_backoff(attempt)):
+                return False
+            try:
+                # The failure may have hidden a commit: write only what the positions
+                # committed at the destination say is missing.
+                writes = _trim(writes, self.sink.recover())
                 if writes:
                     self.sink.write(writes)
                 break
             except FencedError:
                 raise
-            except RETRIABLE as exc:
-                recover = True
-                if attempt == 0:
-                    if isinstance(exc, StorageFullError):
-                        event, what = "destination_full", "destination full"
-                    else:
-                        event, what = "destination_unreachable", "destination unreachable"
-                    self._event(event, f"{what}: {exc.message}; retrying", error=exc.message)
+            except RETRIABLE:
                 attempt += 1
-                if not self._sleep(_backoff(attempt)):
-                    return False
-        if attempt:
-            self._event("resumed", f"destination reachable again after {attempt} retries")
-        count = sum(len(w.records) for w in writes)
+        self._event("resumed", f"destination reachable again after {attempt} retries")
+        self._committed(writes)
+        return True
+
+    def _committed(self, writes: list[TopicWrite]) -> None:
+        """What follows a commit: counts, the source's record of progress, the callback."""
+        count = sum(len(p.offsets) for w in writes for p in w.parts)
         self.forwarded += count
         positions = [p for w in writes for p in w.positions]
         self._progress(positions, "following" if not self.options.once else "running")
         lag = sum(max(0, self._ends.get(tp, 0) - p) for tp, p in self._positions.items())
         self.on_progress(self.forwarded, lag)
-        return True
 
     def _progress(self, positions: Sequence[Position], state: str) -> None:
         source = self.source
@@ -557,7 +637,7 @@ class Mirror:
 
     def _flush_positions(self) -> None:
         """Commit positions that moved without records (transaction markers, a gap)."""
-        if not self._pending or self.sink is None:
+        if not self._settle() or not self._pending or self.sink is None:
             return
         by_topic: dict[str, TopicWrite] = {}
         for tp, position in self._pending.items():
@@ -574,6 +654,15 @@ class Mirror:
 
     def close(self) -> None:
         """Record that the mirror stopped and close both ends. Idempotent."""
+        if self._in_flight is not None:
+            # Failed or not, the commit ends before the ends close (a restart reads the
+            # positions the destination has).
+            with contextlib.suppress(Exception):
+                self._in_flight[1].result()
+            self._in_flight = None
+        if self._executor is not None:
+            self._executor.shutdown()
+            self._executor = None
         if self.source is not None and self.sink is not None:
             self._record_state("stopped")
         for end in (self.source, self.sink):

@@ -27,13 +27,15 @@ from pubsub.mirror.model import (
     COPIED_CONFIG,
     ORIGIN_HEADER,
     Chunk,
+    Part,
     Position,
-    Row,
     TopicSpec,
     TopicWrite,
+    empty_chunk,
     start_positions,
 )
 from pubsub.records import Header, TopicPartition, decode_headers, encode_headers
+from pubsub.writer import Columns
 
 __all__ = ["FileSink", "FileSource", "file_id"]
 
@@ -51,6 +53,54 @@ def _encode(headers: tuple[Header, ...] | None) -> str | None:
         if name == ORIGIN_HEADER and value is not None and _PLAIN_ORIGIN.match(value):
             return _ORIGIN_ONLY + value.decode("ascii") + '"]]'
     return encode_headers(headers)
+
+
+def _columns(
+    tp: TopicPartition,
+    raw: list[tuple[int, int, bytes | None, bytes | None, str | None]],
+    byte_budget: int,
+    end: int,
+    skipped: int,
+    limit: int,
+) -> tuple[Chunk, int]:
+    """Stored rows as a chunk's columns (C-level: no object per record), cut after the
+    record that reaches ``byte_budget``; with the chunk's bytes."""
+    if not raw:
+        return empty_chunk(tp.topic, tp.partition, end, end, skipped), 0
+    offsets, timestamps, keys, values, stored = (list(c) for c in zip(*raw, strict=True))
+    present = list(filter(None, stored))
+    size = _total(values) + _total(keys) + sum(map(len, present))
+    count = len(raw)
+    if size > byte_budget and count > 1:
+        size = 0
+        for count, (_, _, key, value, stored_one) in enumerate(raw, 1):  # noqa: B007
+            size += (len(key) if key else 0) + (len(value) if value else 0)
+            size += len(stored_one) if stored_one else 0
+            if size >= byte_budget:
+                break
+        del offsets[count:], timestamps[count:], keys[count:], values[count:], stored[count:]
+    headers: list[tuple[Header, ...] | None] | None = None
+    if present:
+        headers = [decode_headers(h) if h is not None else None for h in stored]
+    # read to the end: holes (compaction) are passed over
+    next_offset = end if count == len(raw) and len(raw) < limit else offsets[-1] + 1
+    chunk = Chunk(
+        tp.topic,
+        tp.partition,
+        offsets,
+        timestamps,
+        keys,
+        values,
+        headers,
+        next_offset,
+        end,
+        skipped,
+    )
+    return chunk, size
+
+
+def _total(column: list[bytes | None]) -> int:
+    return sum(map(len, filter(None, column)))
 
 
 def file_id(broker: Broker) -> str:
@@ -133,34 +183,15 @@ class FileSource:
             if position >= end:
                 if skipped:
                     self._positions[tp] = position
-                    chunks.append(Chunk(tp.topic, tp.partition, [], position, end, skipped))
+                    chunks.append(empty_chunk(tp.topic, tp.partition, position, end, skipped))
                 continue
             meta = topics.meta_for_partition(tp.topic, tp.partition)
             raw = reader.read_rows(meta, tp.partition, position, end, budget)
-            rows: list[Row] = []
-            size = 0
-            for offset, timestamp, key, value, headers in raw:
-                size += (len(key) if key else 0) + (len(value) if value else 0)
-                size += len(headers) if headers else 0
-                rows.append(
-                    Row(
-                        offset,
-                        timestamp,
-                        key,
-                        value,
-                        decode_headers(headers) if headers is not None else None,
-                    )
-                )
-                if size >= byte_budget:
-                    break
-            if len(rows) == len(raw) and len(raw) < budget:
-                next_offset = end  # read to the end: holes (compaction) are passed over
-            else:
-                next_offset = rows[-1].offset + 1 if rows else end
-            budget -= len(rows)
+            chunk, size = _columns(tp, raw, byte_budget, end, skipped, budget)
+            budget -= len(chunk.offsets)
             byte_budget -= size
-            self._positions[tp] = next_offset
-            chunks.append(Chunk(tp.topic, tp.partition, rows, next_offset, end, skipped))
+            self._positions[tp] = chunk.next_offset
+            chunks.append(chunk)
         return chunks
 
     def record_progress(
@@ -243,15 +274,8 @@ class FileSink:
     def write(self, writes: Sequence[TopicWrite]) -> None:
         writer = self.broker.services.writer
         for write in writes:
-            records = write.records
-            writer.produce_encoded(
-                write.topic,
-                values=[r.value for r in records],
-                keys=[r.key for r in records],
-                headers=[_encode(r.headers) for r in records],
-                partitions=[r.partition for r in records],
-                timestamps=[r.timestamp for r in records],
-                inside=partial(self._put, write.positions),
+            writer.produce_columns(
+                write.topic, _by_partition(write.parts), inside=partial(self._put, write.positions)
             )
 
     def _put(self, positions: Sequence[Position], conn: sqlite3.Connection) -> None:
@@ -276,3 +300,38 @@ class FileSink:
 
     def close(self) -> None:
         pass
+
+
+def _stored_headers(part: Part) -> list[str | None] | None:
+    """Each record's headers as stored: the origin header alone without json.dumps."""
+    if part.headers is not None:
+        return [_encode(h) for h in part.headers]
+    if part.origin is None:
+        return None
+    if _PLAIN_ORIGIN.match(part.origin.encode()):
+        head = _ORIGIN_ONLY + part.origin
+        return [f'{head}{offset}"]]' for offset in part.offsets]
+    origin = part.origin.encode()
+    return [encode_headers([(ORIGIN_HEADER, origin + str(o).encode())]) for o in part.offsets]
+
+
+def _by_partition(parts: Sequence[Part]) -> list[Columns]:
+    """The parts' records as columns per destination partition (each partition once)."""
+    parts = [p for p in parts if p.values]
+    if all(p.partitions is None for p in parts) and len({p.partition for p in parts}) == len(parts):
+        return [
+            Columns(p.partition, p.values, p.keys, _stored_headers(p), p.timestamps) for p in parts
+        ]
+    merged: dict[int, Columns] = {}
+    for part in parts:
+        stored = _stored_headers(part)
+        targets = part.partitions or [part.partition] * len(part.values)
+        for index, target in enumerate(targets):
+            columns = merged.get(target)
+            if columns is None:
+                columns = merged[target] = Columns(target, [], [], [], [])
+            columns.values.append(part.values[index])
+            columns.keys.append(part.keys[index])  # type: ignore[union-attr]
+            columns.headers.append(None if stored is None else stored[index])  # type: ignore[union-attr]
+            columns.timestamps.append(part.timestamps[index])  # type: ignore[union-attr]
+    return list(merged.values())

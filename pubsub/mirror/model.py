@@ -1,8 +1,9 @@
 """The values a mirror moves between its two ends, and what each end must offer.
 
-A source yields :class:`Chunk` objects (records of one partition and the position after
-them); the engine turns them into :class:`TopicWrite` objects (records for one destination
-topic and the source positions they reach), which a sink commits atomically: the records and
+A source yields :class:`Chunk` objects (records of one partition, column by column, and the
+position after them); the engine turns them into :class:`TopicWrite` objects (a
+:class:`Part` of records per source partition for one destination topic, and the source
+positions they reach), which a sink commits atomically: the records and
 the positions together or neither. Both ends are Protocols so the engine does not care whether
 an end is a file or a Kafka cluster.
 """
@@ -16,13 +17,13 @@ __all__ = [
     "COPIED_CONFIG",
     "ORIGIN_HEADER",
     "Chunk",
-    "Outgoing",
+    "Part",
     "Position",
-    "Row",
     "Sink",
     "Source",
     "TopicSpec",
     "TopicWrite",
+    "empty_chunk",
     "start_positions",
 ]
 
@@ -32,20 +33,11 @@ ORIGIN_HEADER = "pubsub-origin"
 COPIED_CONFIG = ("retention.ms", "retention.bytes", "cleanup.policy", "max.message.bytes")
 
 
-class Row(NamedTuple):
-    """One source record: offset, timestamp, key, value and headers (None when none)."""
-
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[Header, ...] | None
-
-
 class Chunk(NamedTuple):
-    """Records of one source partition, oldest first.
+    """Records of one source partition, oldest first, column by column.
 
-    ``next_offset`` is where reading goes on (past the last row, or further: transaction
+    ``headers`` is None when no record has any (else each record's, None for none).
+    ``next_offset`` is where reading goes on (past the last record, or further: transaction
     markers, compaction holes); ``skipped`` counts records that were deleted at the source
     before they could be read (a retention gap, reported, never silent); ``end`` is the
     source's log end when the chunk was read.
@@ -53,20 +45,38 @@ class Chunk(NamedTuple):
 
     topic: str
     partition: int
-    rows: list[Row]
+    offsets: list[int]
+    timestamps: list[int]
+    keys: list[bytes | None]
+    values: list[bytes | None]
+    headers: list[tuple[Header, ...] | None] | None
     next_offset: int
     end: int
     skipped: int
 
 
-class Outgoing(NamedTuple):
-    """A record to write to the destination."""
+def empty_chunk(topic: str, partition: int, next_offset: int, end: int, skipped: int) -> Chunk:
+    """A chunk with no records: a position that moved (markers, a gap, the start)."""
+    return Chunk(topic, partition, [], [], [], [], None, next_offset, end, skipped)
+
+
+class Part(NamedTuple):
+    """Records of one source partition to write to one destination topic, column by column.
+
+    ``partitions`` gives each record's destination partition (``--repartition``); when it
+    is None every record goes to ``partition``. ``headers`` None: no record has headers of
+    its own, and each gets the one header ``pubsub-origin: <origin><source offset>`` (none
+    when ``origin`` is None too); else each record's complete headers (origin included).
+    """
 
     partition: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[Header, ...] | None
+    partitions: list[int] | None
+    offsets: list[int]
+    timestamps: list[int]
+    keys: list[bytes | None]
+    values: list[bytes | None]
+    headers: list[tuple[Header, ...] | None] | None
+    origin: str | None
 
 
 class Position(NamedTuple):
@@ -83,7 +93,7 @@ class TopicWrite(NamedTuple):
     """Records for one destination topic and the source positions they take the mirror to."""
 
     topic: str
-    records: list[Outgoing]
+    parts: list[Part]
     positions: list[Position]
 
 
@@ -176,5 +186,5 @@ def start_positions(
         if clamp_to_end:
             offset = min(offset, end)
         starts[tp] = offset
-        gaps.append(Chunk(tp.topic, tp.partition, [], offset, end, skipped))
+        gaps.append(empty_chunk(tp.topic, tp.partition, offset, end, skipped))
     return starts, gaps

@@ -4,17 +4,25 @@ As a mirror's source a file has its ``mirror_progress`` rows (how far each named
 forwarded each partition), measured against the file's own log ends; as a destination it has
 the ``mirror_positions`` the mirror committed with its records, measured against the source's
 end as the mirror last saw it.
+
+A Kafka cluster as a destination has the positions the mirrors committed in
+``__pubsub_mirror_offsets`` (read with read_committed: what their transactions committed),
+measured against the source's end now where the source can be read (a file on this machine,
+a cluster this machine reaches), else against the end the mirror last saw.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from typing import NamedTuple
 
 from pubsub.broker import Broker
+from pubsub.client import is_file
 from pubsub.db import mirrors as sql
-from pubsub.errors import OffsetOutOfRangeError, TopicNotFoundError
+from pubsub.errors import OffsetOutOfRangeError, PubsubError, TopicNotFoundError
 
-__all__ = ["MirrorStatus", "mirror_lags", "mirror_status"]
+__all__ = ["MirrorStatus", "kafka_mirror_status", "mirror_lags", "mirror_status"]
 
 
 class MirrorStatus(NamedTuple):
@@ -105,3 +113,118 @@ def mirror_lags(broker: Broker) -> dict[str, int]:
         if row.role == "source":
             lags[row.mirror] = lags.get(row.mirror, 0) + row.lag
     return lags
+
+
+#: (log end, timestamp of the record at an offset or None) of a source partition.
+_Probe = Callable[[str, int, int], tuple[int, int | None]]
+
+
+def _file_probe(path: str) -> tuple[_Probe, Callable[[], None]] | None:
+    if not os.path.exists(path):
+        return None
+    broker = Broker(path, create=False)
+
+    def probe(topic: str, partition: int, offset: int) -> tuple[int, int | None]:
+        start, end = broker.watermarks(topic)[partition]
+        if offset >= end:
+            return end, None
+        first = broker.fetch(topic, partition, max(start, offset), max_records=1)
+        return end, first[0].timestamp if first else None
+
+    return probe, broker.close
+
+
+def _kafka_probe(
+    url: str, config_file: str | None, timeout: float
+) -> tuple[_Probe, Callable[[], None]]:
+    from pubsub.kafka.cluster import KafkaCluster
+
+    cluster = KafkaCluster(url, config_file=config_file, timeout=timeout)
+
+    def probe(topic: str, partition: int, offset: int) -> tuple[int, int | None]:
+        start, end = cluster.settled_watermarks(topic)[partition]
+        if offset >= end:
+            return end, None
+        first = cluster.fetch(topic, partition, max(start, offset), max_records=1)
+        return end, first[0].timestamp if first else None
+
+    return probe, cluster.close
+
+
+def kafka_mirror_status(
+    url: str,
+    mirror: str | None = None,
+    *,
+    config_file: str | None = None,
+    timeout: float = 10.0,
+    now_ms: int | None = None,
+) -> list[MirrorStatus]:
+    """Every partition mirrored into the Kafka cluster at ``url`` (of ``mirror`` only, if
+    given), as ``mirror status`` shows it: the positions committed there, against the
+    source's end now when the source can be read (else the end the mirror last saw; the
+    state then says the source was not read)."""
+    import time
+
+    from pubsub.kafka.mirror import read_mirror_offsets
+
+    entries = read_mirror_offsets(url, mirror, config_file=config_file, timeout=timeout)
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    probes: dict[str, tuple[_Probe, Callable[[], None]] | None] = {}
+    rows: list[MirrorStatus] = []
+    try:
+        for (name, topic, partition), entry in sorted(entries.items()):
+            source = str(entry.get("source", ""))
+            forwarded = int(entry["next_offset"])
+            updated = int(entry.get("updated_ms", 0)) or None
+            end, first_ms, read = int(entry.get("source_end", forwarded)), None, False
+            if source not in probes:
+                probes[source] = _probe_for(source, config_file, timeout)
+            found = probes[source]
+            if found is not None:
+                try:
+                    end, first_ms = found[0](topic, partition, forwarded)
+                    read = True
+                except (PubsubError, KeyError):
+                    pass
+            lag = max(0, end - forwarded)
+            if not lag:
+                lag_seconds = 0.0
+            else:
+                since = first_ms if first_ms is not None else updated
+                lag_seconds = max(0.0, (now - since) / 1000) if since else 0.0
+            state = "behind" if lag else "caught up"
+            if not read:
+                state += " (source not read)"
+            rows.append(
+                MirrorStatus(
+                    name,
+                    "destination",
+                    source,
+                    topic,
+                    partition,
+                    end,
+                    forwarded,
+                    lag,
+                    lag_seconds,
+                    updated,
+                    int(entry.get("skipped", 0)),
+                    state,
+                )
+            )
+    finally:
+        for found in probes.values():
+            if found is not None:
+                found[1]()
+    return rows
+
+
+def _probe_for(
+    source: str, config_file: str | None, timeout: float
+) -> tuple[_Probe, Callable[[], None]] | None:
+    """A way to read a source's ends, None when it cannot be read from here."""
+    try:
+        if is_file(source):
+            return _file_probe(source)
+        return _kafka_probe(source, config_file, timeout)
+    except PubsubError:
+        return None

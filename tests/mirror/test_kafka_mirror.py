@@ -160,3 +160,43 @@ def test_at_least_once_into_kafka(tmp_path: Path, kafka_url: str) -> None:
                        "--name", name)  # fmt: skip
     assert b"caught up (1 records forwarded)" in ok(again) + again.stderr
     assert_mirrored(consume_json(a, topic), consume_json(kafka_url, topic))
+
+
+def test_status_of_a_kafka_destination(tmp_path: Path, kafka_url: str) -> None:
+    a = tmp_path / "a.db"
+    topic, name, other = unique("st"), unique("status"), unique("other")
+    make_file_source(a, topic, partitions=2, count=10)
+    ok(run_pubsub("mirror", str(a), kafka_url, topic, "--once", "--name", name))
+    ok(run_pubsub("mirror", str(a), kafka_url, topic, "--once", "--name", other, "--prefix", "o."))
+    with Broker(a) as broker:
+        broker.produce(topic, "more", partition=0)
+        broker.produce(topic, "and more", partition=0)
+    rows = [
+        json.loads(line)
+        for line in ok(run_pubsub("mirror", "status", kafka_url, "--name", name)).splitlines()
+    ]
+    # The positions the mirror's transactions committed, against the source's end now.
+    assert [(r["mirror"], r["role"], r["topic"], r["partition"]) for r in rows] == [
+        (name, "destination", topic, 0),
+        (name, "destination", topic, 1),
+    ]
+    assert [(r["source_end"], r["forwarded"], r["lag"], r["state"]) for r in rows] == [
+        (7, 5, 2, "behind"),
+        (5, 5, 0, "caught up"),
+    ]
+    assert rows[0]["peer"] == str(a.resolve())
+    assert rows[0]["lag_seconds"] > 0 and rows[1]["lag_seconds"] == 0
+    assert all(r["last_forwarded_ms"] > 0 and r["skipped"] == 0 for r in rows)
+    every = [
+        json.loads(line) for line in ok(run_pubsub("mirror", "status", kafka_url)).splitlines()
+    ]
+    assert {name, other} <= {r["mirror"] for r in every}
+    missing = run_pubsub("mirror", "status", kafka_url, "--name", "nope")
+    assert missing.returncode == 3 and b"error: no mirror named 'nope'" in missing.stderr
+    # Caught up again: no lag.
+    ok(run_pubsub("mirror", str(a), kafka_url, topic, "--once", "--name", name))
+    rows = [
+        json.loads(line)
+        for line in ok(run_pubsub("mirror", "status", kafka_url, "--name", name)).splitlines()
+    ]
+    assert [(r["forwarded"], r["lag"]) for r in rows] == [(7, 0), (5, 0)]

@@ -44,7 +44,9 @@ def _source(
     if direction.startswith("kafka"):
         source = kafka_url
         with pubsub.connect(source, timeout=20) as cluster:
-            cluster.create_topic(topic, PARTITIONS)
+            # The records carry timestamps of 2023: time retention would delete them
+            # whenever the broker's retention check runs (every five minutes).
+            cluster.create_topic(topic, PARTITIONS, {"retention.ms": "-1"})
 
         def produce(n: int) -> None:
             with pubsub.connect(source, timeout=20) as cluster:
