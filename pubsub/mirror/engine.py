@@ -566,15 +566,8 @@ class Mirror:
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="pubsub-mirror-commit")
             self._in_flight = (writes, self._executor.submit(finish))
             return True
-        try:
-            if writes:
-                self.sink.write(writes)
-        except FencedError:
-            raise
-        except RETRIABLE as exc:
-            return self._retry(writes, exc)
-        self._committed(writes)
-        return True
+        sink = self.sink
+        return self._outcome(writes, lambda: sink.write(writes) if writes else None)
 
     def _settle(self) -> bool:
         """Wait for the commit left in flight, if any; on its failure write that batch again
@@ -583,8 +576,13 @@ class Mirror:
             return True
         writes, future = self._in_flight
         self._in_flight = None
+        return self._outcome(writes, future.result)
+
+    def _outcome(self, writes: list[TopicWrite], commit: Callable[[], object]) -> bool:
+        """Run a batch's commit: on success count it forwarded, on a retriable failure write
+        it again (a fenced mirror stops)."""
         try:
-            future.result()
+            commit()
         except FencedError:
             raise
         except RETRIABLE as exc:

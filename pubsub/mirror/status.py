@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from pubsub.broker import Broker
 from pubsub.client import is_file
@@ -123,15 +123,21 @@ def _file_probe(path: str) -> tuple[_Probe, Callable[[], None]] | None:
     if not os.path.exists(path):
         return None
     broker = Broker(path, create=False)
+    return _probe(broker.watermarks, broker.fetch), broker.close
+
+
+def _probe(watermarks: Callable[[str], Any], fetch: Callable[..., Any]) -> _Probe:
+    """A source's end of a partition, and the timestamp of its record at ``offset`` (None at
+    the end), from its watermarks and a one-record fetch."""
 
     def probe(topic: str, partition: int, offset: int) -> tuple[int, int | None]:
-        start, end = broker.watermarks(topic)[partition]
+        start, end = watermarks(topic)[partition]
         if offset >= end:
             return end, None
-        first = broker.fetch(topic, partition, max(start, offset), max_records=1)
+        first = fetch(topic, partition, max(start, offset), max_records=1)
         return end, first[0].timestamp if first else None
 
-    return probe, broker.close
+    return probe
 
 
 def _kafka_probe(
@@ -140,15 +146,7 @@ def _kafka_probe(
     from pubsub.kafka.cluster import KafkaCluster
 
     cluster = KafkaCluster(url, config_file=config_file, timeout=timeout)
-
-    def probe(topic: str, partition: int, offset: int) -> tuple[int, int | None]:
-        start, end = cluster.settled_watermarks(topic)[partition]
-        if offset >= end:
-            return end, None
-        first = cluster.fetch(topic, partition, max(start, offset), max_records=1)
-        return end, first[0].timestamp if first else None
-
-    return probe, cluster.close
+    return _probe(cluster.settled_watermarks, cluster.fetch), cluster.close
 
 
 def kafka_mirror_status(

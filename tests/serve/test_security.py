@@ -41,6 +41,18 @@ from tests.serve.support import ServeProcess, closed_by_server, connect, request
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
+def sasl_ssl_options(users_file: Path, certs: Certificates) -> list[str]:
+    """``pubsub serve``'s options for SASL over TLS with the test users and certificates."""
+    return [
+        "--users",
+        str(users_file),
+        "--tls-cert",
+        str(certs.server.cert),
+        "--tls-key",
+        str(certs.server.key),
+    ]
+
+
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
     return make_certificates(tmp_path_factory.mktemp("certs"))
@@ -78,12 +90,7 @@ def sasl_ssl(
 ) -> Iterator[ServeProcess]:
     server = _server(
         tmp_path_factory.mktemp("sasl-ssl"),
-        "--users",
-        str(users_file),
-        "--tls-cert",
-        str(certs.server.cert),
-        "--tls-key",
-        str(certs.server.key),
+        *sasl_ssl_options(users_file, certs),
     )
     yield server
     server.kill()
@@ -662,12 +669,7 @@ def test_a_share_consumer_over_sasl_ssl_with_acls(
     )
     server = _server(
         tmp_path,
-        "--users",
-        str(users_file),
-        "--tls-cert",
-        str(certs.server.cert),
-        "--tls-key",
-        str(certs.server.key),
+        *sasl_ssl_options(users_file, certs),
         "--acl",
         str(rules),
     )
